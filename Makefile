@@ -1,0 +1,36 @@
+# Two commands matter: `make demo` and `make test`. Both build .venv first when needed.
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo demo-quick test test-all bench bench-mini venv clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/fewshot demo --out results/demo
+
+demo-quick: $(STAMP)
+	$(VENV)/bin/fewshot demo --quick --out /tmp/fewshot-demo-quick
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q -m ''
+
+bench: $(STAMP)
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+bench-mini: $(STAMP)
+	bash benchmarks/mini_imagenet.sh $(DATA_ROOT)
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,77 @@
+"""fewshot: fine-tune with SCHaNe and baselines, evaluate on few-shot episodes, compare with statistics.
+
+The public API is re-exported here and imported lazily, so ``import fewshot`` stays cheap
+(torch and timm load only when a name that needs them is first used).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    # episodes and evaluation
+    "Episodes": "fewshot.episodes",
+    "sample_episodes": "fewshot.episodes",
+    "load_episodes": "fewshot.episodes",
+    "CLASSIFIERS": "fewshot.classifiers",
+    "create_classifier": "fewshot.classifiers",
+    "list_classifiers": "fewshot.classifiers",
+    "LogisticRegression": "fewshot.classifiers",
+    "PrototypeClassifier": "fewshot.classifiers",
+    "SklearnLogisticRegression": "fewshot.classifiers",
+    "evaluate": "fewshot.evaluate",
+    "run_protocol": "fewshot.evaluate",
+    "load_features": "fewshot.evaluate",
+    "write_results": "fewshot.results",
+    "read_results": "fewshot.results",
+    # statistics and reporting
+    "confidence_interval": "fewshot.stats",
+    "summarize": "fewshot.stats",
+    "median_run": "fewshot.stats",
+    "paired_test": "fewshot.stats",
+    "holm": "fewshot.stats",
+    "compare": "fewshot.compare",
+    "render_table": "fewshot.tables",
+    "table_frame": "fewshot.tables",
+    "plot_results": "fewshot.plots",
+    "Protocol": "fewshot.protocol",
+    "load_protocol": "fewshot.protocol",
+    # objectives
+    "schane_loss": "fewshot.losses",
+    "supcon_loss": "fewshot.losses",
+    "simclr_loss": "fewshot.losses",
+    "hscl_loss": "fewshot.losses",
+    "Objective": "fewshot.losses",
+    "OBJECTIVES": "fewshot.losses",
+    "create_objective": "fewshot.losses",
+    # data, models, features, fine-tuning
+    "ImageSplit": "fewshot.data",
+    "load_split": "fewshot.data",
+    "class_names": "fewshot.data",
+    "list_datasets": "fewshot.data",
+    "check_split": "fewshot.data",
+    "create_backbone": "fewshot.models",
+    "extract_features": "fewshot.features",
+    "finetune": "fewshot.finetune",
+    "FinetuneConfig": "fewshot.finetune",
+    "RunResult": "fewshot.finetune",
+    "run_demo": "fewshot.demo",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fewshot' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

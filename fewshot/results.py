@@ -1,0 +1,99 @@
+"""The on-disk layout of an evaluation's results directory.
+
+``fewshot evaluate --out DIR`` writes::
+
+    DIR/per_episode.csv   one row per episode (columns: EPISODE_COLUMNS)
+    DIR/summary.csv       one row per (dataset, n_way, n_shot, seed): mean, std, ci95, n
+    DIR/episodes/*.npz    the sampled episodes (see fewshot.episodes.Episodes.save)
+    DIR/manifest.json     resolved config, versions, fingerprints and the method ``label``
+
+All files are written atomically; ``manifest.json`` is written last, so a directory without
+it is an interrupted run and :func:`read_results` refuses it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from fewshot._io import write_csv, write_json
+
+__all__ = ["EPISODE_COLUMNS", "Results", "write_results", "read_results"]
+
+#: Columns of ``per_episode.csv``, in order.
+EPISODE_COLUMNS: tuple[str, ...] = (
+    "dataset",
+    "split",
+    "n_way",
+    "n_shot",
+    "n_query",
+    "seed",
+    "episode",
+    "accuracy",
+    "classifier",
+    "features_fingerprint",
+    "episodes_fingerprint",
+)
+
+
+@dataclass(frozen=True)
+class Results:
+    """A results directory read back: per-episode rows, the manifest and its label."""
+
+    path: Path
+    episodes: pd.DataFrame
+    manifest: dict[str, Any]
+
+    @property
+    def label(self) -> str:
+        """The method's label: ``manifest["label"]``, else the directory name."""
+        return str(self.manifest.get("label") or self.path.name)
+
+
+def write_results(
+    out_dir: str | Path,
+    per_episode: pd.DataFrame,
+    summary: pd.DataFrame,
+    manifest: dict[str, Any],
+) -> Path:
+    """Write per-episode rows, the summary and (last) the manifest into ``out_dir``."""
+    out = Path(out_dir)
+    missing = [c for c in EPISODE_COLUMNS if c not in per_episode.columns]
+    if missing:
+        raise ValueError(f"per-episode results lack columns {missing}")
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(out / "per_episode.csv", per_episode.loc[:, list(EPISODE_COLUMNS)])
+    write_csv(out / "summary.csv", summary)
+    write_json(out / "manifest.json", manifest)
+    return out
+
+
+def read_results(path: str | Path) -> Results:
+    """Read a results directory written by :func:`write_results`.
+
+    Raises:
+        FileNotFoundError: ``path`` is missing, or has no ``manifest.json``/``per_episode.csv``
+            (an interrupted run).
+        ValueError: ``per_episode.csv`` lacks a required column.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"results directory not found: {path}")
+    manifest_path = path / "manifest.json"
+    table_path = path / "per_episode.csv"
+    for p in (manifest_path, table_path):
+        if not p.is_file():
+            raise FileNotFoundError(
+                f"{p} is missing: {path} is not a complete results directory "
+                "(written by `fewshot evaluate --out`)"
+            )
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    df = pd.read_csv(table_path)
+    missing = [c for c in EPISODE_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"{table_path} lacks columns {missing}")
+    return Results(path=path, episodes=df, manifest=manifest)
