@@ -22,9 +22,9 @@ _EXPORTS: dict[str, str] = {
     "LogisticRegression": "fewshot.classifiers",
     "PrototypeClassifier": "fewshot.classifiers",
     "SklearnLogisticRegression": "fewshot.classifiers",
-    "evaluate": "fewshot.evaluate",
-    "run_protocol": "fewshot.evaluate",
-    "load_features": "fewshot.evaluate",
+    "evaluate": "fewshot.evaluation",
+    "run_protocol": "fewshot.evaluation",
+    "load_features": "fewshot.evaluation",
     "write_results": "fewshot.results",
     "read_results": "fewshot.results",
     # statistics and reporting
@@ -33,7 +33,7 @@ _EXPORTS: dict[str, str] = {
     "median_run": "fewshot.stats",
     "paired_test": "fewshot.stats",
     "holm": "fewshot.stats",
-    "compare": "fewshot.compare",
+    "compare": "fewshot.comparison",
     "render_table": "fewshot.tables",
     "table_frame": "fewshot.tables",
     "plot_results": "fewshot.plots",
@@ -48,6 +48,8 @@ _EXPORTS: dict[str, str] = {
     "OBJECTIVES": "fewshot.losses",
     "create_objective": "fewshot.losses",
     # data, models, features, fine-tuning
+    "DATASETS": "fewshot.data",
+    "DataCheck": "fewshot.data",
     "ImageSplit": "fewshot.data",
     "load_split": "fewshot.data",
     "class_names": "fewshot.data",
@@ -55,9 +57,9 @@ _EXPORTS: dict[str, str] = {
     "check_split": "fewshot.data",
     "create_backbone": "fewshot.models",
     "extract_features": "fewshot.features",
-    "finetune": "fewshot.finetune",
-    "FinetuneConfig": "fewshot.finetune",
-    "RunResult": "fewshot.finetune",
+    "finetune": "fewshot.training",
+    "FinetuneConfig": "fewshot.training",
+    "RunResult": "fewshot.training",
     "run_demo": "fewshot.demo",
 }
 

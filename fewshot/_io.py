@@ -19,6 +19,7 @@ from typing import IO, Any
 import numpy as np
 
 __all__ = [
+    "atomic_dir",
     "atomic_write",
     "write_bytes",
     "write_text",
@@ -94,3 +95,30 @@ def sha256_arrays(*arrays: np.ndarray) -> str:
         h.update(f"{a.dtype.str}|{a.shape}|".encode())
         h.update(a.tobytes())
     return h.hexdigest()
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Build a directory under a temporary name; on success it replaces ``path`` in one rename.
+
+    An existing ``path`` is moved aside first and deleted only after the new directory is in
+    place, so at every moment ``path`` is either the old complete directory or the new one.
+    On error the temporary directory is removed and ``path`` is left untouched.
+    """
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if path.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+        os.replace(path, old / path.name)
+    os.replace(tmp, path)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,85 @@
+"""``fewshot data``: list the registered benchmarks, print class lists, check a data root.
+
+Exit status of ``fewshot data check``: 0 when every split checked is complete or a consistent
+subset (fewer images per class, the same number in every class); 1 when a split has missing or
+extra classes, a wrong class count, or no files under the root; 2 when it cannot check
+(unknown dataset or split, missing root, no recognisable layout, unreadable file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["register", "run_list", "run_classes", "run_check"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "data",
+        help="list benchmarks, print class lists, check a dataset on disk",
+        description="Inspect the registered few-shot benchmarks and check data on disk "
+        "against their canonical class lists.",
+    )
+    actions = p.add_subparsers(dest="data_command", metavar="ACTION")
+    p.set_defaults(func=lambda args: _usage(p))
+
+    q = actions.add_parser("list", help="datasets, their splits, class counts and layouts")
+    q.set_defaults(func=run_list)
+
+    q = actions.add_parser("classes", help="the class list of a split, one per line (label order)")
+    q.add_argument("name", help="dataset name (see `fewshot data list`)")
+    q.add_argument("split", help="train, val or test")
+    q.set_defaults(func=run_classes)
+
+    q = actions.add_parser(
+        "check",
+        help="verify class lists and per-class counts under a data root",
+        description="Verify the class list and per-class image counts of every split (or one) "
+        "and print what differs. Exit 0: complete or a consistent subset; 1: missing/extra "
+        "classes, wrong counts or an absent split; 2: cannot check.",
+    )
+    q.add_argument("name", help="dataset name (see `fewshot data list`)")
+    q.add_argument("--root", "--data-root", dest="root", default=None,
+                   help="data root holding the dataset (not needed for digits)")
+    q.add_argument("--split", default=None, help="check only this split (default: all)")
+    q.add_argument("--csv", default=None, metavar="FILE",
+                   help="also write the per-class table (tidy CSV) to FILE")
+    q.set_defaults(func=run_check)
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return 2
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from fewshot.data import DATASETS, class_names, list_datasets
+
+    print(f"{'dataset':<16} {'classes per split':<28} {'per class':<10} layouts")
+    for name in list_datasets():
+        spec = DATASETS[name]
+        splits = ", ".join(f"{s} {len(class_names(name, s))}" for s in spec.splits)
+        per_class = "varies" if spec.images_per_class is None else str(spec.images_per_class)
+        layouts = ", ".join(layout.name for layout in spec.layouts)
+        print(f"{name:<16} {splits:<28} {per_class:<10} {layouts}")
+    return 0
+
+
+def run_classes(args: argparse.Namespace) -> int:
+    from fewshot.data import class_names
+
+    print("\n".join(class_names(args.name, args.split)))
+    return 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from fewshot.data import check_split
+
+    report = check_split(args.name, args.root, split=args.split)
+    print(report.to_text())
+    if args.csv:
+        from fewshot._io import write_csv
+
+        write_csv(args.csv, report.classes)
+    return report.exit_code

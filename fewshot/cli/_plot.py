@@ -1,0 +1,31 @@
+"""``fewshot plot``: accuracy with 95% CI error bars, one panel per dataset and shot."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "plot",
+        help="plot accuracy ± 95%% CI per method",
+        description="Plot each method's median run (mean accuracy ± 95% CI; band: range of "
+        "run means), one panel per dataset and shot. Headless; PNG or PDF.",
+    )
+    p.add_argument(
+        "results", nargs="+", metavar="RESULTS",
+        help="results directories written by `fewshot evaluate --out`",
+    )
+    p.add_argument(
+        "--order", nargs="+", metavar="LABEL", help="method labels, top to bottom (others follow)"
+    )
+    p.add_argument("--out", metavar="FILE.png|pdf", required=True, help="figure to write (.png or .pdf)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from fewshot.plots import plot_results
+
+    out = plot_results(args.results, args.out, order=args.order)
+    print(f"wrote {out}")
+    return 0

@@ -1,0 +1,361 @@
+"""Score frozen features on few-shot episodes.
+
+:func:`evaluate` returns one accuracy per episode; :func:`run_protocol` runs the standard
+protocol (shots x seeds) and returns a tidy table, one row per episode, with the fingerprints
+that let later comparisons check they pair identical tasks on identical features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from fewshot._io import sha256_arrays
+from fewshot.classifiers import EpisodeClassifier, create_classifier
+from fewshot.episodes import Episodes, check_sizes, sample_episodes
+from fewshot.results import EPISODE_COLUMNS
+
+__all__ = ["FeatureSet", "load_features", "evaluate", "run_protocol", "resolve_device"]
+
+
+@dataclass(frozen=True, eq=False)
+class FeatureSet:
+    """Frozen features of one split, as read from a features ``.npz`` file.
+
+    Attributes:
+        features: ``(N, d)`` float32 or float64.
+        labels: ``(N,)`` int64.
+        class_names: names of the classes (label order), or empty.
+        dataset, split: what the features are of (``"custom"``/``"test"`` when unrecorded).
+        fingerprint: SHA-256 of ``features`` and ``labels``.
+        path: the file read, if any.
+    """
+
+    features: np.ndarray
+    labels: np.ndarray
+    class_names: list[str] = field(default_factory=list)
+    dataset: str = "custom"
+    split: str = "test"
+    path: Path | None = None
+    fingerprint: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        features, labels = _validate_features(self.features, self.labels, str(self.path or "features"))
+        object.__setattr__(self, "features", features)
+        object.__setattr__(self, "labels", labels)
+        object.__setattr__(self, "fingerprint", sha256_arrays(features, labels))
+
+
+def _validate_features(features: Any, labels: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
+    X = np.asarray(features)
+    y = np.asarray(labels)
+    if X.ndim != 2:
+        raise ValueError(f"{where}: features must be a 2-D array (N, d), got shape {X.shape}")
+    if not np.issubdtype(X.dtype, np.floating):
+        raise ValueError(f"{where}: features must be floating point, got dtype {X.dtype}")
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"{where}: features are empty, shape {X.shape}")
+    if y.ndim != 1:
+        raise ValueError(f"{where}: labels must be a 1-D array, got shape {y.shape}")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"{where}: labels must be integers, got dtype {y.dtype}")
+    if y.shape[0] != X.shape[0]:
+        raise ValueError(f"{where}: {y.shape[0]} labels for {X.shape[0]} feature rows")
+    if X.dtype not in (np.float32, np.float64):
+        X = X.astype(np.float32)
+    bad = ~np.isfinite(X).all(axis=1)
+    if bad.any():
+        raise ValueError(
+            f"{where}: features contain NaN or Inf in {int(bad.sum())} row(s), first at row {int(np.argmax(bad))}"
+        )
+    return np.ascontiguousarray(X), y.astype(np.int64)
+
+
+def load_features(path: str | Path) -> FeatureSet:
+    """Read a features file: ``.npz`` with ``features`` ``(N, d)`` float and ``labels`` ``(N,)`` int.
+
+    Optional keys: ``class_names`` (strings), ``dataset``, ``split``.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: unreadable file, missing keys, NaN/Inf, wrong shapes or dtypes.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"features file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            keys = set(z.files)
+            missing = [k for k in ("features", "labels") if k not in keys]
+            if missing:
+                raise ValueError(f"{path}: missing key(s) {missing}; found {sorted(keys)}")
+            features, labels = z["features"], z["labels"]
+            names = [str(c) for c in z["class_names"]] if "class_names" in keys else []
+            dataset = str(z["dataset"]) if "dataset" in keys else "custom"
+            split = str(z["split"]) if "split" in keys else "test"
+    except ValueError as exc:
+        if str(exc).startswith(str(path)):
+            raise
+        raise ValueError(f"{path}: not a readable .npz features file ({exc})") from None
+    except (OSError, EOFError) as exc:
+        raise ValueError(f"{path}: not a readable .npz features file ({exc})") from None
+    return FeatureSet(features, labels, names, dataset, split, path)
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None`` means CUDA when available, else CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"invalid device {device!r}; expected e.g. 'cpu' or 'cuda:0'") from None
+
+
+def _check_episodes_match(labels: np.ndarray, episodes: Episodes) -> None:
+    n = labels.shape[0]
+    for name in ("support", "query"):
+        idx = getattr(episodes, name)
+        if idx.size and (idx.min() < 0 or idx.max() >= n):
+            raise ValueError(f"episodes index item {int(idx.max())} but there are only {n} labels")
+    expected = np.repeat(episodes.classes, episodes.n_shot, axis=1)
+    if not np.array_equal(labels[episodes.support], expected):
+        raise ValueError("episodes do not match these labels (were they sampled from another features file?)")
+
+
+def evaluate(
+    features: np.ndarray | torch.Tensor,
+    labels: np.ndarray,
+    episodes: Episodes,
+    classifier: str | EpisodeClassifier = "logreg",
+    device: str | torch.device | None = None,
+    batch_size: int = 500,
+    progress: bool | None = False,
+    **classifier_kwargs: Any,
+) -> np.ndarray:
+    """Per-episode accuracy of a classifier fitted on each episode's support set.
+
+    Args:
+        features: ``(N, d)`` frozen features.
+        labels: ``(N,)`` integer labels (used to check that ``episodes`` belong to them).
+        episodes: from :func:`fewshot.episodes.sample_episodes` on ``labels``.
+        classifier: a registry name (``"logreg"``, ``"logreg-sklearn"``, ``"prototype"``) or an
+            object with ``fit(support (E, n, d), labels (n,))`` and ``predict(query (E, m, d))``.
+        device: torch device; ``None`` = CUDA when available, else CPU.
+        batch_size: episodes fitted together (bounds memory: about
+            ``batch_size * n_way * (n_shot + n_query) * d`` feature values at once).
+        progress: show a tqdm bar (``None``: only on a terminal).
+        **classifier_kwargs: passed to the registry's constructor (e.g. ``C=0.5``).
+
+    Returns:
+        ``(E,)`` float64 accuracies in ``[0, 1]``.
+
+    Raises:
+        ValueError: malformed features/labels, or episodes that do not index these labels.
+    """
+    X, y = _validate_features(features.cpu().numpy() if isinstance(features, torch.Tensor) else features, labels, "features")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    _check_episodes_match(y, episodes)
+    dev = resolve_device(device)
+    clf = create_classifier(classifier, **classifier_kwargs) if isinstance(classifier, str) else classifier
+    if hasattr(clf, "device") and getattr(clf, "device", None) is None:
+        clf.device = dev  # type: ignore[attr-defined]
+
+    feats = torch.from_numpy(X).to(dev)
+    support_idx = torch.from_numpy(episodes.support.copy()).to(dev)
+    query_idx = torch.from_numpy(episodes.query.copy()).to(dev)
+    support_labels = torch.from_numpy(episodes.support_labels).to(dev)
+    query_labels = torch.from_numpy(episodes.query_labels)
+    E, d = len(episodes), X.shape[1]
+    ns, nq = support_idx.shape[1], query_idx.shape[1]
+    # reused gather buffers: fresh multi-MB allocations per batch cost more than the solve
+    sbuf = torch.empty(min(batch_size, E) * ns, d, dtype=feats.dtype, device=dev)
+    qbuf = torch.empty(min(batch_size, E) * nq, d, dtype=feats.dtype, device=dev)
+    acc = np.empty(E, dtype=np.float64)
+    bar = tqdm(total=E, desc="episodes", unit="ep", disable=(not progress) if progress is not None else None, leave=False)
+    with torch.no_grad():
+        for lo in range(0, E, batch_size):
+            hi = min(E, lo + batch_size)
+            b = hi - lo
+            s = torch.index_select(feats, 0, support_idx[lo:hi].reshape(-1), out=sbuf[: b * ns]).view(b, ns, d)
+            q = torch.index_select(feats, 0, query_idx[lo:hi].reshape(-1), out=qbuf[: b * nq]).view(b, nq, d)
+            pred = np.asarray(clf.fit(s, support_labels).predict(q))
+            acc[lo:hi] = (pred == query_labels.numpy()).mean(axis=1)
+            bar.update(b)
+    bar.close()
+    return acc
+
+
+def run_protocol(
+    features: FeatureSet | np.ndarray,
+    labels: np.ndarray | None = None,
+    *,
+    dataset: str | None = None,
+    split: str | None = None,
+    n_way: int = 5,
+    shots: Sequence[int] = (1, 5),
+    n_query: int = 15,
+    n_episodes: int = 3000,
+    seeds: Sequence[int] = (0, 1, 2),
+    classifier: str = "logreg",
+    classifier_kwargs: dict[str, Any] | None = None,
+    device: str | torch.device | None = None,
+    episodes_dir: str | Path | None = None,
+    progress: bool | None = None,
+) -> pd.DataFrame:
+    """Evaluate every (shot, seed) of the protocol; one row per episode.
+
+    Args:
+        features: a :class:`FeatureSet` (then ``labels`` must be None) or an ``(N, d)`` array.
+        labels: ``(N,)`` integer labels when ``features`` is an array.
+        dataset, split: recorded in every row (default: from the FeatureSet, else
+            ``"custom"``/``"test"``).
+        n_way, shots, n_query, n_episodes, seeds: the protocol (defaults: 5-way, 1 and 5 shots,
+            15 queries, 3,000 episodes, seeds 0, 1, 2).
+        classifier, classifier_kwargs: see :func:`evaluate`.
+        episodes_dir: if given, every sampled :class:`Episodes` is saved there as
+            ``{n_way}way-{shot}shot-{n_query}query-seed{seed}.npz``.
+
+    Returns:
+        DataFrame with columns :data:`fewshot.results.EPISODE_COLUMNS`.
+
+    Raises:
+        ValueError: bad sizes or features (see :func:`evaluate` and
+            :func:`fewshot.episodes.sample_episodes`); all checks run before any work.
+    """
+    if isinstance(features, FeatureSet):
+        if labels is not None:
+            raise ValueError("pass labels only with a features array, not with a FeatureSet")
+        fs = features
+    else:
+        if labels is None:
+            raise ValueError("labels are required when features is an array")
+        fs = FeatureSet(np.asarray(features), np.asarray(labels))
+    dataset = dataset or fs.dataset
+    split = split or fs.split
+    shots = [int(s) for s in shots] if not isinstance(shots, (int, np.integer)) else [int(shots)]
+    seeds = [int(s) for s in seeds] if not isinstance(seeds, (int, np.integer)) else [int(seeds)]
+    if not shots or not seeds:
+        raise ValueError("shots and seeds must each list at least one value")
+    for shot in shots:
+        check_sizes(n_way, shot, n_query, n_episodes)
+    clf_kwargs = dict(classifier_kwargs or {})
+    create_classifier(classifier, **clf_kwargs)  # validate the name and arguments up front
+    # sample everything first: any size problem surfaces before minutes of work
+    jobs = [(shot, seed, sample_episodes(fs.labels, n_way, shot, n_query, n_episodes, seed)) for shot in shots for seed in seeds]
+
+    frames = []
+    for shot, seed, episodes in tqdm(jobs, desc=f"{dataset} {n_way}-way", unit="run", disable=(not progress) if progress is not None else None):
+        if episodes_dir is not None:
+            episodes.save(Path(episodes_dir) / f"{n_way}way-{shot}shot-{n_query}query-seed{seed}.npz")
+        acc = evaluate(fs.features, fs.labels, episodes, classifier, device=device, **clf_kwargs)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "dataset": dataset,
+                    "split": split,
+                    "n_way": n_way,
+                    "n_shot": shot,
+                    "n_query": n_query,
+                    "seed": seed,
+                    "episode": np.arange(episodes.start, episodes.start + len(episodes), dtype=np.int64),
+                    "accuracy": acc,
+                    "classifier": classifier,
+                    "features_fingerprint": fs.fingerprint,
+                    "episodes_fingerprint": episodes.fingerprint,
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True).loc[:, list(EPISODE_COLUMNS)]
+
+
+def evaluate_to_directory(
+    features_path: str | Path,
+    out_dir: str | Path,
+    protocol: Any = None,
+    *,
+    classifier: str = "logreg",
+    classifier_kwargs: dict[str, Any] | None = None,
+    label: str | None = None,
+    device: str | torch.device | None = None,
+    progress: bool | None = None,
+) -> Any:
+    """Run a protocol on a features file and write a results directory (what the CLI does).
+
+    Everything is validated and computed first; the directory (per-episode CSV, summary CSV,
+    episode files, ``manifest.json``) is then written under a temporary name and renamed into
+    place, so bad input writes nothing and an interrupted run leaves no partial results.
+
+    Args:
+        features_path: a features ``.npz`` (see :func:`load_features`).
+        out_dir: the results directory (replaced if it exists).
+        protocol: a :class:`fewshot.protocol.Protocol` (default: the papers' protocol).
+            ``protocol.dataset``/``split`` of None take the features file's; a protocol naming a
+            different dataset than the file records is refused.
+        classifier, classifier_kwargs, device: see :func:`evaluate`.
+        label: the method's label in tables (default: the directory name).
+
+    Returns:
+        The written :class:`fewshot.results.Results`.
+    """
+    from fewshot._io import atomic_dir
+    from fewshot._manifest import make_manifest
+    from fewshot.protocol import Protocol
+    from fewshot.results import read_results, write_results
+    from fewshot.stats import summarize
+
+    protocol = protocol or Protocol()
+    fs = load_features(features_path)
+    if protocol.dataset and fs.dataset not in ("custom", protocol.dataset):
+        raise ValueError(
+            f"{features_path} holds features of dataset {fs.dataset!r} but the protocol is for "
+            f"{protocol.dataset!r}"
+        )
+    out = Path(out_dir)
+    with atomic_dir(out) as tmp:
+        df = run_protocol(
+            fs,
+            dataset=protocol.dataset,
+            split=protocol.split,
+            n_way=protocol.ways,
+            shots=protocol.shots,
+            n_query=protocol.queries,
+            n_episodes=protocol.episodes,
+            seeds=protocol.seeds,
+            classifier=classifier,
+            classifier_kwargs=classifier_kwargs,
+            device=device,
+            episodes_dir=tmp / "episodes",
+            progress=progress,
+        )
+        episode_files = {f.name: _fingerprint_of(f) for f in sorted((tmp / "episodes").glob("*.npz"))}
+        config = {
+            **protocol.to_dict(),
+            "dataset": str(df.dataset.iloc[0]),
+            "split": str(df.split.iloc[0]),
+            "classifier": classifier,
+            "classifier_kwargs": dict(classifier_kwargs or {}),
+        }
+        manifest = make_manifest(
+            "evaluate",
+            config,
+            label=label or out.name,
+            features={"path": str(features_path), "fingerprint": fs.fingerprint, "n": int(fs.labels.size), "dim": int(fs.features.shape[1])},
+            episodes=episode_files,
+            protocol_file={"path": protocol.path, "sha256": protocol.sha256} if protocol.path else None,
+        )
+        write_results(tmp, df, summarize(df), manifest)
+    return read_results(out)
+
+
+def _fingerprint_of(path: Path) -> str:
+    with np.load(path, allow_pickle=False) as z:
+        return str(z["fingerprint"])

@@ -1,0 +1,85 @@
+"""Benchmark protocol files (``episodes/*.toml``).
+
+A protocol fixes everything about an evaluation that does not depend on the features::
+
+    dataset = "mini-imagenet"   # registry name
+    split = "test"
+    ways = 5
+    shots = [1, 5]
+    queries = 15
+    episodes = 3000
+    seeds = [0, 1, 2]
+
+Every method scored with one protocol file sees the same episodes (given the same labels).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from fewshot._io import sha256_file
+
+__all__ = ["Protocol", "load_protocol"]
+
+_KEYS = {"dataset", "split", "ways", "shots", "queries", "episodes", "seeds"}
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """A few-shot evaluation protocol (defaults: the papers' 5-way, 1/5-shot, 15 queries,
+    3,000 episodes, seeds 0, 1, 2). ``dataset``/``split`` None: taken from the features file."""
+
+    dataset: str | None = None
+    split: str | None = None
+    ways: int = 5
+    shots: tuple[int, ...] = (1, 5)
+    queries: int = 15
+    episodes: int = 3000
+    seeds: tuple[int, ...] = (0, 1, 2)
+    path: str | None = None
+    sha256: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("ways", "queries", "episodes"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"protocol {name} must be a positive integer, got {v!r}")
+        for name in ("shots", "seeds"):
+            v = getattr(self, name)
+            v = (v,) if isinstance(v, int) else tuple(v)
+            low = 1 if name == "shots" else 0
+            if not v or any(isinstance(x, bool) or not isinstance(x, int) or x < low for x in v):
+                raise ValueError(f"protocol {name} must be a non-empty list of integers >= {low}, got {v!r}")
+            object.__setattr__(self, name, v)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (for manifests)."""
+        d = asdict(self)
+        d["shots"], d["seeds"] = list(self.shots), list(self.seeds)
+        return d
+
+
+def load_protocol(path: str | Path) -> Protocol:
+    """Read a protocol TOML file; its SHA-256 is recorded in the returned :class:`Protocol`.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: invalid TOML, unknown keys or bad values.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"protocol file not found: {path}")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: invalid TOML ({exc})") from None
+    unknown = set(data) - _KEYS
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) {sorted(unknown)}; expected {sorted(_KEYS)}")
+    try:
+        return Protocol(**data, path=str(path), sha256=sha256_file(path))
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None

@@ -1,0 +1,528 @@
+"""The paper's Table 1: median-run accuracy ± 95% CI per method, dataset and shot.
+
+Two steps, so the numbers stay tidy until the last moment:
+
+1. :func:`table_frame` computes one row per cell (method × dataset × shot) with raw numbers:
+   the median run's mean and half-width (percent), Holm-corrected p against the baseline,
+   ``significant``, ``best``, ``quoted``.
+2. :func:`render_table` formats such a frame as Markdown, LaTeX (booktabs) or CSV.
+
+Layout: rows are methods (quoted rows first, in file order, then results in input order,
+unless ``order`` says otherwise); columns are dataset × shot with the datasets in the order
+CIFAR-FS, FC100, miniImageNet, tieredImageNet, then any other dataset in first-seen order.
+A cell reads ``87.00±0.70``; the best value of a column (compared at the two decimals
+shown; ties all bold) is bold; ``†`` marks a method significantly better than the baseline
+after Holm correction at ``alpha``; ``‡`` marks a quoted (published, not re-run) row;
+a missing cell shows ``–``.
+
+Quoted results (``quoted=``) are a CSV file (or DataFrame) with the columns
+
+    method, dataset, n_shot, mean, half_width
+
+in **percent**, one row per published number; ``n_way`` is optional (default 5),
+``half_width`` may be empty (the cell then shows the mean alone), other columns are
+ignored. ``dataset`` takes the registry name (``mini-imagenet``) or the display name
+(``miniImageNet``). Quoted rows never get a significance mark (their episodes are not ours
+to pair), but they do compete for bold: a published number that beats ours must not be
+hidden by the typography.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fewshot.comparison import Method, _compare_methods, load_methods
+from fewshot.results import Results
+from fewshot.stats import median_run, summarize
+
+__all__ = [
+    "DATASET_ORDER",
+    "DATASET_DISPLAY",
+    "TABLE_COLUMNS",
+    "QUOTED_COLUMNS",
+    "dataset_display",
+    "median_cells",
+    "read_quoted",
+    "table_frame",
+    "render_table",
+]
+
+#: Registry names of the paper's benchmarks, in table order; other datasets follow.
+DATASET_ORDER: tuple[str, ...] = ("cifar-fs", "fc100", "mini-imagenet", "tiered-imagenet")
+#: Display names used in table headers and plot titles.
+DATASET_DISPLAY: dict[str, str] = {
+    "cifar-fs": "CIFAR-FS",
+    "fc100": "FC100",
+    "mini-imagenet": "miniImageNet",
+    "tiered-imagenet": "tieredImageNet",
+}
+
+#: Columns of :func:`table_frame`. Accuracies (``mean``, ``half_width``, ``run_mean_min``,
+#: ``run_mean_max``) are in **percent**.
+#:
+#: ==================  =====================================================================
+#: method              row label (results label or quoted method name)
+#: quoted              True for a published number read from ``quoted``
+#: dataset             registry name (``cifar-fs``, ...)
+#: n_way, n_shot       episode shape of the column
+#: mean, half_width    the median run's mean accuracy and its 95% CI half-width (percent)
+#: seed                the median run's seed (NA for quoted rows)
+#: n_runs              runs (seeds) the median is taken over
+#: n_episodes          episodes per run
+#: n_query             query images per class
+#: run_mean_min/max    smallest / largest run mean (between-run spread, percent)
+#: p_holm              Holm-adjusted p against the baseline (NaN for baseline, quoted rows)
+#: significant         p_holm < alpha and the method's pooled mean beats the baseline's
+#: best                the (rounded) mean is the largest of its column
+#: baseline            the baseline's label
+#: test, alpha         the paired test (``t`` or ``wilcoxon``) and the significance level
+#: ==================  =====================================================================
+TABLE_COLUMNS: tuple[str, ...] = (
+    "method",
+    "quoted",
+    "dataset",
+    "n_way",
+    "n_shot",
+    "mean",
+    "half_width",
+    "seed",
+    "n_runs",
+    "n_episodes",
+    "n_query",
+    "run_mean_min",
+    "run_mean_max",
+    "p_holm",
+    "significant",
+    "best",
+    "baseline",
+    "test",
+    "alpha",
+)
+
+#: Required columns of a quoted-results CSV (percent); ``n_way`` is optional.
+QUOTED_COLUMNS: tuple[str, ...] = ("method", "dataset", "n_shot", "mean", "half_width")
+
+_FORMATS = ("md", "latex", "csv")
+_INT_COLUMNS = ("seed", "n_runs", "n_episodes", "n_query")
+_MISSING = "–"
+_DAGGER = "†"
+_DDAGGER = "‡"
+
+
+def _squash(name: str) -> str:
+    return re.sub(r"[^0-9a-z]", "", name.lower())
+
+
+_ALIASES = {_squash(k): k for k in DATASET_ORDER} | {
+    _squash(v): k for k, v in DATASET_DISPLAY.items()
+}
+
+
+def _canonical_dataset(name: str) -> str:
+    return _ALIASES.get(_squash(str(name)), str(name))
+
+
+def dataset_display(name: str) -> str:
+    """Display name of a dataset (``mini-imagenet`` → ``miniImageNet``; others unchanged)."""
+    return DATASET_DISPLAY.get(_canonical_dataset(name), str(name))
+
+
+def _dataset_rank(datasets: Sequence[str]) -> dict[str, int]:
+    """Table order: the paper's four benchmarks, then the others in first-seen order."""
+    rank = {d: i for i, d in enumerate(DATASET_ORDER)}
+    for d in datasets:
+        if d not in rank:
+            rank[d] = len(rank)
+    return rank
+
+
+def median_cells(methods: Sequence[Method]) -> pd.DataFrame:
+    """Median-run cells of re-run methods (percent), one row per (method, dataset, way, shot).
+
+    Raises:
+        ValueError: a method holds one dataset/way/shot under several splits or query sizes.
+    """
+    frames = []
+    for m in methods:
+        df = m.episodes.drop(columns=["classifier"])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            med = median_run(summarize(df))
+        for w in caught:  # name the method in median_run's single-run warning
+            warnings.warn(f"{m.label!r}: {w.message}", w.category, stacklevel=3)
+        dup = med.duplicated(["dataset", "n_way", "n_shot"])
+        if dup.any():
+            row = med.loc[dup].iloc[0]
+            raise ValueError(
+                f"{m.label!r} holds {row['dataset']} {row['n_way']}-way {row['n_shot']}-shot under "
+                "several splits or query sizes; give them distinct labels"
+            )
+        frames.append(
+            pd.DataFrame(
+                {
+                    "method": m.label,
+                    "quoted": False,
+                    "dataset": med["dataset"].astype(str),
+                    "n_way": med["n_way"].astype("int64"),
+                    "n_shot": med["n_shot"].astype("int64"),
+                    "mean": 100.0 * med["mean"],
+                    "half_width": 100.0 * med["ci95"],
+                    "seed": med["seed"],
+                    "n_runs": med["n_runs"],
+                    "n_episodes": med["n"],
+                    "n_query": med["n_query"],
+                    "run_mean_min": 100.0 * med["run_mean_min"],
+                    "run_mean_max": 100.0 * med["run_mean_max"],
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def read_quoted(quoted: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
+    """Read and validate quoted (published) results; see the module docstring for the format.
+
+    Returns:
+        A frame with ``method, quoted, dataset, n_way, n_shot, mean, half_width`` (percent),
+        datasets mapped to registry names.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: missing columns, non-numeric or out-of-range values, duplicate cells.
+    """
+    if isinstance(quoted, pd.DataFrame):
+        df, where = quoted.copy(), "quoted results"
+    else:
+        if not os.path.isfile(quoted):
+            raise FileNotFoundError(f"quoted results file not found: {quoted}")
+        df, where = pd.read_csv(quoted, dtype={"method": str, "dataset": str}), str(quoted)
+    missing = [c for c in QUOTED_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(
+            f"{where} lacks columns {missing}; expected {list(QUOTED_COLUMNS)} (percent)"
+        )
+    if "n_way" not in df.columns:
+        df["n_way"] = 5
+    if df["method"].isna().any() or df["dataset"].isna().any():
+        raise ValueError(f"{where} has rows without a method or dataset")
+    out = pd.DataFrame({"method": df["method"].astype(str).str.strip(), "quoted": True})
+    out["dataset"] = [_canonical_dataset(d) for d in df["dataset"].astype(str).str.strip()]
+    for col in ("n_way", "n_shot", "mean", "half_width"):
+        values = pd.to_numeric(df[col], errors="coerce")
+        bad = values.isna() & df[col].notna()
+        if bad.any() or (col != "half_width" and values.isna().any()):
+            first = df[col][values.isna()].iloc[0]
+            raise ValueError(f"{where}: column {col!r} needs numbers, got {first!r}")
+        out[col] = values.astype("int64" if col in ("n_way", "n_shot") else np.float64)
+    bad = out[(out["mean"] < 0) | (out["mean"] > 100) | (out["half_width"] < 0)]
+    if len(bad):
+        raise ValueError(
+            f"{where}: mean must be a percentage in [0, 100] and half_width >= 0, got "
+            f"mean={bad['mean'].iloc[0]}, half_width={bad['half_width'].iloc[0]} "
+            f"for {bad['method'].iloc[0]!r}"
+        )
+    dup = out.duplicated(["method", "dataset", "n_way", "n_shot"])
+    if dup.any():
+        r = out[dup].iloc[0]
+        raise ValueError(
+            f"{where} lists {r['method']!r} on {r['dataset']} {r['n_shot']}-shot twice"
+        )
+    return out
+
+
+def table_frame(
+    results: Sequence[Results | str | os.PathLike],
+    baseline: str | None = None,
+    order: Sequence[str] | None = None,
+    alpha: float = 0.01,
+    test: str = "t",
+    quoted: str | os.PathLike | pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """The cells of Table 1 as a tidy DataFrame with raw numbers.
+
+    Each re-run cell is the median run (:func:`fewshot.stats.median_run`) of that method on
+    that dataset and shot. Significance comes from :func:`fewshot.comparison.compare`'s
+    machinery: paired ``test`` on the pooled episodes of all seeds, Holm-corrected across
+    every comparison in the table; a method is marked when ``p_holm < alpha`` and its mean
+    beats the baseline's. A dataset the baseline lacks gets no marks.
+
+    Args:
+        results: results directories or :class:`~fewshot.results.Results`; one row per
+            label (directories sharing a label are merged, e.g. one per dataset).
+        baseline: label of the baseline; default: the first results' label.
+        order: row labels (results labels and quoted method names) in display order; rows
+            not named follow in the default order (quoted rows first, then input order).
+        alpha: significance level, in (0, 1); default 0.01.
+        test: ``"t"`` (default) or ``"wilcoxon"``.
+        quoted: published results, a CSV path or DataFrame (see the module docstring).
+
+    Returns:
+        A DataFrame with columns :data:`TABLE_COLUMNS`, rows ordered by method, then dataset
+        (table order), n_way, n_shot. Missing cells have no row.
+
+    Raises:
+        ValueError: an unknown baseline or ``order`` label, a quoted method named like a
+            results label, malformed quoted results, or any refusal of
+            :func:`~fewshot.comparison.compare` (episodes that do not pair).
+    """
+    if isinstance(results, (str, os.PathLike, Results)):
+        results = [results]
+    methods = load_methods(results)
+    labels = [m.label for m in methods]
+    if baseline is None:
+        baseline = labels[0]
+    if baseline not in labels:
+        raise ValueError(f"unknown baseline {baseline!r}; the labels are {labels}")
+    cells = median_cells(methods)
+    # with a single method this only validates test and alpha (no comparison rows)
+    cmp = _compare_methods(methods, baseline, test, alpha, require_overlap=False)
+    cells = cells.merge(
+        cmp[["method", "dataset", "n_way", "n_shot", "p_holm", "significant"]],
+        on=["method", "dataset", "n_way", "n_shot"],
+        how="left",
+    )
+    cells["significant"] = cells["significant"].fillna(False).astype(bool)
+
+    default_order: list[str] = []
+    if quoted is not None:
+        q = read_quoted(quoted)
+        clash = sorted(set(q["method"]) & set(labels))
+        if clash:
+            raise ValueError(
+                f"quoted method {clash[0]!r} has the same name as a results label; rename one"
+            )
+        q["p_holm"] = np.nan
+        q["significant"] = False
+        default_order += list(dict.fromkeys(q["method"]))
+        cells = pd.concat([q, cells], ignore_index=True)
+    default_order += labels
+    if order is not None:
+        order = [str(o) for o in order]
+        unknown = [o for o in order if o not in default_order]
+        if unknown:
+            raise ValueError(f"unknown label(s) {unknown} in order; the rows are {default_order}")
+        if len(set(order)) != len(order):
+            raise ValueError(f"order names a row twice: {order}")
+        default_order = order + [o for o in default_order if o not in order]
+
+    method_rank = {m: i for i, m in enumerate(default_order)}
+    dataset_rank = _dataset_rank(list(dict.fromkeys(cells["dataset"])))
+    cells = cells.assign(
+        _m=cells["method"].map(method_rank), _d=cells["dataset"].map(dataset_rank)
+    ).sort_values(["_m", "_d", "n_way", "n_shot"], kind="mergesort")
+    cells = cells.drop(columns=["_m", "_d"]).reset_index(drop=True)
+
+    shown = cells["mean"].map(lambda v: float(f"{v:.2f}"))  # exactly the precision displayed
+    col_best = shown.groupby([cells["dataset"], cells["n_way"], cells["n_shot"]]).transform("max")
+    cells["best"] = (shown == col_best).to_numpy()
+    cells["baseline"] = baseline
+    cells["test"] = test
+    cells["alpha"] = float(alpha)
+    for col in _INT_COLUMNS:
+        cells[col] = cells[col].astype("Int64")
+    cells["quoted"] = cells["quoted"].astype(bool)
+    return cells.loc[:, list(TABLE_COLUMNS)]
+
+
+# --------------------------------------------------------------------------- rendering
+
+_Column = tuple[str, int, int]  # (dataset, n_way, n_shot)
+
+
+def _values(series: pd.Series) -> str:
+    vals = sorted({int(v) for v in series.dropna()})
+    return "/".join(str(v) for v in vals) if vals else "?"
+
+
+def _note(frame: pd.DataFrame) -> list[str]:
+    """Footnote sentences (plain text) describing the protocol and the marks."""
+    ours = frame[~frame["quoted"]]
+    sentences = []
+    if len(ours):
+        sentences.append(
+            f"Accuracy (%) of the median of {_values(ours['n_runs'])} runs (seeds) "
+            f"± 95% confidence half-width over {_values(ours['n_episodes'])} episodes per run "
+            f"({_values(ours['n_way'])}-way, {_values(ours['n_query'])} queries per class)."
+        )
+    sentences.append("Bold: best in column (at the precision shown).")
+    n_tests = int(ours["p_holm"].notna().sum())
+    if n_tests:
+        if frame["test"].iloc[0] == "t":
+            name = "paired t-test"
+        else:
+            name = "Wilcoxon signed-rank test (zero_method zsplit)"
+        sentences.append(
+            f"{_DAGGER} significantly better than {frame['baseline'].iloc[0]}: {name} on the "
+            f"pooled episodes of all runs, Holm-corrected over {n_tests} comparisons, "
+            f"alpha = {float(frame['alpha'].iloc[0]):g}."
+        )
+    if frame["quoted"].any():
+        sentences.append(
+            f"{_DDAGGER} quoted from the publication, not re-run (no significance test)."
+        )
+    return sentences
+
+
+def _layout(frame: pd.DataFrame) -> tuple[list[str], list[_Column]]:
+    """Row labels in frame order; columns in table order."""
+    rows = list(dict.fromkeys(frame["method"]))
+    rank = _dataset_rank(list(dict.fromkeys(frame["dataset"])))
+    keys = zip(frame["dataset"], frame["n_way"], frame["n_shot"])
+    cols = sorted(
+        {(str(d), int(w), int(s)) for d, w, s in keys}, key=lambda c: (rank[c[0]], c[1], c[2])
+    )
+    return rows, cols
+
+
+class _Grid:
+    """Plain-text cells and marks of a table frame, shared by the Markdown and LaTeX writers."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.rows, self.cols = _layout(frame)
+        self.one_way = len({c[1] for c in self.cols}) <= 1
+        self.quoted = set(frame.loc[frame["quoted"], "method"])
+        self.cells = {
+            (r.method, r.dataset, int(r.n_way), int(r.n_shot)): r
+            for r in frame.itertuples(index=False)
+        }
+
+    def shot(self, col: _Column) -> str:
+        return f"{col[2]}-shot" if self.one_way else f"{col[1]}-way {col[2]}-shot"
+
+    def label(self, method: str) -> str:
+        return method + (f" {_DDAGGER}" if method in self.quoted else "")
+
+    def cell(self, method: str, col: _Column) -> tuple[str, bool, bool] | None:
+        """``(text, bold, dagger)``, or None for a missing cell."""
+        rec = self.cells.get((method, *col))
+        if rec is None or pd.isna(rec.mean):
+            return None
+        text = f"{rec.mean:.2f}" + (f"±{rec.half_width:.2f}" if pd.notna(rec.half_width) else "")
+        return text, bool(rec.best), bool(rec.significant) and not bool(rec.quoted)
+
+
+def _md_escape(text: str) -> str:
+    for ch in "\\|*_":
+        text = text.replace(ch, "\\" + ch)
+    return text
+
+
+def _render_md(grid: _Grid, sentences: list[str]) -> str:
+    def cell(method: str, col: _Column) -> str:
+        got = grid.cell(method, col)
+        if got is None:
+            return _MISSING
+        text, bold, dagger = got
+        return (f"**{text}**" if bold else text) + (_DAGGER if dagger else "")
+
+    header = ["Method"] + [f"{dataset_display(c[0])} {grid.shot(c)}" for c in grid.cols]
+    align = [":---"] + ["---:"] * len(grid.cols)
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    for m in grid.rows:
+        row = [_md_escape(grid.label(m))] + [cell(m, c) for c in grid.cols]
+        lines.append("| " + " | ".join(row) + " |")
+    if sentences:
+        lines += ["", _md_escape(" ".join(sentences)).replace("Bold:", "**Bold**:")]
+    return "\n".join(lines) + "\n"
+
+
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "±": r"$\pm$",
+    _DAGGER: r"\textsuperscript{\dag}",
+    _DDAGGER: r"\textsuperscript{\ddag}",
+    _MISSING: "--",
+}
+
+
+def _latex_escape(text: str) -> str:
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
+
+
+def _render_latex(grid: _Grid, sentences: list[str]) -> str:
+    def cell(method: str, col: _Column) -> str:
+        got = grid.cell(method, col)
+        if got is None:
+            return _latex_escape(_MISSING)
+        text, bold, dagger = got
+        text = _latex_escape(text)
+        text = f"\\textbf{{{text}}}" if bold else text
+        return text + (_latex_escape(_DAGGER) if dagger else "")
+
+    # consecutive columns of one dataset share a \multicolumn header and a \cmidrule
+    groups: list[list] = []
+    for c in grid.cols:
+        if groups and groups[-1][0] == c[0]:
+            groups[-1][1] += 1
+        else:
+            groups.append([c[0], 1])
+    top, rules, start = ["Method"], [], 2
+    for dataset, span in groups:
+        top.append(f"\\multicolumn{{{span}}}{{c}}{{{_latex_escape(dataset_display(dataset))}}}")
+        rules.append(f"\\cmidrule(lr){{{start}-{start + span - 1}}}")
+        start += span
+
+    lines = [f"% {s}" for s in sentences]
+    lines += [
+        "% Requires \\usepackage{booktabs}.",
+        "\\begin{tabular}{l" + "c" * len(grid.cols) + "}",
+        "\\toprule",
+        " & ".join(top) + " \\\\",
+        " ".join(rules),
+        " & ".join([""] + [_latex_escape(grid.shot(c)) for c in grid.cols]) + " \\\\",
+        "\\midrule",
+    ]
+    for m in grid.rows:
+        row = [_latex_escape(grid.label(m))] + [cell(m, c) for c in grid.cols]
+        lines.append(" & ".join(row) + " \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def render_table(frame: pd.DataFrame, fmt: str = "md", *, note: bool = True) -> str:
+    """Format a :func:`table_frame` as text.
+
+    Args:
+        frame: the output of :func:`table_frame` (or the same columns read back from CSV).
+        fmt: ``"md"`` (GitHub Markdown: ``**bold**``), ``"latex"`` (a booktabs ``tabular``
+            fragment, ``\\textbf{bold}``; needs ``\\usepackage{booktabs}``) or ``"csv"``
+            (the frame itself, raw numbers).
+        note: add the footnote (test, alpha, episodes, runs, queries, marks): a paragraph
+            under the Markdown table; in LaTeX ``%`` comment lines above the ``tabular`` —
+            caption material — so the fragment compiles wherever a ``tabular`` does.
+
+    Returns:
+        The table as a string ending in a newline; identical inputs give identical bytes.
+
+    Raises:
+        ValueError: unknown ``fmt`` or missing columns.
+    """
+    if fmt not in _FORMATS:
+        raise ValueError(f"fmt must be one of {list(_FORMATS)}, got fmt={fmt!r}")
+    missing = [c for c in TABLE_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"table frame lacks columns {missing}")
+    frame = frame.loc[:, list(TABLE_COLUMNS)].reset_index(drop=True)
+    for col in ("quoted", "significant", "best"):
+        frame[col] = frame[col].astype(bool)
+    if fmt == "csv":
+        return frame.to_csv(index=False, lineterminator="\n")
+    sentences = _note(frame) if note else []
+    grid = _Grid(frame)
+    return _render_md(grid, sentences) if fmt == "md" else _render_latex(grid, sentences)

@@ -1,0 +1,281 @@
+"""Table 1: the tidy cell frame and its Markdown / LaTeX / CSV renderings."""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fewshot.cli import main
+from fewshot.comparison import compare
+from fewshot.results import EPISODE_COLUMNS, read_results, write_results
+from fewshot.stats import median_run, summarize
+from fewshot.tables import TABLE_COLUMNS, read_quoted, render_table, table_frame
+
+NaN = math.nan
+
+
+# ----------------------------------------------------------------- renderer from a fixture frame
+
+
+def cell(method, dataset, shot, mean, hw, *, sig=False, best=False, quoted=False):
+    return dict(
+        method=method, quoted=quoted, dataset=dataset, n_way=5, n_shot=shot, mean=mean, half_width=hw,
+        seed=pd.NA if quoted else 1, n_runs=pd.NA if quoted else 3, n_episodes=pd.NA if quoted else 600,
+        n_query=pd.NA if quoted else 15, run_mean_min=NaN, run_mean_max=NaN,
+        p_holm=NaN if quoted or method == "CE" else (0.001 if sig else 0.5), significant=sig, best=best,
+        baseline="CE", test="t", alpha=0.01,
+    )
+
+
+SPECIAL = "SCHaNe & co_1% #2"
+
+
+@pytest.fixture
+def frame() -> pd.DataFrame:
+    rows = [
+        cell("CE", "digits", 1, 90.0, 1.0, best=True),
+        cell("CE", "mini-imagenet", 1, 60.0, 0.6),
+        cell("CE", "cifar-fs", 1, 70.0, 0.5),
+        cell("CE", "cifar-fs", 5, 80.004, 0.4, best=True),
+        cell(SPECIAL, "cifar-fs", 1, 72.346, 0.5, sig=True, best=True),
+        cell(SPECIAL, "cifar-fs", 5, 79.996, 0.41, best=True),  # ties CE at two decimals
+        cell(SPECIAL, "mini-imagenet", 5, 75.0, 0.3, sig=True),
+        cell(SPECIAL, "digits", 1, 89.0, 1.1),
+        cell("Paper", "mini-imagenet", 1, 65.5, NaN, best=True, quoted=True),
+        cell("Paper", "mini-imagenet", 5, 76.0, 0.2, best=True, quoted=True),
+    ]
+    return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
+
+
+def md_cells(text: str) -> tuple[list[str], dict[str, list[str]]]:
+    lines = text.splitlines()
+    header = [c.strip() for c in lines[0].strip("|").split(" | ")]
+    body = {}
+    for line in lines[2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+        body[cells[0]] = cells[1:]
+    return header, body
+
+
+def test_markdown_cell_by_cell(frame: pd.DataFrame) -> None:
+    text = render_table(frame, "md")
+    header, body = md_cells(text)
+    assert header == ["Method", "CIFAR-FS 1-shot", "CIFAR-FS 5-shot", "miniImageNet 1-shot", "miniImageNet 5-shot",
+                      "digits 1-shot"]
+    assert text.splitlines()[1] == "|:---|---:|---:|---:|---:|---:|"
+    special = "SCHaNe & co\\_1% #2"
+    assert list(body) == ["CE", special, "Paper ‡"]  # rows in frame order
+    assert body["CE"] == ["70.00±0.50", "**80.00±0.40**", "60.00±0.60", "–", "**90.00±1.00**"]
+    assert body[special] == ["**72.35±0.50**†", "**80.00±0.41**", "–", "75.00±0.30†", "89.00±1.10"]
+    assert body["Paper ‡"] == ["–", "–", "**65.50**", "**76.00±0.20**", "–"]
+    note = text.split("\n\n", 1)[1]
+    for fact in ("median of 3 runs", "600 episodes per run", "5-way", "15 queries", "paired t-test",
+                 "Holm-corrected over 4 comparisons", "alpha = 0.01", "† significantly better than CE", "‡ quoted"):
+        assert fact in note
+
+
+def test_quoted_rows_never_get_a_dagger(frame: pd.DataFrame) -> None:
+    frame.loc[frame["quoted"], "significant"] = True
+    _, body = md_cells(render_table(frame, "md"))
+    assert "†" not in "".join(body["Paper ‡"])
+
+
+def test_latex_booktabs_and_escapes(frame: pd.DataFrame) -> None:
+    text = render_table(frame, "latex")
+    body = [ln for ln in text.splitlines() if not ln.startswith("%")]
+    assert body[0] == "\\begin{tabular}{lccccc}" and body[-1] == "\\end{tabular}"
+    for rule in ("\\toprule", "\\midrule", "\\bottomrule"):
+        assert body.count(rule) == 1
+    assert body.index("\\toprule") < body.index("\\midrule") < body.index("\\bottomrule")
+    assert "\\multicolumn{2}{c}{CIFAR-FS} & \\multicolumn{2}{c}{miniImageNet} & \\multicolumn{1}{c}{digits}" in text
+    assert "\\cmidrule(lr){2-3} \\cmidrule(lr){4-5} \\cmidrule(lr){6-6}" in text
+    row = next(ln for ln in body if ln.startswith("SCHaNe"))
+    assert row.startswith("SCHaNe \\& co\\_1\\% \\#2 & ")
+    assert "\\textbf{72.35$\\pm$0.50}\\textsuperscript{\\dag}" in row and " -- " in row
+    assert "Paper \\textsuperscript{\\ddag} & -- & -- & \\textbf{65.50} &" in text
+    # every table row has one cell per column (unescaped & separators), and braces balance
+    for ln in body[body.index("\\midrule") + 1 : body.index("\\bottomrule")]:
+        assert len(re.findall(r"(?<!\\)&", ln)) == 5 and ln.endswith("\\\\")
+    assert text.count("{") - text.count("\\{") == text.count("}") - text.count("\\}")
+    assert "% † significantly better than CE" in text  # the note is caption material (comments)
+
+
+def test_csv_keeps_raw_numbers(frame: pd.DataFrame) -> None:
+    text = render_table(frame, "csv")
+    back = pd.read_csv(io.StringIO(text))
+    assert tuple(back.columns) == TABLE_COLUMNS
+    assert back["mean"].tolist() == frame["mean"].tolist()
+    assert back["significant"].tolist() == frame["significant"].tolist()
+    # re-rendering from the CSV gives the same Markdown
+    assert render_table(back, "md") == render_table(frame, "md")
+
+
+def test_render_rejects_bad_format_and_columns(frame: pd.DataFrame) -> None:
+    with pytest.raises(ValueError, match="fmt must be one of"):
+        render_table(frame, "html")
+    with pytest.raises(ValueError, match=r"lacks columns \['best'\]"):
+        render_table(frame.drop(columns="best"), "md")
+
+
+# ----------------------------------------------------------------- table_frame from results dirs
+
+
+def episodes(dataset: str, shift: int, noise_seed: int, seeds=(0, 1, 2), n_episodes: int = 40, fp: str = "e") -> pd.DataFrame:
+    noise = np.random.default_rng(noise_seed)
+    rows = []
+    for shot in (1, 5):
+        for seed in seeds:
+            difficulty = np.random.default_rng([seed, shot]).integers(30, 70, n_episodes)
+            correct = np.clip(difficulty + shift + noise.integers(-3, 4, n_episodes), 0, 75)
+            rows += [
+                dict(dataset=dataset, split="test", n_way=5, n_shot=shot, n_query=15, seed=seed, episode=e,
+                     accuracy=correct[e] / 75, classifier="logreg", features_fingerprint="f",
+                     episodes_fingerprint=f"{fp}{dataset}{shot}{seed}")
+                for e in range(n_episodes)
+            ]
+    return pd.DataFrame(rows, columns=list(EPISODE_COLUMNS))
+
+
+def save(root: Path, label: str, df: pd.DataFrame) -> Path:
+    name = f"{label}-{df['dataset'].iloc[0]}".replace(" ", "_").replace("/", "_")
+    return write_results(root / name, df, summarize(df), {"label": label, "config": {}})
+
+
+@pytest.fixture
+def dirs(tmp_path: Path) -> list[Path]:
+    return [
+        save(tmp_path, "CE", episodes("mini-imagenet", 0, 1)),
+        save(tmp_path, "CE", episodes("cifar-fs", 0, 1)),
+        save(tmp_path, "SCHaNe", episodes("mini-imagenet", 3, 2)),
+        save(tmp_path, "SCHaNe", episodes("cifar-fs", 3, 2)),
+        save(tmp_path, "SupCon", episodes("cifar-fs", 0, 3)),
+    ]
+
+
+@pytest.fixture
+def quoted_csv(tmp_path: Path) -> Path:
+    path = tmp_path / "quoted.csv"
+    path.write_text("method,dataset,n_shot,mean,half_width,source\n"
+                    "BAVARDAGE,miniImageNet,1,99.50,0.20,paper\n"
+                    "BAVARDAGE,mini-imagenet,5,50.00,,paper\n")
+    return path
+
+
+def test_table_frame_cells_are_median_runs_with_compare_significance(dirs: list[Path]) -> None:
+    f = table_frame(dirs, baseline="CE")
+    assert tuple(f.columns) == TABLE_COLUMNS
+    assert list(dict.fromkeys(f["method"])) == ["CE", "SCHaNe", "SupCon"]
+    assert list(zip(f["method"], f["dataset"], f["n_shot"]))[:4] == [
+        ("CE", "cifar-fs", 1), ("CE", "cifar-fs", 5), ("CE", "mini-imagenet", 1), ("CE", "mini-imagenet", 5)]
+    assert len(f) == 10  # SupCon has no miniImageNet cells
+    cmp = compare(dirs, baseline="CE").set_index(["method", "dataset", "n_shot"])
+    for _, row in f.iterrows():
+        eps = pd.concat([read_results(p).episodes for p in dirs if read_results(p).label == row["method"]])
+        med = median_run(summarize(eps))
+        ref = med[(med["dataset"] == row["dataset"]) & (med["n_shot"] == row["n_shot"])].iloc[0]
+        assert row["mean"] == pytest.approx(100 * ref["mean"]) and row["half_width"] == pytest.approx(100 * ref["ci95"])
+        assert row["seed"] == ref["seed"] and row["n_runs"] == 3 and row["n_episodes"] == 40
+        if row["method"] == "CE":
+            assert math.isnan(row["p_holm"]) and not row["significant"]
+        else:
+            c = cmp.loc[(row["method"], row["dataset"], row["n_shot"])]
+            assert row["p_holm"] == c["p_holm"] and row["significant"] == c["significant"]
+    assert f.loc[f["method"] == "SCHaNe", "significant"].all()
+    assert f.loc[f["method"] == "SCHaNe", "best"].all()
+
+
+def test_table_frame_order_and_quoted_rows(dirs: list[Path], quoted_csv: Path) -> None:
+    f = table_frame(dirs, baseline="CE", quoted=quoted_csv)
+    assert list(dict.fromkeys(f["method"])) == ["BAVARDAGE", "CE", "SCHaNe", "SupCon"]  # quoted first by default
+    q = f[f["quoted"]]
+    assert list(q["dataset"]) == ["mini-imagenet", "mini-imagenet"] and not q["significant"].any()
+    assert q["best"].tolist() == [True, False]  # quoted rows compete for bold
+    f = table_frame(dirs, baseline="CE", quoted=quoted_csv, order=["SCHaNe", "BAVARDAGE"])
+    assert list(dict.fromkeys(f["method"])) == ["SCHaNe", "BAVARDAGE", "CE", "SupCon"]
+    _, body = md_cells(render_table(f, "md"))
+    assert list(body) == ["SCHaNe", "BAVARDAGE ‡", "CE", "SupCon"]
+    assert body["BAVARDAGE ‡"] == ["–", "–", "**99.50±0.20**", "50.00"]
+    assert body["SupCon"][2:] == ["–", "–"]
+    assert body["SCHaNe"][3].endswith("**†")
+
+
+def test_table_frame_errors(dirs: list[Path], quoted_csv: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"unknown label\(s\) \['Nope'\] in order"):
+        table_frame(dirs, baseline="CE", order=["Nope"])
+    with pytest.raises(ValueError, match="unknown baseline 'XE'"):
+        table_frame(dirs, baseline="XE")
+    clash = tmp_path / "clash.csv"
+    clash.write_text("method,dataset,n_shot,mean,half_width\nCE,cifar-fs,1,50,1\n")
+    with pytest.raises(ValueError, match="quoted method 'CE' has the same name as a results label"):
+        table_frame(dirs, baseline="CE", quoted=clash)
+    bad = save(tmp_path / "bad", "SCHaNe", episodes("cifar-fs", 3, 2, fp="zz"))
+    with pytest.raises(ValueError, match="episode fingerprints differ"):
+        table_frame([dirs[1], bad], baseline="CE")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("method,dataset,n_shot,mean\nA,fc100,1,50\n", r"lacks columns \['half_width'\]"),
+        ("method,dataset,n_shot,mean,half_width\nA,fc100,1,0.5x,1\n", "column 'mean' needs numbers"),
+        ("method,dataset,n_shot,mean,half_width\nA,fc100,1,150,1\n", r"percentage in \[0, 100\]"),
+        ("method,dataset,n_shot,mean,half_width\nA,fc100,1,50,1\nA,FC100,1,51,1\n", "lists 'A' on fc100 1-shot twice"),
+    ],
+)
+def test_read_quoted_validates(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "q.csv"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        read_quoted(path)
+    with pytest.raises(FileNotFoundError, match="quoted results file not found"):
+        read_quoted(tmp_path / "missing.csv")
+
+
+def test_single_method_table_warns_and_has_no_marks(tmp_path: Path) -> None:
+    one = save(tmp_path, "CE", episodes("cifar-fs", 0, 1, seeds=(0,)))
+    with pytest.warns(UserWarning, match="median of one run"):
+        f = table_frame([one])
+    assert not f["significant"].any() and f["p_holm"].isna().all() and (f["n_runs"] == 1).all()
+    assert "†" not in render_table(f, "md")
+
+
+def test_output_is_deterministic(dirs: list[Path], quoted_csv: Path) -> None:
+    for fmt in ("md", "latex", "csv"):
+        a = render_table(table_frame(dirs, baseline="CE", quoted=quoted_csv), fmt)
+        b = render_table(table_frame(list(dirs), baseline="CE", quoted=quoted_csv), fmt)
+        assert a.encode() == b.encode()
+
+
+# ----------------------------------------------------------------- CLI
+
+
+@pytest.mark.parametrize(("name", "fmt_arg", "first"), [
+    ("t.md", [], "| Method |"), ("t.tex", [], "% Accuracy"), ("t.csv", [], "method,quoted,"),
+    ("t.txt", ["--format", "latex"], "% Accuracy"),
+])
+def test_cli_table_writes_each_format(dirs, quoted_csv, tmp_path, capsys, name, fmt_arg, first) -> None:
+    out = tmp_path / "tables" / name
+    args = ["table", *map(str, dirs), "--baseline", "CE", "--quoted", str(quoted_csv), "--out", str(out), *fmt_arg]
+    assert main(args) == 0
+    assert out.read_text(encoding="utf-8").startswith(first)
+    printed = capsys.readouterr().out
+    assert "SCHaNe" in printed and f"wrote {out}" in printed
+
+
+def test_cli_table_errors_exit_2(dirs, tmp_path, capsys) -> None:
+    assert main(["table", *map(str, dirs), "--baseline", "CE", "--out", str(tmp_path / "t.html")]) == 2
+    assert "cannot infer the format" in capsys.readouterr().err
+    bad = save(tmp_path / "bad", "SCHaNe", episodes("cifar-fs", 3, 2, fp="zz"))
+    out = tmp_path / "t.md"
+    assert main(["table", str(dirs[1]), str(bad), "--baseline", "CE", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fewshot table: error: cannot pair 'SCHaNe'") and err.count("\n") == 1
+    assert "Traceback" not in err and not out.exists()
