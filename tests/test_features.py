@@ -1,0 +1,321 @@
+"""Frozen feature extraction, the feature cache and ``fewshot extract`` (CPU, tiny models)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fewshot._io import sha256_arrays
+from fewshot.checkpoint import save_checkpoint
+from fewshot.cli import main
+from fewshot.data._base import ImageSplit
+from fewshot.features import FEATURE_KEYS, extract_cached, extract_features, save_features
+from fewshot.models import create_backbone, eval_transform, resolve_preprocessing
+
+
+class MemorySplit(ImageSplit):
+    """Random uint8 RGB images held in memory."""
+
+    def __init__(self, n_classes=3, per_class=4, size=24, seed=0, name="toy", split="test", source="memory"):
+        rng = np.random.default_rng(seed)
+        self.pixels = rng.integers(0, 256, (n_classes * per_class, size, size, 3), dtype=np.uint8)
+        labels = np.repeat(np.arange(n_classes), per_class)
+        super().__init__(name, split, labels, [f"class{k}" for k in range(n_classes)], source=source)
+
+    def _load(self, index):
+        return Image.fromarray(self.pixels[index])
+
+
+def _model(seed=0, **kwargs):
+    return create_backbone("conv4", width=8, seed=seed, **kwargs)
+
+
+def _reference(model, split, pp):
+    """Per-image timm transform, one stacked forward pass in eval mode."""
+    tf = eval_transform(pp)
+    x = torch.stack([tf(split.image(i)) for i in range(len(split))])
+    model.eval()
+    with torch.no_grad():
+        return model(x).numpy()
+
+
+class _Counter:
+    def __init__(self, model):
+        self.calls = 0
+        model.register_forward_hook(self)
+
+    def __call__(self, module, inputs, output):
+        self.calls += 1
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_extract_matches_per_image_reference(workers):
+    split, model = MemorySplit(), _model()
+    pp = resolve_preprocessing(model, img_size=32)
+    feats, labels = extract_features(model, split, preprocessing=pp, batch_size=5, num_workers=workers, progress=False)
+    assert feats.shape == (12, 8) and feats.dtype == np.float32
+    assert labels.dtype == np.int64 and np.array_equal(labels, split.labels)
+    np.testing.assert_allclose(feats, _reference(model, split, pp), rtol=0, atol=1e-6)
+
+
+def test_extract_restores_mode_and_uses_model_preprocessing():
+    split, model = MemorySplit(size=8), _model()
+    model.train()
+    feats, _ = extract_features(model, split, progress=False)  # default: the model's 84 px
+    assert model.training
+    np.testing.assert_allclose(feats, _reference(model, split, resolve_preprocessing(model)), atol=1e-6)
+
+
+def test_extract_with_classifier_gives_prelogits():
+    split = MemorySplit()
+    import timm
+
+    with_fc = timm.create_model("conv4", num_classes=5, width=8)
+    pp = resolve_preprocessing(with_fc, img_size=32)
+    feats, _ = extract_features(with_fc, split, preprocessing=pp, progress=False)
+    assert feats.shape == (12, 8)
+
+
+class BrokenSplit(MemorySplit):
+    def _load(self, index):
+        if index == 7:
+            raise ValueError(f"cannot decode image {index} of broken.pkl")
+        return super()._load(index)
+
+
+def _prefetch_threads():
+    import threading
+
+    return [t for t in threading.enumerate() if t.name == "fewshot-prefetch"]
+
+
+def test_loader_errors_propagate_and_stop_the_prefetch_thread():
+    model = _model()
+    pp = resolve_preprocessing(model, img_size=16)
+    with pytest.raises(ValueError, match="cannot decode image 7 of broken.pkl"):
+        extract_features(model, BrokenSplit(), preprocessing=pp, batch_size=2, progress=False)
+    assert not _prefetch_threads()
+
+    def explode(module, inputs, output):
+        raise RuntimeError("forward failed")
+
+    handle = model.register_forward_hook(explode)
+    with pytest.raises(RuntimeError, match="forward failed"):
+        extract_features(model, MemorySplit(), preprocessing=pp, batch_size=2, progress=False)
+    handle.remove()
+    assert not _prefetch_threads()
+
+
+def test_extract_bad_input():
+    model = _model()
+    with pytest.raises(ValueError, match="has no images"):
+        extract_features(model, MemorySplit(n_classes=0), progress=False)
+    with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
+        extract_features(model, MemorySplit(), batch_size=0, progress=False)
+    with pytest.raises(ValueError, match="num_workers must be >= 0, got -1"):
+        extract_features(model, MemorySplit(), num_workers=-1, progress=False)
+    with pytest.raises(ValueError, match=r"backbone output has shape \(12, 8, 2, 2\)"):
+        extract_features(model.stages, MemorySplit(), preprocessing=resolve_preprocessing(model, img_size=32),
+                         batch_size=12, progress=False)
+
+
+def test_timm_model_end_to_end_into_npz(tmp_path):
+    split = MemorySplit(n_classes=2, per_class=3, size=32)
+    model = create_backbone("resnet10t", seed=0)
+    pp = resolve_preprocessing(model, img_size=32)
+    path, hit = extract_cached(model, split, tmp_path, preprocessing=pp, progress=False)
+    assert not hit and path.parent == tmp_path and path.name.startswith("toy-test-")
+    with np.load(path, allow_pickle=False) as data:
+        assert sorted(data.files) == sorted(FEATURE_KEYS)
+        feats, labels = data["features"], data["labels"]
+        assert feats.shape == (6, model.num_features) and feats.dtype == np.float32
+        assert labels.dtype == np.int64 and np.array_equal(labels, split.labels)
+        assert list(data["class_names"]) == ["class0", "class1"]
+        assert str(data["fingerprint"]) == sha256_arrays(feats, labels)
+        assert (str(data["dataset"]), str(data["split"])) == ("toy", "test")
+        manifest = json.loads(str(data["manifest"]))
+    assert manifest["preprocessing"] == pp.to_dict() and manifest["precision"] == "fp32"
+    np.testing.assert_allclose(feats, _reference(model, split, pp), atol=1e-5)
+
+
+def test_cache_hit_runs_no_forward_pass(tmp_path):
+    split, model = MemorySplit(), _model()
+    pp = resolve_preprocessing(model, img_size=32)
+    counter = _Counter(model)
+    first, hit1 = extract_cached(model, split, tmp_path, preprocessing=pp, batch_size=4, progress=False)
+    assert not hit1 and counter.calls == 3
+    again, hit2 = extract_cached(model, split, tmp_path, preprocessing=pp, batch_size=4, progress=False)
+    assert hit2 and again == first and counter.calls == 3
+
+
+def test_cache_key_covers_weights_preprocessing_and_split(tmp_path):
+    split, model = MemorySplit(), _model()
+    pp = resolve_preprocessing(model, img_size=32)
+    base, _ = extract_cached(model, split, tmp_path, preprocessing=pp, progress=False)
+    other_pp, hit = extract_cached(model, split, tmp_path, preprocessing=resolve_preprocessing(model, img_size=16),
+                                   progress=False)
+    assert not hit and other_pp != base
+    other_w, hit = extract_cached(_model(seed=1), split, tmp_path, preprocessing=pp, progress=False)
+    assert not hit and other_w != base
+    other_split, hit = extract_cached(model, MemorySplit(split="val"), tmp_path, preprocessing=pp, progress=False)
+    assert not hit and other_split.name.startswith("toy-val-")
+    same_id, hit = extract_cached(model, split, tmp_path, preprocessing=pp, model_id="ckpt-sha", progress=False)
+    assert not hit
+    assert extract_cached(_model(seed=1), split, tmp_path, preprocessing=pp, model_id="ckpt-sha", progress=False)[1]
+
+
+def test_damaged_cache_entry_is_recomputed(tmp_path):
+    split, model = MemorySplit(), _model()
+    pp = resolve_preprocessing(model, img_size=32)
+    path, _ = extract_cached(model, split, tmp_path, preprocessing=pp, progress=False)
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.warns(RuntimeWarning, match="damaged feature cache entry"):
+        again, hit = extract_cached(model, split, tmp_path, preprocessing=pp, progress=False)
+    assert not hit and again == path
+    assert extract_cached(model, split, tmp_path, preprocessing=pp, progress=False)[1]
+
+
+def test_save_features_validates(tmp_path):
+    with pytest.raises(ValueError, match=r"need features \(N, d\) and labels \(N,\)"):
+        save_features(tmp_path / "f.npz", np.zeros((3, 2)), np.zeros(2))
+    with pytest.raises(ValueError, match="labels span 0..3 but there are 2 class names"):
+        save_features(tmp_path / "f.npz", np.zeros((2, 2)), np.array([0, 3]), class_names=["a", "b"])
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+@pytest.fixture
+def toy_data(monkeypatch):
+    """``fewshot.data.load_split`` answering with an in-memory split."""
+    import fewshot.data
+
+    calls = []
+
+    def load_split(name, split, root=None, **kwargs):
+        calls.append((name, split, root))
+        return MemorySplit(name=name, split=split, size=16)
+
+    monkeypatch.setattr(fewshot.data, "load_split", load_split, raising=False)
+    return calls
+
+
+def test_cli_extract_backbone(tmp_path, toy_data, capsys):
+    out = tmp_path / "feats.npz"
+    argv = ["extract", "--backbone", "conv4", "--dataset", "toy", "--split", "test", "--data-root", str(tmp_path),
+            "--img-size", "32", "--no-progress", "--out", str(out)]
+    assert main(argv) == 0
+    assert toy_data == [("toy", "test", str(tmp_path))]
+    with np.load(out, allow_pickle=False) as data:
+        assert data["features"].shape == (12, 64)
+        manifest = json.loads(str(data["manifest"]))
+    assert manifest["preprocessing"]["input_size"] == [3, 32, 32]
+    assert manifest["backbone"] == "conv4" and manifest["source"] == {"pretrained": None, "seed": 0}
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_cli_extract_checkpoint_uses_recorded_preprocessing_and_cache(tmp_path, toy_data, capsys):
+    backbone = _model(seed=4)
+    pp = resolve_preprocessing(backbone, img_size=24)
+    save_checkpoint(tmp_path / "best", backbone, backbone_name="conv4", backbone_kwargs={"width": 8},
+                    preprocessing=pp)
+    argv = ["extract", "--checkpoint", str(tmp_path / "best"), "--dataset", "toy", "--no-progress",
+            "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "a.npz")]
+    assert main(argv) == 0
+    assert main(argv[:-1] + [str(tmp_path / "b.npz")]) == 0
+    assert "from cache" in capsys.readouterr().out.splitlines()[-1]
+    a, b = np.load(tmp_path / "a.npz"), np.load(tmp_path / "b.npz")
+    assert str(a["fingerprint"]) == str(b["fingerprint"])
+    assert json.loads(str(a["manifest"]))["preprocessing"] == pp.to_dict()
+    np.testing.assert_allclose(a["features"], _reference(backbone, MemorySplit(size=16), pp), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--backbone", "resnet19"], "unknown backbone 'resnet19'; did you mean"),
+        (["--backbone", "conv4", "--pretrained", "missing.pth"], "weights file not found: missing.pth"),
+        (["--checkpoint", "no-such-dir"], "checkpoint directory not found: no-such-dir"),
+        ([], "give --backbone NAME or --checkpoint DIR"),
+        (["--backbone", "conv4", "--batch-size", "0"], "--batch-size must be >= 1, got 0"),
+        (["--backbone", "conv4", "--device", "gpu0"], "invalid device 'gpu0'"),
+    ],
+)
+def test_cli_extract_bad_input(tmp_path, toy_data, capsys, monkeypatch, extra, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(["extract", "--dataset", "toy", "--out", "f.npz", *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_cli_extract_digits_end_to_end(tmp_path):
+    """With the real registry (fewshot.data.load_split) and the embedded digits data."""
+    data = pytest.importorskip("fewshot.data")
+    if not hasattr(data, "load_split") or "digits" not in data.list_datasets():
+        pytest.skip("fewshot.data.load_split('digits') not available yet")
+    out = tmp_path / "digits.npz"
+    argv = ["extract", "--backbone", "conv4", "--dataset", "digits", "--split", "test", "--img-size", "16",
+            "--batch-size", "512", "--no-progress", "--out", str(out)]
+    assert main(argv) == 0
+    split = data.load_split("digits", "test")
+    with np.load(out, allow_pickle=False) as f:
+        assert f["features"].shape == (len(split), 64)
+        assert np.array_equal(f["labels"], split.labels)
+        assert list(f["class_names"]) == list(split.class_names)
+
+
+def test_extracted_digits_feed_fewshot_evaluate(tmp_path):
+    """Registry → tiny backbone → features → ``fewshot evaluate --features``."""
+    data = pytest.importorskip("fewshot.data")
+    if not hasattr(data, "load_split") or "digits" not in data.list_datasets():
+        pytest.skip("fewshot.data.load_split('digits') not available yet")
+    import importlib.util
+
+    if importlib.util.find_spec("fewshot.cli._evaluate") is None:
+        pytest.skip("fewshot evaluate not available yet")
+    out = tmp_path / "digits.npz"
+    assert main(["extract", "--backbone", "resnet10t", "--dataset", "digits", "--img-size", "16",
+                 "--no-progress", "--out", str(out)]) == 0
+    results = tmp_path / "results"
+    assert main(["evaluate", "--features", str(out), "--ways", "5", "--shots", "1", "--queries", "5",
+                 "--episodes", "5", "--seeds", "0", "--classifier", "prototype", "--device", "cpu",
+                 "--out", str(results)]) == 0
+    assert any(results.iterdir())
+
+
+class _Slice(ImageSplit):
+    """The first ``per_class`` items of the first ``n_classes`` classes of a split."""
+
+    def __init__(self, base, n_classes, per_class):
+        keep = np.concatenate([np.flatnonzero(base.labels == k)[:per_class] for k in range(n_classes)])
+        super().__init__(base.name, base.split, base.labels[keep], base.class_names[:n_classes], base.source)
+        self.base, self.keep = base, keep
+
+    def _load(self, index):
+        return self.base.image(int(self.keep[index]))
+
+
+@pytest.mark.realdata
+def test_real_mini_imagenet_slice_to_evaluate(tmp_path):
+    """Real miniImageNet test images → conv4 → feature file → ``fewshot evaluate``."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "shared" / "data"
+    if not (root / "mini-imagenet").is_dir():
+        pytest.skip(f"{root / 'mini-imagenet'} is absent")
+    from fewshot.data import load_split
+
+    split = _Slice(load_split("mini-imagenet", "test", root), n_classes=5, per_class=12)
+    model = _model()
+    path, _ = extract_cached(model, split, tmp_path, preprocessing=resolve_preprocessing(model, img_size=32),
+                             progress=False)
+    with np.load(path, allow_pickle=False) as data:
+        assert data["features"].shape == (60, 8) and np.isfinite(data["features"]).all()
+        assert str(data["dataset"]) == "mini-imagenet"
+    assert main(["evaluate", "--features", str(path), "--ways", "5", "--shots", "1", "--queries", "5",
+                 "--episodes", "5", "--seeds", "0", "--classifier", "prototype", "--device", "cpu",
+                 "--out", str(tmp_path / "results")]) == 0
