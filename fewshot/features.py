@@ -32,7 +32,7 @@ import time
 import warnings
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -42,6 +42,9 @@ from fewshot._io import save_npz, sha256_arrays
 from fewshot.models import Preprocessing, eval_transform, resolve_preprocessing, state_dict_sha256
 
 __all__ = [
+    "ExtractResult",
+    "default_cache_dir",
+    "extract_to_file",
     "extract_features",
     "extract_cached",
     "write_features",
@@ -480,3 +483,114 @@ def extract_cached(
         manifest=manifest,
     )
     return path, False
+
+
+def default_cache_dir() -> Path:
+    """``$FEWSHOT_CACHE_DIR``, else ``$XDG_CACHE_HOME/fewshot/features`` (``~/.cache/...``)."""
+    env = os.environ.get("FEWSHOT_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "fewshot" / "features"
+
+
+class ExtractResult(NamedTuple):
+    """What :func:`extract_to_file` wrote."""
+
+    path: Path
+    fingerprint: str
+    n: int
+    dim: int
+    backbone: str
+    input_size: tuple[int, int, int]
+    cache_hit: bool
+    seconds: float
+
+
+def extract_to_file(
+    out: str | os.PathLike,
+    *,
+    dataset: str,
+    split: str = "test",
+    data_root: str | os.PathLike | None = None,
+    backbone: str | None = None,
+    pretrained: str | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    seed: int | None = 0,
+    img_size: int | None = None,
+    crop_pct: float | None = None,
+    batch_size: int = 256,
+    num_workers: int | None = None,
+    device: torch.device | str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    use_cache: bool = True,
+    progress: bool = True,
+) -> ExtractResult:
+    """Features of ``dataset``/``split`` from a backbone or a fine-tuned checkpoint, to ``out``.
+
+    What ``fewshot extract`` runs. Give either ``backbone`` (a timm name, with ``pretrained``
+    None/"hub"/PATH and ``seed`` for a random initialisation) or ``checkpoint`` (a directory
+    from ``fewshot finetune``; its backbone and recorded preprocessing are used). With
+    ``use_cache`` the extraction goes through :func:`extract_cached` in ``cache_dir``
+    (default :func:`default_cache_dir`), so a repeat is read from disk without a forward pass.
+
+    Raises:
+        ValueError: conflicting or missing arguments, an output not ending in ``.npz``, a bad
+            dataset/split/backbone; FileNotFoundError: missing data, weights or checkpoint.
+    """
+    import dataclasses
+
+    from fewshot._io import write_bytes
+    from fewshot._manifest import environment_info
+    from fewshot.data import load_split
+    from fewshot.models import create_backbone
+
+    if checkpoint is None and backbone is None:
+        raise ValueError("give a backbone name (--backbone) or a checkpoint directory (--checkpoint)")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+    out = Path(out)
+    if out.suffix != ".npz":
+        raise ValueError(f"output must end in .npz, got {out}")
+
+    source: dict[str, Any]
+    if checkpoint is not None:
+        from fewshot.checkpoint import load_checkpoint
+
+        if pretrained is not None:
+            raise ValueError("pretrained weights conflict with a checkpoint (the checkpoint holds the weights)")
+        model, pp, meta = load_checkpoint(checkpoint)
+        name = meta["backbone"]["name"]
+        if backbone is not None and backbone != name:
+            raise ValueError(f"backbone {backbone} differs from the checkpoint's backbone {name}")
+        if img_size is not None or crop_pct is not None:
+            size = pp.input_size if img_size is None else (pp.input_size[0], img_size, img_size)
+            pp = dataclasses.replace(pp, input_size=size, crop_pct=crop_pct or pp.crop_pct)
+        source = {"checkpoint": str(Path(checkpoint).resolve()), "sha256": meta["backbone"]["sha256"]}
+    else:
+        name = str(backbone)
+        model = create_backbone(name, pretrained, seed=seed)
+        pp = resolve_preprocessing(model, img_size=img_size, crop_pct=crop_pct)
+        weights = pretrained if pretrained in (None, "hub") else str(Path(pretrained).resolve())
+        source = {"pretrained": weights, "seed": seed if pretrained is None else None}
+
+    split_data = load_split(dataset, split, data_root)
+    options: dict[str, Any] = dict(
+        preprocessing=pp,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        device=device,
+        progress=progress,
+        manifest={"kind": "extract", "backbone": name, "source": source, "environment": environment_info()},
+    )
+    t0 = time.perf_counter()
+    hit = False
+    if use_cache:
+        cached, hit = extract_cached(model, split_data, cache_dir or default_cache_dir(), **options)
+        if cached.resolve() != out.resolve():
+            write_bytes(out, cached.read_bytes())
+    else:
+        write_features(model, split_data, out, **options)
+    with np.load(out, allow_pickle=False) as data:
+        shape, fingerprint = data["features"].shape, str(data["fingerprint"])
+    return ExtractResult(out, fingerprint, int(shape[0]), int(shape[1]), name, tuple(pp.input_size), hit, time.perf_counter() - t0)

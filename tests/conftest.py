@@ -8,6 +8,12 @@ import pytest
 from fewshot.cli import main
 
 
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Keep the feature cache of every test out of the user's home directory."""
+    monkeypatch.setenv("FEWSHOT_CACHE_DIR", str(tmp_path_factory.mktemp("feature-cache")))
+
+
 @pytest.fixture
 def run_cli(capsys):
     """Run ``fewshot ARGS...`` in-process; returns (exit status, stdout, stderr)."""

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
-import time
-from pathlib import Path
 
 __all__ = ["register", "run"]
 
@@ -46,88 +43,38 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="DataLoader worker processes (default: 0 on CPU, where a prefetch thread "
                       "loads images; up to 8 on CUDA)")
     run_.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-    run_.add_argument("--cache-dir", metavar="DIR", default=os.environ.get("FEWSHOT_CACHE_DIR"),
+    run_.add_argument("--cache-dir", metavar="DIR", default=None,
                       help="feature cache; a repeated extraction is read from it "
-                      "(default: $FEWSHOT_CACHE_DIR, else no cache)")
+                      "(default: $FEWSHOT_CACHE_DIR, else ~/.cache/fewshot/features)")
+    run_.add_argument("--no-cache", action="store_true", help="neither read nor write the feature cache")
     run_.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--out", required=True, metavar="FILE.npz", help="feature file to write")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from fewshot.features import extract_cached, write_features
-    from fewshot.models import create_backbone, resolve_preprocessing
+    from fewshot.features import extract_to_file
 
-    if args.checkpoint is None and args.backbone is None:
-        raise ValueError("give --backbone NAME or --checkpoint DIR")
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    out = Path(args.out)
-    if out.suffix != ".npz":
-        raise ValueError(f"--out must end in .npz, got {out}")
-
-    source: dict[str, object]
-    if args.checkpoint is not None:
-        from fewshot.checkpoint import load_checkpoint
-
-        if args.pretrained is not None:
-            raise ValueError("--pretrained conflicts with --checkpoint (the checkpoint holds the weights)")
-        model, pp, meta = load_checkpoint(args.checkpoint)
-        name = meta["backbone"]["name"]
-        if args.backbone is not None and args.backbone != name:
-            raise ValueError(f"--backbone {args.backbone} differs from the checkpoint's backbone {name}")
-        if args.img_size is not None or args.crop_pct is not None:
-            import dataclasses
-
-            size = pp.input_size if args.img_size is None else (pp.input_size[0], args.img_size, args.img_size)
-            pp = dataclasses.replace(pp, input_size=size, crop_pct=args.crop_pct or pp.crop_pct)
-        source = {"checkpoint": str(Path(args.checkpoint).resolve()), "sha256": meta["backbone"]["sha256"]}
-    else:
-        name = args.backbone
-        model = create_backbone(name, args.pretrained, seed=args.seed)
-        pp = resolve_preprocessing(model, img_size=args.img_size, crop_pct=args.crop_pct)
-        pretrained = args.pretrained if args.pretrained in (None, "hub") else str(Path(args.pretrained).resolve())
-        source = {"pretrained": pretrained, "seed": args.seed if args.pretrained is None else None}
-
-    from fewshot.data import load_split
-
-    split = load_split(args.dataset, args.split, args.data_root)
-    manifest = {"kind": "extract", "backbone": name, "source": source}
-    t0 = time.perf_counter()
-    options = dict(
-        preprocessing=pp,
+    res = extract_to_file(
+        args.out,
+        dataset=args.dataset,
+        split=args.split,
+        data_root=args.data_root,
+        backbone=args.backbone,
+        pretrained=args.pretrained,
+        checkpoint=args.checkpoint,
+        seed=args.seed,
+        img_size=args.img_size,
+        crop_pct=args.crop_pct,
         batch_size=args.batch_size,
         num_workers=args.workers,
         device=args.device,
+        cache_dir=None if args.no_cache else args.cache_dir,
         progress=not args.no_progress,
-        manifest=_manifest(manifest),
     )
-    hit = False
-    if args.cache_dir:
-        path, hit = extract_cached(model, split, args.cache_dir, **options)
-        _copy_atomic(path, out)
-    else:
-        write_features(model, split, out, **options)
-    import numpy as np
-
-    with np.load(out, allow_pickle=False) as data:
-        shape, fingerprint = data["features"].shape, str(data["fingerprint"])
-    how = "from cache" if hit else f"in {time.perf_counter() - t0:.1f}s"
+    how = "from cache" if res.cache_hit else f"in {res.seconds:.1f}s"
     print(
-        f"wrote {out}: {shape[0]} × {shape[1]} features of {args.dataset}/{args.split} "
-        f"({name}, {pp.input_size[1]}×{pp.input_size[2]} px) {how}; fingerprint {fingerprint[:12]}"
+        f"wrote {res.path}: {res.n} × {res.dim} features of {args.dataset}/{args.split} "
+        f"({res.backbone}, {res.input_size[1]}×{res.input_size[2]} px) {how}; fingerprint {res.fingerprint[:12]}"
     )
     return 0
-
-
-def _manifest(extra: dict) -> dict:
-    from fewshot._manifest import environment_info
-
-    return {**extra, "environment": environment_info()}
-
-
-def _copy_atomic(src: Path, dst: Path) -> None:
-    from fewshot._io import write_bytes
-
-    if src.resolve() != dst.resolve():
-        write_bytes(dst, src.read_bytes())
