@@ -17,12 +17,13 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from fewshot._device import resolve_device
 from fewshot._io import sha256_arrays
 from fewshot.classifiers import EpisodeClassifier, create_classifier
 from fewshot.episodes import Episodes, check_sizes, sample_episodes
 from fewshot.results import EPISODE_COLUMNS
 
-__all__ = ["FeatureSet", "load_features", "evaluate", "run_protocol", "resolve_device"]
+__all__ = ["FeatureSet", "load_features", "evaluate", "run_protocol", "evaluate_to_directory"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -107,16 +108,6 @@ def load_features(path: str | Path) -> FeatureSet:
     except (OSError, EOFError) as exc:
         raise ValueError(f"{path}: not a readable .npz features file ({exc})") from None
     return FeatureSet(features, labels, names, dataset, split, path)
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` means CUDA when available, else CPU."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"invalid device {device!r}; expected e.g. 'cpu' or 'cuda:0'") from None
 
 
 def _check_episodes_match(labels: np.ndarray, episodes: Episodes) -> None:

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from fewshot._device import resolve_device
 from fewshot._io import save_npz, sha256_arrays
 from fewshot.models import Preprocessing, eval_transform, resolve_preprocessing, state_dict_sha256
 
@@ -136,23 +137,10 @@ def default_num_workers(device: torch.device | str | None = None) -> int:
     of the main process, which on 2 cores measured faster than worker processes
     (``benchmarks/bench_features.py``).
     """
-    dev = _device(device)
+    dev = resolve_device(device)
     if dev.type == "cpu":
         return 0
     return max(0, min(8, (os.cpu_count() or 1) - 1))
-
-
-def _default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _device(device: torch.device | str | None) -> torch.device:
-    if device is None:
-        return _default_device()
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"invalid device {device!r}; expected e.g. 'cpu', 'cuda' or 'cuda:1'") from None
 
 
 def _embed(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -202,7 +190,7 @@ def extract_features(
         raise ValueError(f"split {getattr(split, 'name', '?')}/{getattr(split, 'split', '?')} has no images")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    dev = _device(device)
+    dev = resolve_device(device)
     workers = default_num_workers(dev) if num_workers is None else int(num_workers)
     if workers < 0:
         raise ValueError(f"num_workers must be >= 0, got {num_workers}")
@@ -365,7 +353,7 @@ def _key(
     device: torch.device | str | None,
     model_id: Mapping[str, Any] | str | None,
 ) -> tuple[str, dict[str, Any]]:
-    dev = _device(device)
+    dev = resolve_device(device)
     pp = preprocessing if preprocessing is not None else resolve_preprocessing(model)
     info = {
         "model": model_identity(model) if model_id is None else model_id,
