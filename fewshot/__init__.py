@@ -47,6 +47,8 @@ _EXPORTS: dict[str, str] = {
     "Objective": "fewshot.losses",
     "OBJECTIVES": "fewshot.losses",
     "create_objective": "fewshot.losses",
+    "ObjectiveOutput": "fewshot.losses",
+    "NoPositivePairsWarning": "fewshot.losses",
     # data, models, features, fine-tuning
     "DATASETS": "fewshot.data",
     "DataCheck": "fewshot.data",
@@ -72,6 +74,8 @@ _EXPORTS: dict[str, str] = {
     "finetune": "fewshot.training",
     "FinetuneConfig": "fewshot.training",
     "RunResult": "fewshot.training",
+    "load_config": "fewshot.training",
+    "resume_config": "fewshot.training",
     "run_demo": "fewshot.demo",
 }
 

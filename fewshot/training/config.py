@@ -1,0 +1,412 @@
+"""The settings of one fine-tuning run: :class:`FinetuneConfig`, read from TOML and checked up front.
+
+Every setting has the papers' default (SCHaNe / CLCE fine-tuning): AdamW with decoupled weight
+decay, lr ``1e-4``, weight decay ``0.05``, dropout ``0.1``, a global batch of ``1024`` images,
+``100`` epochs, early stopping after ``10`` epochs without a lower validation loss.
+
+A config file is TOML (``tomllib``): the keys of :class:`FinetuneConfig` at the top level or in
+a ``[finetune]`` table, ``-`` and ``_`` interchangeable. YAML (``.yaml``/``.yml``) is read only
+when PyYAML is installed; it is not a dependency of fewshot.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = ["FinetuneConfig", "load_config", "config_diff", "RESUME_FREE_KEYS", "SCHEDULERS"]
+
+#: Learning-rate schedules: ``"cosine"`` decays from ``lr`` to 0 over all steps of ``epochs``
+#: epochs (after an optional linear warm-up); ``"constant"`` keeps ``lr`` (after the warm-up).
+SCHEDULERS: tuple[str, ...] = ("cosine", "constant")
+
+#: Settings that may change when a run is resumed: they decide where and how fast the run
+#: goes, not what it computes.
+RESUME_FREE_KEYS: frozenset[str] = frozenset(
+    {"out", "save_every_steps", "num_workers", "device", "compile", "threads", "progress"}
+)
+
+_REQUIRED = ("backbone", "dataset", "out")
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneConfig:
+    """Everything that defines a fine-tuning run (see :func:`fewshot.training.finetune`).
+
+    Model and data:
+        backbone: timm model name (``timm.list_models()``, plus ``conv4``, ``resnet12``, ...).
+        dataset: benchmark name (``fewshot data``); its ``split`` holds the base classes.
+        out: the run directory (``best/``, ``last/``, ``log.jsonl``, ``manifest.json``).
+        pretrained: None (random init), ``"hub"`` (timm's weights, needs internet) or a
+            ``.safetensors``/``.pth`` state dict.
+        backbone_kwargs: further ``timm.create_model`` arguments (e.g. ``{"width": 32}``).
+        data_root: directory of the dataset files (not needed for ``digits``).
+        split: the split with the base classes (``"train"``).
+        img_size: input size ``N`` (N×N) instead of the backbone's default.
+
+    Objective:
+        objective: ``"ce"``, ``"schane"``, ``"supcon"``, ``"simclr"`` or ``"hscl"``
+            (:data:`fewshot.losses.OBJECTIVES`).
+        lam: weight of the contrastive term, ``(1 - lam) CE + lam contrastive``, in [0, 1] (0.9).
+        temperature: ``tau > 0`` of the contrastive term (0.5).
+        objective_options: further options of the contrastive loss (``beta`` for hscl,
+            ``detach_weights``).
+        projection_dim: 0 (default): the contrastive term sees the backbone's pooled
+            embedding, as in the papers; ``> 0``: it sees a 2-layer MLP projection of that
+            size (:class:`fewshot.models.ProjectionHead`), saved as head ``"projection"``.
+
+    Optimisation:
+        epochs: maximum number of epochs (100).
+        batch_size: **global** images per optimiser step, over all processes (1024); each
+            image gives two views, so the contrastive term sees ``2 * batch_size`` rows.
+        lr: peak learning rate of AdamW (1e-4).
+        weight_decay: AdamW's decoupled weight decay (0.05), not applied to biases and
+            normalisation weights (1-D parameters).
+        dropout: dropout before the linear classifier (0.1); the contrastive embedding is
+            not dropped out.
+        scheduler: ``"cosine"`` (default; per step, from ``lr`` to 0 over ``epochs``) or
+            ``"constant"``.
+        warmup_epochs: epochs of linear warm-up before the schedule (0).
+        patience: stop after this many epochs without a lower validation loss (10); 0
+            never stops early.
+        val_fraction: fraction of every base class's images held out for validation (0.1,
+            seeded and stratified; at least one image per class). 0: no validation, no early
+            stopping, ``best/`` is the last epoch.
+        seed: seeds the held-out split, the initialisation, the data order, augmentation and
+            dropout (0).
+
+    Augmentation (two views per image, :func:`fewshot.models.train_transform`):
+        augment: AutoAugment policy, ``"imagenet"``, ``"cifar10"`` or ``"svhn"``.
+        hflip: probability of a horizontal flip (0.5).
+        crop_scale: area range ``[lo, hi]`` of a random resized crop, or None to resize the
+            whole image (default).
+
+    Execution (may change on resume, see :data:`RESUME_FREE_KEYS`):
+        save_every_steps: also write ``last/`` every this many steps inside an epoch (0: at
+            the end of each epoch only).
+        num_workers: ``DataLoader`` workers per process; None: 0 on the CPU (augmenting in
+            the training process is cheapest there), up to 8 on CUDA.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``; None: CUDA when available. Under
+            ``torchrun`` each process takes ``cuda:LOCAL_RANK``.
+        compile: ``torch.compile`` the model.
+        threads: CPU threads per process; None: torch's default, divided among the
+            processes of a node.
+        progress: show tqdm bars.
+        sync_batchnorm: with several CUDA processes, use ``SyncBatchNorm`` so that batch
+            statistics are global too (ignored on the CPU, where torch has no SyncBatchNorm).
+    """
+
+    backbone: str
+    dataset: str
+    out: str
+    pretrained: str | None = None
+    backbone_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    data_root: str | None = None
+    split: str = "train"
+    img_size: int | None = None
+    objective: str = "schane"
+    lam: float = 0.9
+    temperature: float = 0.5
+    objective_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    projection_dim: int = 0
+    epochs: int = 100
+    batch_size: int = 1024
+    lr: float = 1e-4
+    weight_decay: float = 0.05
+    dropout: float = 0.1
+    scheduler: str = "cosine"
+    warmup_epochs: int = 0
+    patience: int = 10
+    val_fraction: float = 0.1
+    seed: int = 0
+    augment: str = "imagenet"
+    hflip: float = 0.5
+    crop_scale: tuple[float, float] | None = None
+    save_every_steps: int = 0
+    num_workers: int | None = None
+    device: str | None = None
+    compile: bool = False
+    threads: int | None = None
+    progress: bool = True
+    sync_batchnorm: bool = True
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            object.__setattr__(self, f.name, _coerce(f.name, getattr(self, f.name)))
+        self._check_values()
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "config") -> FinetuneConfig:
+        """Build from a mapping of settings (``-`` or ``_`` in keys).
+
+        Raises:
+            ValueError: an unknown key (close names suggested), a missing required setting
+                (``backbone``, ``dataset``, ``out``) or a bad value.
+            TypeError: a value of the wrong type.
+        """
+        data = _normalise_keys(data, source)
+        missing = [k for k in _REQUIRED if data.get(k) is None]
+        if missing:
+            flags = ", ".join(f"--{k.replace('_', '-')}" for k in missing)
+            raise ValueError(f"missing required setting(s) {', '.join(missing)} (give {flags} or set them in the config file)")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON/TOML-friendly dict of every setting; ``from_dict`` inverts it."""
+        out = dataclasses.asdict(self)
+        if out["crop_scale"] is not None:
+            out["crop_scale"] = list(out["crop_scale"])
+        return out
+
+    def replace(self, **changes: Any) -> FinetuneConfig:
+        """A copy with ``changes`` applied (validated like the constructor)."""
+        return dataclasses.replace(self, **_normalise_keys(changes, "arguments"))
+
+    # ------------------------------------------------------------------ validation
+
+    def _check_values(self) -> None:
+        """Cheap checks that need no import of torch, timm or the data."""
+        _at_least("epochs", self.epochs, 1)
+        if self.batch_size < 2:
+            raise ValueError(f"batch_size must be >= 2 (the contrastive term needs pairs of images), got {self.batch_size}")
+        _positive("lr", self.lr)
+        _at_least("weight_decay", self.weight_decay, 0.0)
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not 0.0 <= self.lam <= 1.0:
+            raise ValueError(f"lam must be in [0, 1], got {self.lam}")
+        _positive("temperature", self.temperature)
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(f"unknown scheduler {self.scheduler!r}; expected one of {', '.join(SCHEDULERS)}")
+        if not 0 <= self.warmup_epochs < self.epochs:
+            raise ValueError(f"warmup_epochs must be in [0, epochs={self.epochs}), got {self.warmup_epochs}")
+        _at_least("patience", self.patience, 0)
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        _at_least("seed", self.seed, 0)
+        if not 0.0 <= self.hflip <= 1.0:
+            raise ValueError(f"hflip must be a probability in [0, 1], got {self.hflip}")
+        if self.crop_scale is not None:
+            lo, hi = self.crop_scale
+            if not 0.0 < lo <= hi <= 1.0:
+                raise ValueError(f"crop_scale must be [lo, hi] with 0 < lo <= hi <= 1, got {list(self.crop_scale)}")
+        _at_least("projection_dim", self.projection_dim, 0)
+        _at_least("save_every_steps", self.save_every_steps, 0)
+        if self.img_size is not None:
+            _at_least("img_size", self.img_size, 1)
+        if self.num_workers is not None:
+            _at_least("num_workers", self.num_workers, 0)
+        if self.threads is not None:
+            _at_least("threads", self.threads, 1)
+        for key in ("backbone", "dataset", "out", "split", "augment"):
+            if not getattr(self, key):
+                raise ValueError(f"{key} must be a non-empty string")
+        if "num_classes" in self.backbone_kwargs or "pretrained" in self.backbone_kwargs:
+            raise ValueError("backbone_kwargs must not set num_classes or pretrained (use the pretrained setting)")
+
+    def validate(self, *, check_data: bool = True) -> None:
+        """Check everything that can be checked before training starts.
+
+        Beyond the constructor's checks: the backbone name is in timm's registry (close names
+        suggested), the objective exists and takes ``lam``, ``temperature`` and
+        ``objective_options``, the dataset defines ``split`` and its data root exists
+        (skipped with ``check_data=False``), the AutoAugment policy exists, and a
+        ``pretrained`` path is a readable file.
+
+        Raises:
+            ValueError: the first problem found, in one line.
+            FileNotFoundError: ``pretrained`` or ``data_root`` does not exist.
+            TypeError: an option the objective does not take.
+        """
+        import timm
+
+        from fewshot.data import get_dataset
+        from fewshot.losses import create_objective
+        from fewshot.models import suggest_models
+
+        arch = self.backbone.split(".", 1)[0]
+        if not timm.is_model(arch):
+            close = suggest_models(arch)
+            hint = f"; did you mean {', '.join(close)}?" if close else "; see timm.list_models()"
+            raise ValueError(f"unknown backbone {self.backbone!r}{hint}")
+        create_objective(self.objective, lam=self.lam, temperature=self.temperature, **self.objective_options)
+        spec = get_dataset(self.dataset) if check_data else None
+        if spec is not None and self.split not in spec.splits:
+            raise ValueError(
+                f"dataset {self.dataset!r} has no split {self.split!r}; it has {', '.join(spec.splits)}"
+            )
+        if spec is not None and spec.needs_root:
+            if self.data_root is None:
+                raise ValueError(f"dataset {self.dataset!r} needs data_root (--data-root DIR)")
+            if not Path(self.data_root).is_dir():
+                raise FileNotFoundError(f"data root not found: {self.data_root}")
+        policies = ("imagenet", "cifar10", "svhn")
+        if self.augment not in policies:
+            raise ValueError(f"unknown AutoAugment policy {self.augment!r}; expected one of {', '.join(policies)}")
+        if self.pretrained not in (None, "hub"):
+            path = Path(self.pretrained)
+            if not path.is_file():
+                raise FileNotFoundError(f"pretrained weights file not found: {path}")
+            if not os.access(path, os.R_OK):
+                raise ValueError(f"pretrained weights file is not readable: {path}")
+
+
+# ---------------------------------------------------------------------------- files
+
+
+def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> FinetuneConfig:
+    """A :class:`FinetuneConfig` from a TOML (or YAML) file, with ``overrides`` applied on top.
+
+    Args:
+        path: a ``.toml`` file (or ``.yaml``/``.yml`` when PyYAML is installed); None reads
+            the settings from ``overrides`` alone.
+        **overrides: settings that take precedence over the file (e.g. command-line flags).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: unparsable file, unknown keys, missing required settings, bad values.
+    """
+    data: dict[str, Any] = {}
+    source = "arguments"
+    if path is not None:
+        data = read_config_file(path)
+        source = str(path)
+    data = {**_normalise_keys(data, source), **_normalise_keys(overrides, "arguments")}
+    return FinetuneConfig.from_dict(data, source=source)
+
+
+def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """The settings in a TOML/YAML config file, as a dict (keys not yet checked).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: unparsable file, a top level that is not a table, or YAML without PyYAML.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            raise ValueError(
+                f"reading {path.name} needs PyYAML, which is not a dependency of fewshot; "
+                f"install it (pip install pyyaml) or write the config as TOML"
+            ) from None
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise ValueError(f"cannot parse {path}: {str(exc).splitlines()[0]}") from None
+    else:
+        import tomllib
+
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"cannot parse {path} as TOML: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a table of settings at the top level, got {type(data).__name__}")
+    if set(data) == {"finetune"} and isinstance(data["finetune"], dict):
+        data = data["finetune"]
+    return data
+
+
+def config_diff(a: Mapping[str, Any], b: Mapping[str, Any], *, ignore: frozenset[str] = RESUME_FREE_KEYS) -> list[str]:
+    """The keys whose values differ between two config dicts (``to_dict()`` form), sorted."""
+    keys = (set(a) | set(b)) - set(ignore)
+    return sorted(k for k in keys if _jsonish(a.get(k)) != _jsonish(b.get(k)))
+
+
+# ---------------------------------------------------------------------------- helpers
+
+_FIELDS = {f.name: f for f in dataclasses.fields(FinetuneConfig)}
+_INT = {"epochs", "batch_size", "warmup_epochs", "patience", "seed", "projection_dim", "save_every_steps"}
+_OPT_INT = {"img_size", "num_workers", "threads"}
+_FLOAT = {"lam", "temperature", "lr", "weight_decay", "dropout", "val_fraction", "hflip"}
+_STR = {"backbone", "dataset", "out", "split", "objective", "scheduler", "augment"}
+_OPT_STR = {"pretrained", "data_root", "device"}
+_BOOL = {"compile", "progress", "sync_batchnorm"}
+_DICT = {"backbone_kwargs", "objective_options"}
+
+
+def _jsonish(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_jsonish(v) for v in value]
+    if isinstance(value, list):
+        return [_jsonish(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonish(v) for k, v in sorted(value.items())}
+    return value
+
+
+def _normalise_keys(data: Mapping[str, Any], source: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in dict(data).items():
+        name = str(key).replace("-", "_")
+        if name not in _FIELDS:
+            close = difflib.get_close_matches(name, list(_FIELDS), n=3, cutoff=0.6)
+            hint = f"; did you mean {', '.join(close)}?" if close else f"; known keys: {', '.join(_FIELDS)}"
+            raise ValueError(f"unknown setting {key!r} in {source}{hint}")
+        out[name] = value
+    return out
+
+
+def _type_error(name: str, expected: str, value: Any) -> TypeError:
+    return TypeError(f"{name} must be {expected}, got {value!r} ({type(value).__name__})")
+
+
+def _coerce(name: str, value: Any) -> Any:
+    if name in _OPT_INT or name in _OPT_STR or name in ("crop_scale",):
+        if value is None:
+            return None
+    if name in _INT or name in _OPT_INT:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+            raise _type_error(name, "an integer", value)
+        return int(value)
+    if name in _FLOAT:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise _type_error(name, "a finite number", value)
+        return float(value)
+    if name in _STR or name in _OPT_STR:
+        if isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        if not isinstance(value, str):
+            raise _type_error(name, "a string", value)
+        return value
+    if name in _BOOL:
+        if not isinstance(value, bool):
+            raise _type_error(name, "true or false", value)
+        return value
+    if name in _DICT:
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+            raise _type_error(name, "a table of settings", value)
+        return dict(value)
+    if name == "crop_scale":
+        if not isinstance(value, (list, tuple)) or len(value) != 2 or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+        ):
+            raise _type_error(name, "[lo, hi] or None", value)
+        return (float(value[0]), float(value[1]))
+    raise AssertionError(f"unhandled config field {name}")  # pragma: no cover - programming error
+
+
+def _at_least(name: str, value: float, low: float) -> None:
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+
+
+def _positive(name: str, value: float) -> None:
+    if not value > 0:
+        raise ValueError(f"{name} must be > 0, got {value}")

@@ -1,0 +1,358 @@
+"""The training step, the epoch and the validation pass.
+
+:class:`FinetuneNet` joins a backbone and its heads: ``(B, 3, H, W)`` images give
+``(B, C)`` logits for cross-entropy and ``(B, d)`` embeddings for the contrastive term (the
+backbone's pooled features, or their projection). :func:`compute_loss` is one step's
+objective for a batch of images with two views each; :class:`Trainer` runs epochs of it with
+AdamW and a per-step schedule, and measures the validation loss.
+
+Views are interleaved: a ``(b, 2, 3, H, W)`` batch becomes rows ``[img0 view0, img0 view1,
+img1 view0, ...]``, so the rows gathered from N processes are in the same order as the rows
+of one process holding all their images.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from fewshot.losses import Objective, ObjectiveOutput
+from fewshot.training.data import step_seed
+from fewshot.training.distributed import (
+    DistContext,
+    all_gather,
+    all_gather_varlen,
+    all_gather_with_grad,
+    all_reduce_sum,
+)
+
+__all__ = ["FinetuneNet", "compute_loss", "lr_factor", "make_optimizer", "make_scheduler", "Trainer"]
+
+
+class FinetuneNet(nn.Module):
+    """A backbone with a classification head and an optional projection head.
+
+    ``forward(x)`` maps ``(B, 3, H, W)`` to ``(logits (B, num_classes), embeddings (B, d))``;
+    ``embeddings`` are the backbone's pooled features, or ``projection(features)`` when a
+    projection head is given (not normalised; the losses normalise).
+    """
+
+    def __init__(self, backbone: nn.Module, classifier: nn.Module, projection: nn.Module | None = None) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.classifier = classifier
+        self.projection = projection
+
+    @property
+    def embed_dim(self) -> int:
+        if self.projection is not None:
+            return int(self.projection.out_features)
+        return int(self.backbone.num_features)
+
+    def heads(self) -> dict[str, nn.Module]:
+        """The heads by checkpoint name: ``classifier`` and, when present, ``projection``."""
+        out = {"classifier": self.classifier}
+        if self.projection is not None:
+            out["projection"] = self.projection
+        return out
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.backbone(x)
+        logits = self.classifier(features)
+        embeddings = features if self.projection is None else self.projection(features)
+        return logits, embeddings
+
+
+def compute_loss(
+    model: nn.Module,
+    objective: Objective,
+    views: torch.Tensor,
+    labels: torch.Tensor,
+    instance_ids: torch.Tensor,
+    *,
+    gather: bool = False,
+    autocast: contextlib.AbstractContextManager | None = None,
+    channels_last: bool = False,
+) -> ObjectiveOutput:
+    """The objective of one batch of multi-view images.
+
+    Args:
+        model: maps ``(R, 3, H, W)`` to ``(logits (R, C), embeddings (R, d))``
+            (a :class:`FinetuneNet`, possibly wrapped in DDP or compiled).
+        objective: the :class:`~fewshot.losses.Objective`.
+        views: ``(b, V, 3, H, W)`` images, ``V`` views each.
+        labels: ``(b,)`` int64 labels; repeated for each view.
+        instance_ids: ``(b,)`` int64 image ids; repeated for each view (SimCLR's positives).
+        gather: all-gather embeddings, labels and ids over processes, so the contrastive
+            term sees the global batch (gradient returned to each process's rows, see
+            :mod:`fewshot.training.distributed`); cross-entropy stays local.
+        autocast: context for the forward pass (bf16 autocast on CUDA); the loss itself is
+            computed in float32.
+        channels_last: feed the images in channels-last memory format.
+
+    Returns:
+        :class:`~fewshot.losses.ObjectiveOutput` ``(total, ce, contrastive)``; ``total`` is
+        this process's loss (its CE, and the global contrastive term).
+    """
+    b, v = views.shape[:2]
+    x = views.flatten(0, 1)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = labels.repeat_interleave(v)
+    ids = instance_ids.repeat_interleave(v)
+    with autocast if autocast is not None else contextlib.nullcontext():
+        logits, embeddings = model(x)
+    logits, embeddings = logits.float(), embeddings.float()
+    if gather and objective.uses_contrastive:
+        return objective(
+            logits,
+            all_gather_with_grad(embeddings),
+            y,
+            ids,
+            embedding_labels=all_gather(y),
+            embedding_instance_ids=all_gather(ids),
+        )
+    return objective(logits, embeddings, y, ids)
+
+
+def lr_factor(step: int, total_steps: int, warmup_steps: int = 0, kind: str = "cosine") -> float:
+    """Multiplier of the peak learning rate at optimiser step ``step`` (0-based).
+
+    Linear warm-up ``(step + 1) / warmup_steps`` for the first ``warmup_steps`` steps, then
+    ``"constant"`` (1) or ``"cosine"``: ``0.5 (1 + cos(pi t))`` with ``t`` going from 0 at
+    the end of the warm-up to 1 at ``total_steps``.
+    """
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if kind == "constant":
+        return 1.0
+    t = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW (decoupled weight decay, Loshchilov & Hutter 2019), betas (0.9, 0.999).
+
+    Weight decay applies to weights with two or more dimensions; biases and normalisation
+    parameters (1-D) are not decayed.
+    """
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim > 1 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, foreach=True)
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int, kind: str
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """A per-step ``LambdaLR`` over :func:`lr_factor`."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, total_steps, warmup_steps, kind)
+    )
+
+
+class Trainer:
+    """Runs training epochs and validation passes for one process.
+
+    Args:
+        net: the :class:`FinetuneNet` (already on ``ctx.device``); checkpoints read it.
+        objective: the objective.
+        ctx: this process's :class:`~fewshot.training.distributed.DistContext`.
+        train_loader: yields ``(views, labels, ids)`` batches from a
+            :class:`~fewshot.training.data.TrainBatchSampler` (``loader.batch_sampler``).
+        val_loader: the same from a :class:`~fewshot.training.data.ValBatchSampler`, or None.
+        lr, weight_decay, total_steps, warmup_steps, scheduler: the optimiser and schedule.
+        seed: seeds torch's RNGs before every step from ``(seed, epoch, step, rank)``.
+        compile: wrap the model in ``torch.compile``.
+        sync_batchnorm: convert BatchNorm to SyncBatchNorm when running on several CUDA
+            processes.
+    """
+
+    def __init__(
+        self,
+        net: FinetuneNet,
+        objective: Objective,
+        ctx: DistContext,
+        train_loader: torch.utils.data.DataLoader,
+        val_loader: torch.utils.data.DataLoader | None,
+        *,
+        lr: float,
+        weight_decay: float,
+        total_steps: int,
+        warmup_steps: int,
+        scheduler: str,
+        seed: int,
+        compile: bool = False,
+        sync_batchnorm: bool = True,
+    ) -> None:
+        self.ctx = ctx
+        self.objective = objective
+        self.train_loader, self.val_loader = train_loader, val_loader
+        self.seed = int(seed)
+        cuda = ctx.device.type == "cuda"
+        self.channels_last = cuda
+        self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else contextlib.nullcontext
+        if cuda:
+            net = net.to(memory_format=torch.channels_last)
+        if ctx.distributed and cuda and sync_batchnorm:
+            net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
+        self.net = net
+        model: nn.Module = net
+        if ctx.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            model = DistributedDataParallel(
+                net,
+                device_ids=[ctx.device.index] if cuda else None,
+                # with lam == 1 cross-entropy is logged, not optimised: the classifier gets no gradient
+                find_unused_parameters=objective.uses_contrastive and objective.lam == 1.0,
+            )
+        if compile:
+            model = torch.compile(model)
+        self.model = model
+        self.optimizer = make_optimizer(net, lr, weight_decay)
+        self.scheduler = make_scheduler(self.optimizer, total_steps, warmup_steps, scheduler)
+        # running sums of the epoch in progress: total, ce, contrastive (float64, on device)
+        self.sums = torch.zeros(3, dtype=torch.float64, device=ctx.device)
+        #: learning rate of the latest optimiser step
+        self.lr_last = self.lr
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def train_epoch(
+        self,
+        epoch: int,
+        start_step: int = 0,
+        *,
+        on_step: Callable[[int, int], None] | None = None,
+        progress: bool = True,
+        desc: str = "",
+    ) -> dict[str, float]:
+        """Train one epoch from ``start_step`` on.
+
+        ``on_step(epoch, steps_done_in_epoch)`` is called after every optimiser step (for
+        mid-epoch checkpoints). :attr:`sums` must hold the sums of the steps before
+        ``start_step`` (zeros at the start of an epoch).
+
+        Returns:
+            ``{"total", "ce", "contrastive"}`` epoch means over all steps and processes,
+            ``"steps"``, ``"images"`` (global images trained on in this call) and
+            ``"seconds"``.
+
+        Raises:
+            FloatingPointError: the loss became NaN or infinite.
+        """
+        from tqdm.auto import tqdm
+
+        sampler = self.train_loader.batch_sampler
+        sampler.set_epoch(epoch, start_step)
+        steps = sampler.steps_per_epoch
+        self.net.train()
+        dev = self.ctx.device
+        t0 = time.perf_counter()
+        done = start_step
+        bar = tqdm(total=steps, initial=start_step, desc=desc, unit="step", leave=False,
+                   disable=not (progress and self.ctx.is_main), dynamic_ncols=True)
+        with bar:
+            for views, labels, ids in self.train_loader:
+                views = views.to(dev, non_blocking=True)
+                labels = labels.to(dev, non_blocking=True)
+                ids = ids.to(dev, non_blocking=True)
+                torch.manual_seed(step_seed(self.seed, epoch, done, self.ctx.rank))
+                out = compute_loss(
+                    self.model, self.objective, views, labels, ids,
+                    gather=self.ctx.distributed, autocast=self.autocast(), channels_last=self.channels_last,
+                )
+                self.optimizer.zero_grad(set_to_none=True)
+                out.total.backward()
+                self.lr_last = self.lr
+                self.optimizer.step()
+                self.scheduler.step()
+                self.sums += torch.stack([out.total.detach(), out.ce.detach(), out.contrastive.detach()]).double()
+                done += 1
+                bar.update(1)
+                if bar.disable is False and (done % 10 == 0 or done == steps):
+                    bar.set_postfix(loss=f"{self.sums[0].item() / done:.4f}", refresh=False)
+                if on_step is not None:
+                    on_step(epoch, done)
+        seconds = time.perf_counter() - t0
+        sums = all_reduce_sum(self.sums.clone()) / self.ctx.world_size
+        total, ce, con = (float(v) / max(1, steps) for v in sums.tolist())
+        if not math.isfinite(total):
+            raise FloatingPointError(
+                f"the training loss is {total} in epoch {epoch + 1}; lower lr (now {self.lr:g}) or check the data"
+            )
+        return {
+            "total": total,
+            "ce": ce,
+            "contrastive": con,
+            "steps": steps - start_step,
+            "images": (steps - start_step) * sampler.batch_size,
+            "seconds": seconds,
+        }
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float] | None:
+        """The objective on the held-out images (model in eval mode, fixed views).
+
+        Each global validation batch is gathered on every process (logits too), so the value
+        is that of one process holding the whole batch, whatever the number of processes.
+
+        Returns:
+            ``{"val_loss", "val_ce", "val_contrastive", "val_acc"}``: image-weighted means over
+            the batches (``val_acc``: top-1 of the classifier over all views), or None
+            without validation images.
+        """
+        if self.val_loader is None:
+            return None
+        net, dev = self.net, self.ctx.device
+        n_classes = int(net.classifier.num_classes)
+        was_training = net.training
+        net.eval()
+        # total, ce, contrastive (each x images), correct rows, images, rows
+        sums = torch.zeros(6, dtype=torch.float64, device=dev)
+        try:
+            for batch in self.val_loader:
+                if batch is None:
+                    logits = torch.zeros(0, n_classes, device=dev)
+                    z = torch.zeros(0, net.embed_dim, device=dev)
+                    y = ids = torch.zeros(0, dtype=torch.int64, device=dev)
+                    views = 2
+                else:
+                    views_t, labels, instance_ids = (t.to(dev, non_blocking=True) for t in batch)
+                    views = views_t.shape[1]
+                    x = views_t.flatten(0, 1)
+                    if self.channels_last:
+                        x = x.contiguous(memory_format=torch.channels_last)
+                    with self.autocast():
+                        logits, z = net(x)
+                    logits, z = logits.float(), z.float()
+                    y, ids = labels.repeat_interleave(views), instance_ids.repeat_interleave(views)
+                if self.ctx.distributed:
+                    logits, z, y, ids = (all_gather_varlen(t) for t in (logits, z, y, ids))
+                images = y.shape[0] / views
+                out = self.objective(logits, z, y, ids)
+                correct = (logits.argmax(dim=1) == y).sum()
+                sums += torch.stack([
+                    out.total.double() * images, out.ce.double() * images, out.contrastive.double() * images,
+                    correct.double(), torch.tensor(float(images), dtype=torch.float64, device=dev),
+                    torch.tensor(float(y.shape[0]), dtype=torch.float64, device=dev),
+                ])
+        finally:
+            net.train(was_training)
+        total, ce, con, correct, images, rows = sums.tolist()
+        return {
+            "val_loss": total / images,
+            "val_ce": ce / images,
+            "val_contrastive": con / images,
+            "val_acc": correct / rows,
+        }

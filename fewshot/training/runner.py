@@ -1,0 +1,435 @@
+"""``finetune(config) -> RunResult``: fine-tune a backbone on the base classes of a benchmark.
+
+One run, in order:
+
+1. check the config (:meth:`FinetuneConfig.validate`) and join the process group when
+   launched by ``torchrun``;
+2. hold out ``val_fraction`` of every base class's images for validation (seeded, stratified);
+3. build the backbone (timm, ``num_classes=0``), a classification head (dropout + linear) and,
+   with ``projection_dim > 0``, a projection head; AdamW and the per-step schedule;
+4. every epoch: two AutoAugment views per image, CE on both views' logits and the contrastive
+   term on both views' embeddings over the global batch; the validation loss; ``best/`` when
+   it went down, ``last/`` always, ``log.jsonl``, a one-line summary; stop early after
+   ``patience`` epochs without improvement.
+
+Each process uses its own torch RNG state, restored when ``finetune`` returns (so the caller's
+random state is untouched): data order, augmentation and dropout are all derived from
+``(seed, epoch, step)`` (see :mod:`fewshot.training.data`), which is why a run killed and
+resumed ends with the same weights as an uninterrupted one on the CPU. With ``dropout > 0``
+dropout masks also depend on the process rank, so runs on different numbers of processes
+differ in those masks (and, on the CPU, in BatchNorm statistics, which are per process there).
+
+Test hook: with the environment variable ``FEWSHOT_TEST_EXIT_AFTER_STEPS=K`` the process
+exits abruptly (``os._exit(75)``, no cleanup) right after optimiser step ``K`` of the run and
+any checkpoint due at that step — a stand-in for a pre-empted job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fewshot.training.config import FinetuneConfig, config_diff
+from fewshot.training.state import BEST, LAST, LOG_FILE, MANIFEST_FILE, Progress
+
+__all__ = ["finetune", "RunResult", "resume_config", "TEST_EXIT_ENV"]
+
+#: Environment variable of the test hook (see the module docstring).
+TEST_EXIT_ENV = "FEWSHOT_TEST_EXIT_AFTER_STEPS"
+_TEST_EXIT_STATUS = 75
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    """What :func:`finetune` produced.
+
+    Attributes:
+        run_dir: the run directory.
+        best: ``run_dir/best`` (checkpoint of the lowest validation loss; the last epoch
+            without validation), for ``fewshot extract --checkpoint``.
+        last: ``run_dir/last`` (latest state, resumable).
+        epochs: epochs completed.
+        steps: optimiser steps taken.
+        best_epoch: 1-based epoch of ``best`` (None if no epoch completed).
+        best_val_loss: its validation loss (None without validation).
+        stopped_early: whether early stopping ended the run.
+        history: the per-epoch records of ``log.jsonl``.
+    """
+
+    run_dir: Path
+    best: Path
+    last: Path
+    epochs: int
+    steps: int
+    best_epoch: int | None
+    best_val_loss: float | None
+    stopped_early: bool
+    history: tuple[dict[str, Any], ...]
+
+    def summary(self) -> str:
+        """One line for the terminal."""
+        how = "stopped early" if self.stopped_early else "done"
+        val = "" if self.best_val_loss is None else f" (val loss {self.best_val_loss:.4f})"
+        return f"{how} after {self.epochs} epochs, {self.steps} steps; best: epoch {self.best_epoch}{val} -> {self.best}"
+
+
+def resume_config(run_dir: str | os.PathLike, **overrides: Any) -> FinetuneConfig:
+    """The config of the run in ``run_dir`` (from ``last/``) with ``overrides`` applied.
+
+    ``out`` is set to ``run_dir``. Overrides of settings outside
+    :data:`~fewshot.training.config.RESUME_FREE_KEYS` that change a value make
+    :func:`finetune` refuse to resume.
+
+    Raises:
+        FileNotFoundError: ``run_dir`` holds no ``last/`` checkpoint.
+        ValueError: an unreadable checkpoint or bad overrides.
+    """
+    from fewshot.training.state import stored_config
+
+    stored = stored_config(run_dir)
+    merged = {**stored, **overrides, "out": str(run_dir)}
+    return FinetuneConfig.from_dict(merged, source=f"{run_dir}/{LAST}")
+
+
+def finetune(config: FinetuneConfig, *, resume: bool = False, split: Any = None) -> RunResult:
+    """Fine-tune ``config.backbone`` on the base classes of ``config.dataset``.
+
+    Run it in one process, or in N under ``torchrun --nproc_per_node=N -m fewshot finetune``
+    (DDP; NCCL on GPUs, gloo on the CPU). ``config.batch_size`` is the global batch: each of
+    N processes takes ``batch_size / N`` images, and the contrastive term sees all
+    ``2 * batch_size`` embeddings of the step (all-gathered with gradient), so the loss and
+    gradients equal those of one process with the whole batch.
+
+    Args:
+        config: the run's settings (:class:`FinetuneConfig`).
+        resume: continue the run in ``config.out`` from its ``last/`` checkpoint: model,
+            optimiser, scheduler, data position and RNG states. A run that already finished
+            is returned as it is.
+        split: an :class:`~fewshot.data.ImageSplit` to train on instead of
+            ``load_split(config.dataset, config.split, config.data_root)`` (its labels must
+            index its ``class_names``); ``config.dataset`` then only names it.
+
+    Returns:
+        :class:`RunResult`.
+
+    Writes ``config.out``: ``best/``, ``last/``, ``log.jsonl`` (one JSON object per epoch:
+    ``epoch``, ``total``, ``ce``, ``contrastive``, ``val_loss``, ``val_ce``,
+    ``val_contrastive``, ``val_acc``, ``lr`` (of the epoch's last step), ``images_per_s``,
+    ``time`` (seconds), ``steps``, ``best``), and ``manifest.json``. Only process 0 writes.
+
+    Raises:
+        ValueError: any bad setting (see :meth:`FinetuneConfig.validate`); ``resume`` with a
+            config that differs from the run's (the message names the keys); a fresh run
+            into a directory that already holds one; a training set smaller than one batch.
+        FileNotFoundError: missing data, weights, or (``resume``) no ``last/`` checkpoint.
+        FloatingPointError: the training loss became NaN or infinite.
+    """
+    if not isinstance(config, FinetuneConfig):
+        raise TypeError(f"config must be a FinetuneConfig, got {type(config).__name__}")
+    config.validate(check_data=split is None)
+    run_dir = Path(config.out)
+    if resume:
+        from fewshot.training.state import stored_config
+
+        stored = stored_config(run_dir)
+        diff = config_diff(stored, config.to_dict())
+        if diff:
+            shown = "; ".join(f"{k}: run has {stored.get(k)!r}, given {config.to_dict().get(k)!r}" for k in diff)
+            raise ValueError(f"cannot resume {run_dir} with a different config ({shown}); keep the run's settings or start a new --out")
+
+    from fewshot.training.distributed import init_distributed, shutdown
+
+    ctx = init_distributed(config.device)
+    threads_before = torch.get_num_threads()
+    try:
+        _set_threads(config, ctx)
+        devices = [ctx.device] if ctx.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            return _run(config, ctx, resume=resume, split=split)
+    finally:
+        torch.set_num_threads(threads_before)
+        shutdown(ctx)
+
+
+def _set_threads(config: FinetuneConfig, ctx: Any) -> None:
+    if ctx.device.type != "cpu":
+        return
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    elif ctx.local_world_size > 1 and "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // ctx.local_world_size))
+
+
+def _default_workers(config: FinetuneConfig, device: torch.device) -> int:
+    if config.num_workers is not None:
+        return config.num_workers
+    if device.type == "cpu":
+        return 0
+    return max(0, min(8, (os.cpu_count() or 1) - 1))
+
+
+def _run(config: FinetuneConfig, ctx: Any, *, resume: bool, split: Any) -> RunResult:
+    from fewshot._io import sha256_arrays, sha256_file, write_json
+    from fewshot._manifest import make_manifest
+    from fewshot.losses import create_objective
+    from fewshot.models import ClassificationHead, ProjectionHead, create_backbone, resolve_preprocessing, train_transform
+    from fewshot.training.data import TrainBatchSampler, TwoViews, ValBatchSampler, collate_views, holdout_split
+    from fewshot.training.distributed import barrier, broadcast_flag
+    from fewshot.training.loop import FinetuneNet, Trainer
+    from fewshot.training.state import load_state, save_best, save_state
+
+    run_dir = Path(config.out)
+    main = ctx.is_main
+    cfg = config.to_dict()
+    if not resume and (run_dir / LAST).exists():  # every process looks before process 0 writes (barrier below)
+        raise ValueError(f"{run_dir} already holds a run ({LAST}/); pass --resume {run_dir} to continue it, or choose another --out")
+
+    # ---------------------------------------------------------------- data
+    if split is None:
+        from fewshot.data import load_split
+
+        split = load_split(config.dataset, config.split, config.data_root)
+    labels = split.labels
+    n_classes = len(split.class_names)
+    if len(labels) == 0:
+        raise ValueError(f"{config.dataset}/{config.split} has no images")
+    if labels.min() < 0 or labels.max() >= n_classes:
+        raise ValueError(f"labels of {config.dataset}/{config.split} span {labels.min()}..{labels.max()} for {n_classes} classes")
+    train_idx, val_idx = holdout_split(labels, config.val_fraction, config.seed)
+
+    # ---------------------------------------------------------------- model
+    backbone = create_backbone(config.backbone, config.pretrained, seed=config.seed, **config.backbone_kwargs)
+    preprocessing = resolve_preprocessing(backbone, img_size=config.img_size)
+    objective = create_objective(config.objective, lam=config.lam, temperature=config.temperature, **config.objective_options)
+    classifier = ClassificationHead(backbone.num_features, n_classes, dropout=config.dropout, seed=config.seed + 1)
+    projection = None
+    if config.projection_dim > 0 and objective.uses_contrastive:
+        projection = ProjectionHead(backbone.num_features, config.projection_dim, seed=config.seed + 2)
+    net = FinetuneNet(backbone, classifier, projection).to(ctx.device)
+
+    transform = train_transform(preprocessing, policy=config.augment, hflip=config.hflip, scale=config.crop_scale)
+    sampler = TrainBatchSampler(len(train_idx), config.batch_size, config.seed, rank=ctx.rank, world_size=ctx.world_size)
+    workers = _default_workers(config, ctx.device)
+    loader_options: dict[str, Any] = dict(
+        num_workers=workers,
+        collate_fn=collate_views,
+        pin_memory=ctx.device.type == "cuda",
+        persistent_workers=workers > 0,
+        prefetch_factor=4 if workers > 0 else None,
+        generator=torch.Generator().manual_seed(config.seed),
+    )
+    train_loader = torch.utils.data.DataLoader(TwoViews(split, train_idx, transform), batch_sampler=sampler, **loader_options)
+    val_loader = None
+    if val_idx.size:
+        val_sampler = ValBatchSampler(len(val_idx), config.batch_size, config.seed, rank=ctx.rank, world_size=ctx.world_size)
+        val_loader = torch.utils.data.DataLoader(TwoViews(split, val_idx, transform), batch_sampler=val_sampler, **loader_options)
+
+    steps_per_epoch = sampler.steps_per_epoch
+    trainer = Trainer(
+        net, objective, ctx, train_loader, val_loader,
+        lr=config.lr, weight_decay=config.weight_decay,
+        total_steps=config.epochs * steps_per_epoch, warmup_steps=config.warmup_epochs * steps_per_epoch,
+        scheduler=config.scheduler, seed=config.seed, compile=config.compile, sync_batchnorm=config.sync_batchnorm,
+    )
+    net = trainer.net
+    ckpt = dict(backbone_name=config.backbone, backbone_kwargs=dict(config.backbone_kwargs), preprocessing=preprocessing, config=cfg)
+
+    data_info = {
+        "dataset": config.dataset,
+        "split": config.split,
+        "source": str(getattr(split, "source", "")),
+        "classes": n_classes,
+        "images": int(len(labels)),
+        "train_images": int(train_idx.size),
+        "val_images": int(val_idx.size),
+        "val_indices_sha256": sha256_arrays(val_idx),
+        "steps_per_epoch": steps_per_epoch,
+    }
+    run_info = {"world_size": ctx.world_size, "device": str(ctx.device), "num_workers": workers,
+                "threads": torch.get_num_threads(), "preprocessing": preprocessing.to_dict()}
+    if main and config.pretrained not in (None, "hub"):
+        run_info["pretrained_sha256"] = sha256_file(config.pretrained)
+
+    # ---------------------------------------------------------------- state
+    if resume:
+        progress = load_state(run_dir / LAST, net, trainer.optimizer, trainer.scheduler, ctx.device)
+        if progress.finished:
+            if main:
+                print(f"{run_dir} already finished ({len(progress.history)} epochs); nothing to do", flush=True)
+                _write_outputs(run_dir, progress, cfg, data_info, run_info)
+            barrier()
+            return _result(run_dir, progress)
+        if main:
+            print(f"resuming {run_dir} at epoch {progress.epoch + 1}, step {progress.step}/{steps_per_epoch}", flush=True)
+    else:
+        progress = Progress()
+        barrier()
+        if main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            save_state(run_dir / LAST, net, optimizer=trainer.optimizer, scheduler=trainer.scheduler, progress=progress, **ckpt)
+        barrier()
+    trainer.sums.copy_(torch.tensor(progress.sums, dtype=torch.float64))
+    if main:
+        write_json(run_dir / MANIFEST_FILE, make_manifest("finetune", cfg, status="running", data=data_info, run=run_info))
+
+    exit_after = _test_exit_steps()
+
+    def checkpoint_last() -> None:
+        progress.sums = [float(v) for v in trainer.sums.tolist()]
+        if main:
+            save_state(run_dir / LAST, net, optimizer=trainer.optimizer, scheduler=trainer.scheduler, progress=progress, **ckpt)
+        barrier()
+
+    def on_step(epoch: int, done: int) -> None:
+        progress.step = done
+        progress.global_step += 1
+        if config.save_every_steps and progress.global_step % config.save_every_steps == 0 and done < steps_per_epoch:
+            checkpoint_last()
+        if exit_after is not None and progress.global_step == exit_after:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(_TEST_EXIT_STATUS)
+
+    # ---------------------------------------------------------------- epochs
+    width = len(str(config.epochs))
+    while progress.epoch < config.epochs:
+        epoch = progress.epoch
+        t0 = time.perf_counter()
+        stats = trainer.train_epoch(
+            epoch, progress.step, on_step=on_step, progress=config.progress,
+            desc=f"epoch {epoch + 1:>{width}}/{config.epochs}",
+        )
+        val = trainer.validate()
+        seconds = time.perf_counter() - t0
+        record: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "total": stats["total"],
+            "ce": stats["ce"],
+            "contrastive": stats["contrastive"],
+            "val_loss": None if val is None else val["val_loss"],
+            "val_ce": None if val is None else val["val_ce"],
+            "val_contrastive": None if val is None else val["val_contrastive"],
+            "val_acc": None if val is None else val["val_acc"],
+            "lr": trainer.lr_last,
+            "images_per_s": stats["images"] / stats["seconds"] if stats["seconds"] > 0 else None,
+            "time": seconds,
+            "steps": steps_per_epoch,
+        }
+        if val is not None and not math.isfinite(val["val_loss"]):
+            raise FloatingPointError(f"the validation loss is {val['val_loss']} in epoch {epoch + 1}; lower lr")
+        improved = val is None or progress.best_val_loss is None or val["val_loss"] < progress.best_val_loss
+        improved = broadcast_flag(improved, ctx.device)
+        record["best"] = bool(improved)
+        if improved:
+            progress.best_val_loss = None if val is None else val["val_loss"]
+            progress.best_epoch = epoch + 1
+            progress.bad_epochs = 0
+            if main:
+                metrics = {k: record[k] for k in ("total", "ce", "contrastive", "val_loss", "val_ce", "val_contrastive", "val_acc")}
+                save_best(run_dir / BEST, net, epoch=epoch + 1, metrics=metrics, **ckpt)
+        else:
+            progress.bad_epochs += 1
+        stop = config.patience > 0 and val is not None and progress.bad_epochs >= config.patience
+        progress.history.append(record)
+        progress.epoch, progress.step = epoch + 1, 0
+        progress.finished = stop or progress.epoch >= config.epochs
+        progress.stopped_early = stop
+        trainer.sums.zero_()
+        checkpoint_last()
+        if main:
+            _write_log(run_dir, progress)
+            print(_summary(record, config.epochs, width), flush=True)
+        if stop:
+            if main:
+                print(f"early stopping: no lower validation loss for {config.patience} epochs", flush=True)
+            break
+
+    if main:
+        _write_outputs(run_dir, progress, cfg, data_info, run_info)
+    barrier()
+    return _result(run_dir, progress)
+
+
+def _write_log(run_dir: Path, progress: Progress) -> None:
+    from fewshot._io import write_text
+
+    write_text(run_dir / LOG_FILE, "".join(json.dumps(r) + "\n" for r in progress.history))
+
+
+def _write_outputs(run_dir: Path, progress: Progress, cfg: dict, data_info: dict, run_info: dict) -> None:
+    """The log and the final manifest of a finished run (rewritten whole: idempotent)."""
+    from fewshot._io import write_json
+    from fewshot._manifest import make_manifest
+
+    _write_log(run_dir, progress)
+    result = _result(run_dir, progress)
+    outcome = {
+        "epochs": result.epochs,
+        "steps": result.steps,
+        "best_epoch": result.best_epoch,
+        "best_val_loss": result.best_val_loss,
+        "stopped_early": result.stopped_early,
+    }
+    checkpoints = {name: _backbone_sha(run_dir / name) for name in (BEST, LAST)}
+    write_json(run_dir / MANIFEST_FILE, make_manifest(
+        "finetune", cfg, status="finished", data=data_info, run=run_info, result=outcome, checkpoints=checkpoints,
+    ))
+
+
+def _backbone_sha(directory: Path) -> str | None:
+    from fewshot.checkpoint import read_checkpoint_meta
+
+    try:
+        return read_checkpoint_meta(directory)["backbone"]["sha256"]
+    except (OSError, ValueError):
+        return None
+
+
+def _result(run_dir: Path, progress: Progress) -> RunResult:
+    return RunResult(
+        run_dir=run_dir,
+        best=run_dir / BEST,
+        last=run_dir / LAST,
+        epochs=len(progress.history),
+        steps=progress.global_step,
+        best_epoch=progress.best_epoch,
+        best_val_loss=progress.best_val_loss,
+        stopped_early=progress.stopped_early,
+        history=tuple(progress.history),
+    )
+
+
+def _summary(r: dict[str, Any], epochs: int, width: int) -> str:
+    parts = [
+        f"epoch {r['epoch']:>{width}}/{epochs}",
+        f"loss {r['total']:.4f}",
+        f"ce {r['ce']:.4f}",
+        f"con {r['contrastive']:.4f}",
+    ]
+    if r["val_loss"] is not None:
+        parts.append(f"val {r['val_loss']:.4f}{' *' if r['best'] else '  '}")
+        parts.append(f"val_acc {r['val_acc']:.3f}")
+    parts.append(f"lr {r['lr']:.2e}")
+    if r["images_per_s"] is not None:
+        parts.append(f"{r['images_per_s']:.0f} img/s")
+    parts.append(f"{r['time']:.1f}s")
+    return "  ".join(parts)
+
+
+def _test_exit_steps() -> int | None:
+    value = os.environ.get(TEST_EXIT_ENV)
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{TEST_EXIT_ENV}={value!r} is not an integer") from None
+
