@@ -72,10 +72,10 @@ def write_csv(path: str | os.PathLike, df: "Any", **kwargs: Any) -> None:
     write_text(path, df.to_csv(**kwargs))
 
 
-def save_npz(path: str | os.PathLike, **arrays: Any) -> None:
-    """Atomically write arrays to an uncompressed ``.npz`` file."""
+def save_npz(path: str | os.PathLike, compressed: bool = False, **arrays: Any) -> None:
+    """Atomically write arrays to a ``.npz`` file (zip-deflated if ``compressed``)."""
     with atomic_write(path, "wb") as fh:
-        np.savez(fh, **arrays)
+        (np.savez_compressed if compressed else np.savez)(fh, **arrays)
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

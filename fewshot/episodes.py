@@ -113,6 +113,7 @@ class Episodes:
         path = Path(path)
         save_npz(
             path,
+            compressed=True,
             classes=self.classes,
             support=self.support,
             query=self.query,

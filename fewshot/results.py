@@ -2,9 +2,11 @@
 
 ``fewshot evaluate --out DIR`` writes::
 
-    DIR/per_episode.csv   one row per episode (columns: EPISODE_COLUMNS)
+    DIR/per_episode.csv.gz  one row per episode (columns: EPISODE_COLUMNS), gzip-compressed CSV
+                          (``pandas.read_csv`` reads it directly; written with mtime 0, so the
+                          bytes depend only on the content)
     DIR/summary.csv       one row per (dataset, n_way, n_shot, seed): mean, std, ci95, n
-    DIR/episodes/*.npz    the sampled episodes (see fewshot.episodes.Episodes.save)
+    DIR/episodes/*.npz    the sampled episodes, compressed (see fewshot.episodes.Episodes.save)
     DIR/manifest.json     resolved config, versions, fingerprints and the method ``label``
 
 All files are written atomically; ``manifest.json`` is written last, so a directory without
@@ -13,6 +15,7 @@ it is an interrupted run and :func:`read_results` refuses it.
 
 from __future__ import annotations
 
+import gzip
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +23,14 @@ from typing import Any
 
 import pandas as pd
 
-from fewshot._io import write_csv, write_json
+from fewshot._io import write_bytes, write_csv, write_json
 
-__all__ = ["EPISODE_COLUMNS", "Results", "write_results", "read_results"]
+__all__ = ["EPISODE_COLUMNS", "EPISODES_FILE", "Results", "write_results", "read_results"]
 
-#: Columns of ``per_episode.csv``, in order.
+#: File name of the per-episode table inside a results directory.
+EPISODES_FILE = "per_episode.csv.gz"
+
+#: Columns of the per-episode table, in order.
 EPISODE_COLUMNS: tuple[str, ...] = (
     "dataset",
     "split",
@@ -66,7 +72,8 @@ def write_results(
     if missing:
         raise ValueError(f"per-episode results lack columns {missing}")
     out.mkdir(parents=True, exist_ok=True)
-    write_csv(out / "per_episode.csv", per_episode.loc[:, list(EPISODE_COLUMNS)])
+    text = per_episode.loc[:, list(EPISODE_COLUMNS)].to_csv(index=False, lineterminator="\n")
+    write_bytes(out / EPISODES_FILE, gzip.compress(text.encode("utf-8"), mtime=0))
     write_csv(out / "summary.csv", summary)
     write_json(out / "manifest.json", manifest)
     return out
@@ -76,15 +83,17 @@ def read_results(path: str | Path) -> Results:
     """Read a results directory written by :func:`write_results`.
 
     Raises:
-        FileNotFoundError: ``path`` is missing, or has no ``manifest.json``/``per_episode.csv``
+        FileNotFoundError: ``path`` is missing, or has no ``manifest.json`` or per-episode table
             (an interrupted run).
-        ValueError: ``per_episode.csv`` lacks a required column.
+        ValueError: the per-episode table lacks a required column.
     """
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"results directory not found: {path}")
     manifest_path = path / "manifest.json"
-    table_path = path / "per_episode.csv"
+    table_path = path / EPISODES_FILE
+    if not table_path.is_file() and (path / "per_episode.csv").is_file():
+        table_path = path / "per_episode.csv"  # an uncompressed copy is read as well
     for p in (manifest_path, table_path):
         if not p.is_file():
             raise FileNotFoundError(
