@@ -57,7 +57,7 @@ class EpisodeClassifier(Protocol):
 
     def fit(self, support: Any, support_labels: Any) -> EpisodeClassifier: ...
 
-    def predict(self, query: Any) -> np.ndarray: ...
+    def predict(self, query: Any, start: int = 0) -> np.ndarray: ...
 
 
 # --------------------------------------------------------------------------- helpers
@@ -98,6 +98,19 @@ def _l2_normalize(x: torch.Tensor) -> torch.Tensor:
     return x / _safe_norm(x.norm(dim=-1, keepdim=True))
 
 
+def _episode_slice(
+    weights: torch.Tensor, bias: torch.Tensor | None, start: int, Q: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The fitted parameters of episodes ``start .. start + len(Q)``, checked against ``Q``."""
+    E, _, d = weights.shape
+    if not 0 <= start <= E - Q.shape[0] or Q.shape[2] != d:
+        raise ValueError(
+            f"query shape {tuple(Q.shape)} from episode {start} does not match the fitted batch (E={E}, d={d})"
+        )
+    end = start + Q.shape[0]
+    return weights[start:end], None if bias is None else bias[start:end]
+
+
 def _check_positive(name: str, value: Any, integer: bool = False) -> None:
     ok = isinstance(value, (int, np.integer)) if integer else isinstance(value, (int, float, np.number))
     if isinstance(value, bool) or not ok or not value > 0 or not np.isfinite(value):
@@ -127,6 +140,34 @@ class LogisticFit:
     converged: torch.Tensor
 
 
+def _gram_factor(G: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Factor Gram matrices ``G = Z Z^T`` (``(E, n, n)``, float64) for the reduced problem.
+
+    Returns ``Z`` and ``T`` with ``X = Z V^T`` for orthonormal ``V`` and ``V^T = T X``, so a
+    solution ``W'`` on ``Z`` maps back to ``W = W' T X``. Well-conditioned episodes use the
+    Cholesky factor (``Z = L``, ``T = L^-1``); the others (duplicated support rows: ``G``
+    singular to working precision) use the eigendecomposition with eigenvalues below
+    ``n * eps * max(lam)`` dropped (``Z = U sqrt(lam)``, ``T = diag(1/sqrt(lam)) U^T``).
+    """
+    E, n, _ = G.shape
+    L, info = torch.linalg.cholesky_ex(G)
+    pivots = L.diagonal(dim1=-2, dim2=-1).square()
+    scale = G.diagonal(dim1=-2, dim2=-1).amax(-1).clamp_min(1e-300)
+    ok = (info == 0) & (pivots.amin(-1) > 1e3 * n * eps * scale)
+    eye = torch.eye(n, dtype=G.dtype, device=G.device).expand(E, n, n)
+    Z = torch.where(ok[:, None, None], L, 0.0)
+    T = torch.where(ok[:, None, None], torch.linalg.solve_triangular(torch.where(ok[:, None, None], L, eye), eye, upper=False), 0.0)
+    bad = torch.nonzero(~ok).squeeze(-1)
+    if bad.numel():
+        lam, U = torch.linalg.eigh(G[bad])
+        keep = lam > (n * eps) * lam.amax(-1, keepdim=True).clamp_min(1e-300)
+        sq = torch.where(keep, lam.clamp_min(0).sqrt(), 0.0)
+        inv = torch.where(keep, 1.0 / torch.where(keep, sq, 1.0), 0.0)
+        Z[bad] = U * sq.unsqueeze(1)
+        T[bad] = inv.unsqueeze(-1) * U.transpose(1, 2)
+    return Z, T
+
+
 def _objective(theta: torch.Tensor, Zt: torch.Tensor, y: torch.Tensor, C: float, pen: torch.Tensor) -> torch.Tensor:
     logits = Zt @ theta.transpose(1, 2)  # (E, n, K)
     nll = torch.logsumexp(logits, dim=-1) - logits.gather(-1, y.unsqueeze(-1)).squeeze(-1)
@@ -151,14 +192,15 @@ def fit_logistic_regression(
     Minimises, for every episode independently, scikit-learn's objective
     ``C * sum_i -log softmax(W x_i + b)[y_i] + 0.5 * ||W||_F^2`` (intercept ``b`` not penalised).
 
-    The solution ``W = A X`` lies in the span of the ``n`` support rows ``X``. With the Gram
-    matrix ``G = X X^T = U diag(lam) U^T`` and ``Z = U diag(sqrt(lam))`` the problem becomes the
-    same objective on ``n``-dimensional features ``Z`` (``W' = W V`` with orthonormal ``V``), which
-    Newton's method solves in a handful of iterations. Each Newton system is solved by conjugate
+    The solution ``W = A X`` lies in the span of the ``n`` support rows ``X``. With a factor
+    ``G = X X^T = Z Z^T`` of the Gram matrix (Cholesky; the eigendecomposition for singular
+    ``G``) the problem becomes the same objective on ``n``-dimensional features ``Z``
+    (``W' = W V`` with orthonormal ``V``), which Newton's method solves in a handful of
+    iterations. Each Newton system is solved by conjugate
     gradients preconditioned with Böhning's bound ``H <= (C/2)(I - 11^T/K) (x) Z~^T Z~ + R``,
-    whose inverse needs one small factorisation per episode. Gram eigenvalues below
-    ``n * eps * max(lam)`` (``eps`` of the input's dtype) are treated as zero (duplicated
-    support rows).
+    whose inverse needs one small factorisation per episode. For a singular ``G`` (duplicated
+    support rows), eigenvalues below ``n * eps * max(lam)`` (``eps`` of the input's dtype)
+    are treated as zero.
 
     Args:
         support: ``(E, n, d)`` floating point support features.
@@ -187,11 +229,9 @@ def fit_logistic_regression(
     if normalize:
         norms = _safe_norm(G.diagonal(dim1=-2, dim2=-1).sqrt())
         G = G / (norms.unsqueeze(-1) * norms.unsqueeze(-2))
-    lam, U = torch.linalg.eigh(G)
-    keep = lam > (n * torch.finfo(X.dtype).eps) * lam.amax(-1, keepdim=True).clamp_min(1e-300)
-    sq = torch.where(keep, lam.clamp_min(0).sqrt(), torch.zeros_like(lam))
+    Z, T = _gram_factor(G, torch.finfo(X.dtype).eps)  # G = Z Z^T; back-transform A = W' T
     f64 = torch.float64
-    Zt = torch.cat([U * sq.unsqueeze(1), torch.ones(E, n, 1, dtype=f64, device=dev)], dim=-1)  # (E,n,n+1)
+    Zt = torch.cat([Z, torch.ones(E, n, 1, dtype=f64, device=dev)], dim=-1)  # (E,n,n+1)
     p = n + 1
     pen = torch.ones(p, dtype=f64, device=dev)
     pen[-1] = 0.0  # intercept not penalised
@@ -267,9 +307,8 @@ def fit_logistic_regression(
         n_iter = n_iter + active.long()
 
     converged = ~active
-    # back to feature space: W = W' diag(1/sqrt(lam)) U^T X
-    inv = torch.where(keep, 1.0 / torch.where(keep, sq, 1.0), torch.zeros_like(sq))
-    A = (theta[..., :n] * inv.unsqueeze(1)) @ U.transpose(1, 2)  # (E, K, n)
+    # back to feature space: W = A X with A = W' T
+    A = theta[..., :n] @ T  # (E, K, n)
     if normalize:
         A = A / norms.unsqueeze(1)
     coef = A.to(X.dtype) @ X
@@ -343,28 +382,24 @@ class LogisticRegression:
             )
         return self
 
-    def decision_function(self, query: Any) -> np.ndarray:
-        """Logits ``(E, m, K)`` of ``query`` ``(E, m, d)``."""
-        return self._logits(query).cpu().numpy()
+    def decision_function(self, query: Any, start: int = 0) -> np.ndarray:
+        """Logits ``(E', m, K)`` of ``query`` ``(E', m, d)`` for fitted episodes ``start..start+E'``."""
+        return self._logits(query, start).cpu().numpy()
 
-    def _logits(self, query: Any) -> torch.Tensor:
+    def _logits(self, query: Any, start: int) -> torch.Tensor:
         if not hasattr(self, "_coef"):
             raise RuntimeError("call fit() before predict()")
         Q = _as_batch(query, "query", self._coef.device).to(self._coef.dtype)
-        if Q.shape[0] != self._coef.shape[0] or Q.shape[2] != self._coef.shape[2]:
-            raise ValueError(
-                f"query shape {tuple(Q.shape)} does not match the fitted batch "
-                f"(E={self._coef.shape[0]}, d={self._coef.shape[2]})"
-            )
+        coef, intercept = _episode_slice(self._coef, self._intercept, start, Q)
         with torch.no_grad():
-            logits = (Q @ self._coef.transpose(1, 2)).to(torch.float64)
+            logits = (Q @ coef.transpose(1, 2)).to(torch.float64)
             if self.normalize:  # scale the (E, m, K) logits rather than rewrite the query rows
                 logits = logits / _safe_norm(Q.norm(dim=-1, keepdim=True).to(torch.float64))
-            return logits + self._intercept.unsqueeze(1)
+            return logits + intercept.unsqueeze(1)
 
-    def predict(self, query: Any) -> np.ndarray:
-        """Predicted labels ``(E, m)`` int64."""
-        return self._logits(query).argmax(-1).cpu().numpy()
+    def predict(self, query: Any, start: int = 0) -> np.ndarray:
+        """Predicted labels ``(E', m)`` int64 of fitted episodes ``start..start+E'``."""
+        return self._logits(query, start).argmax(-1).cpu().numpy()
 
 
 class SklearnLogisticRegression:
@@ -418,11 +453,11 @@ class SklearnLogisticRegression:
             )
         return self
 
-    def predict(self, query: Any) -> np.ndarray:
+    def predict(self, query: Any, start: int = 0) -> np.ndarray:
         Q = self._prep(query, "query")
-        if len(Q) != len(self.models_):
-            raise ValueError(f"query has {len(Q)} episodes, the fit had {len(self.models_)}")
-        return np.stack([m.predict(q) for m, q in zip(self.models_, Q)]).astype(np.int64)
+        if not 0 <= start <= len(self.models_) - len(Q):
+            raise ValueError(f"query has {len(Q)} episodes from {start}, the fit had {len(self.models_)}")
+        return np.stack([m.predict(q) for m, q in zip(self.models_[start:], Q)]).astype(np.int64)
 
 
 class PrototypeClassifier:
@@ -447,11 +482,12 @@ class PrototypeClassifier:
         self.prototypes_ = self._protos.cpu().numpy()
         return self
 
-    def predict(self, query: Any) -> np.ndarray:
+    def predict(self, query: Any, start: int = 0) -> np.ndarray:
         if not hasattr(self, "_protos"):
             raise RuntimeError("call fit() before predict()")
         Q = _l2_normalize(_as_batch(query, "query", self._protos.device).to(self._protos.dtype))
-        return (Q @ self._protos.transpose(1, 2)).argmax(-1).cpu().numpy()
+        protos, _ = _episode_slice(self._protos, None, start, Q)
+        return (Q @ protos.transpose(1, 2)).argmax(-1).cpu().numpy()
 
 
 #: Registry: classifier name -> class. ``create_classifier(name, **kwargs)`` instantiates one.

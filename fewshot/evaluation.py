@@ -127,7 +127,7 @@ def evaluate(
     episodes: Episodes,
     classifier: str | EpisodeClassifier = "logreg",
     device: str | torch.device | None = None,
-    batch_size: int = 500,
+    batch_size: int = 1000,
     progress: bool | None = False,
     **classifier_kwargs: Any,
 ) -> np.ndarray:
@@ -138,10 +138,12 @@ def evaluate(
         labels: ``(N,)`` integer labels (used to check that ``episodes`` belong to them).
         episodes: from :func:`fewshot.episodes.sample_episodes` on ``labels``.
         classifier: a registry name (``"logreg"``, ``"logreg-sklearn"``, ``"prototype"``) or an
-            object with ``fit(support (E, n, d), labels (n,))`` and ``predict(query (E, m, d))``.
+            object with ``fit(support (E, n, d), labels (n,))`` and
+            ``predict(query (E', m, d), start)`` (see :mod:`fewshot.classifiers`).
         device: torch device; ``None`` = CUDA when available, else CPU.
-        batch_size: episodes fitted together (bounds memory: about
-            ``batch_size * n_way * (n_shot + n_query) * d`` feature values at once).
+        batch_size: episodes fitted together (default 1000; memory: about
+            ``batch_size * n_way * n_shot * d`` support values, queries are gathered 250
+            episodes at a time).
         progress: show a tqdm bar (``None``: only on a terminal).
         **classifier_kwargs: passed to the registry's constructor (e.g. ``C=0.5``).
 
@@ -164,12 +166,15 @@ def evaluate(
     support_idx = torch.from_numpy(episodes.support.copy()).to(dev)
     query_idx = torch.from_numpy(episodes.query.copy()).to(dev)
     support_labels = torch.from_numpy(episodes.support_labels).to(dev)
-    query_labels = torch.from_numpy(episodes.query_labels)
+    query_labels = episodes.query_labels
     E, d = len(episodes), X.shape[1]
     ns, nq = support_idx.shape[1], query_idx.shape[1]
-    # reused gather buffers: fresh multi-MB allocations per batch cost more than the solve
+    # Fit batch_size episodes together (the solver's per-call overhead amortises), but gather
+    # their queries in smaller pieces into one reused buffer (fresh multi-MB allocations and
+    # their page faults cost more than the solve).
+    qchunk = max(1, min(batch_size, 250))
     sbuf = torch.empty(min(batch_size, E) * ns, d, dtype=feats.dtype, device=dev)
-    qbuf = torch.empty(min(batch_size, E) * nq, d, dtype=feats.dtype, device=dev)
+    qbuf = torch.empty(min(qchunk, E) * nq, d, dtype=feats.dtype, device=dev)
     acc = np.empty(E, dtype=np.float64)
     bar = tqdm(total=E, desc="episodes", unit="ep", disable=(not progress) if progress is not None else None, leave=False)
     with torch.no_grad():
@@ -177,9 +182,12 @@ def evaluate(
             hi = min(E, lo + batch_size)
             b = hi - lo
             s = torch.index_select(feats, 0, support_idx[lo:hi].reshape(-1), out=sbuf[: b * ns]).view(b, ns, d)
-            q = torch.index_select(feats, 0, query_idx[lo:hi].reshape(-1), out=qbuf[: b * nq]).view(b, nq, d)
-            pred = np.asarray(clf.fit(s, support_labels).predict(q))
-            acc[lo:hi] = (pred == query_labels.numpy()).mean(axis=1)
+            clf.fit(s, support_labels)
+            for qlo in range(lo, hi, qchunk):
+                qhi = min(hi, qlo + qchunk)
+                q = torch.index_select(feats, 0, query_idx[qlo:qhi].reshape(-1), out=qbuf[: (qhi - qlo) * nq])
+                pred = np.asarray(clf.predict(q.view(qhi - qlo, nq, d), start=qlo - lo))
+                acc[qlo:qhi] = (pred == query_labels).mean(axis=1)
             bar.update(b)
     bar.close()
     return acc

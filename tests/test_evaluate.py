@@ -159,3 +159,20 @@ def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, run_cli, setup, args
     assert __import__("re").search(match, stderr)
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir()] in (["f.npz"], [])
+
+
+@pytest.mark.parametrize("classifier", ["logreg", "prototype"])
+def test_batching_does_not_change_results(classifier):
+    # fit batches of 1000 with queries scored 250 episodes at a time (predict(start=...)) must
+    # equal fitting episode by episode
+    feats, labels = make_features(spread=0.4)
+    ep = sample_episodes(labels, 5, 1, 15, 600, seed=4)
+    together = evaluate(feats, labels, ep, classifier)
+    alone = evaluate(feats, labels, ep, classifier, batch_size=1)
+    np.testing.assert_array_equal(together, alone)
+
+
+def test_predict_start_is_checked():
+    clf = create_classifier("logreg").fit(np.random.default_rng(0).random((4, 5, 3)), np.arange(5))
+    with pytest.raises(ValueError, match=r"from episode 3 does not match the fitted batch \(E=4, d=3\)"):
+        clf.predict(np.ones((2, 7, 3)), start=3)
