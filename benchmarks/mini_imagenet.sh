@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 
 ROOT=${1:-${DATA_ROOT:-../shared/data}}
 OUT=${OUT:-results/mini-imagenet}
-EPOCHS=${EPOCHS:-12}
+EPOCHS=${EPOCHS:-8}
 FEWSHOT=${FEWSHOT:-.venv/bin/fewshot}
 export FEWSHOT_CACHE_DIR=${FEWSHOT_CACHE_DIR:-$OUT/.cache}
 

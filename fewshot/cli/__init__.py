@@ -43,13 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fewshot {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in SUBCOMMANDS:
-        try:  # TEMPORARY while subcommands are being written; removed before release
-            module = importlib.import_module(f"fewshot.cli._{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"fewshot.cli._{name}":
-                continue
-            raise
-        module.register(sub)
+        importlib.import_module(f"fewshot.cli._{name}").register(sub)
     return parser
 
 
