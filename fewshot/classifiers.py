@@ -168,8 +168,8 @@ def _gram_factor(G: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tenso
     return Z, T
 
 
-def _objective(theta: torch.Tensor, Zt: torch.Tensor, y: torch.Tensor, C: float, pen: torch.Tensor) -> torch.Tensor:
-    logits = Zt @ theta.transpose(1, 2)  # (E, n, K)
+def _objective(logits: torch.Tensor, theta: torch.Tensor, y: torch.Tensor, C: float, pen: torch.Tensor) -> torch.Tensor:
+    """Per-episode objective from the support logits ``(E, n, K)`` of parameters ``theta``."""
     nll = torch.logsumexp(logits, dim=-1) - logits.gather(-1, y.unsqueeze(-1)).squeeze(-1)
     return C * nll.sum(-1) + 0.5 * (theta.square() * pen).sum((-2, -1))
 
@@ -249,9 +249,9 @@ def fit_logistic_regression(
     n_iter = torch.zeros(E, dtype=torch.long, device=dev)
     scale = C * n
     active = torch.ones(E, dtype=torch.bool, device=dev)
-    f = _objective(theta, Zt, labels, C, pen)
+    logits = Zt @ theta.transpose(1, 2)  # (E, n, K), kept in step with theta
+    f = _objective(logits, theta, labels, C, pen)
     for _ in range(max_iter + 1):
-        logits = Zt @ theta.transpose(1, 2)
         P = torch.softmax(logits, dim=-1)
         grad = C * (P - Y).transpose(1, 2) @ Zt + theta * pen
         gmax = grad.abs().amax((-2, -1)) / scale
@@ -287,23 +287,22 @@ def fit_logistic_regression(
             dirn = z + beta[:, None, None] * dirn
             rz = rz_new
 
-        # --- Armijo backtracking, per episode
+        # --- Armijo backtracking, per episode (the full Newton step is almost always taken)
         slope = _bdot(grad, x)
         step = torch.ones(E, dtype=f64, device=dev)
         accepted = ~active
-        new_theta = theta.clone()
-        new_f = f.clone()
         for _ls in range(40):
             cand = theta + step[:, None, None] * x
-            fc = _objective(cand, Zt, labels, C, pen)
+            cand_logits = Zt @ cand.transpose(1, 2)
+            fc = _objective(cand_logits, cand, labels, C, pen)
             ok = (~accepted) & (fc <= f + 1e-4 * step * slope + 1e-12 * f.abs())
-            new_theta[ok] = cand[ok]
-            new_f[ok] = fc[ok]
+            theta = torch.where(ok[:, None, None], cand, theta)
+            logits = torch.where(ok[:, None, None], cand_logits, logits)
+            f = torch.where(ok, fc, f)
             accepted = accepted | ok
             if bool(accepted.all()):
                 break
             step = torch.where(accepted, step, 0.5 * step)
-        theta, f = new_theta, new_f
         n_iter = n_iter + active.long()
 
     converged = ~active
