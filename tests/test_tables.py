@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import math
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -279,3 +281,19 @@ def test_cli_table_errors_exit_2(dirs, tmp_path, capsys) -> None:
     err = capsys.readouterr().err
     assert err.startswith("fewshot table: error: cannot pair 'SCHaNe'") and err.count("\n") == 1
     assert "Traceback" not in err and not out.exists()
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
+def test_latex_fragment_compiles(frame: pd.DataFrame, tmp_path: Path) -> None:
+    (tmp_path / "table1.tex").write_text(render_table(frame, "latex"), encoding="utf-8")
+    (tmp_path / "doc.tex").write_text(
+        "\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n"
+        "\\begin{table}\n\\input{table1.tex}\n\\end{table}\n\\end{document}\n",
+        encoding="utf-8",
+    )
+    done = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert (tmp_path / "doc.pdf").stat().st_size > 0
