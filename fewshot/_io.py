@@ -19,6 +19,7 @@ from typing import IO, Any
 import numpy as np
 
 __all__ = [
+    "replace_dir",
     "atomic_dir",
     "atomic_write",
     "write_bytes",
@@ -97,13 +98,42 @@ def sha256_arrays(*arrays: np.ndarray) -> str:
     return h.hexdigest()
 
 
+def replace_dir(new: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Rename directory ``new`` onto ``target``.
+
+    An existing ``target`` is moved aside first and deleted only after ``new`` is in place (and
+    put back if the rename fails), so at every moment ``target`` is either the old complete
+    directory or the new one.
+    """
+    import shutil
+
+    new, target = Path(new), Path(target)
+    old = None
+    if target.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+        os.rmdir(old)
+        os.replace(target, old)
+    try:
+        os.replace(new, target)
+    except BaseException:
+        if old is not None:
+            os.replace(old, target)
+        raise
+    with contextlib.suppress(OSError):
+        fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Build a directory under a temporary name; on success it replaces ``path`` in one rename.
-
-    An existing ``path`` is moved aside first and deleted only after the new directory is in
-    place, so at every moment ``path`` is either the old complete directory or the new one.
-    On error the temporary directory is removed and ``path`` is left untouched.
+    """Build a directory under a temporary name; on success it replaces ``path`` (see
+    :func:`replace_dir`). On error the temporary directory is removed and ``path`` is left
+    untouched.
     """
     import shutil
 
@@ -112,13 +142,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
+        replace_dir(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    old = None
-    if path.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-        os.replace(path, old / path.name)
-    os.replace(tmp, path)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

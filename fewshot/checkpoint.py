@@ -24,12 +24,9 @@ mixture. :func:`load_checkpoint` verifies the SHA-256 before trusting the weight
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -37,7 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from fewshot._io import sha256_file, write_bytes, write_json
+from fewshot._io import atomic_dir, sha256_file, write_bytes, write_json
 from fewshot.models import Preprocessing, create_backbone, head_from_config, load_weights
 
 __all__ = [
@@ -167,43 +164,14 @@ def save_checkpoint(
     }
     json.dumps(meta)  # TypeError now (write_json would stringify), not a surprise later
 
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
-    try:
+    with atomic_dir(directory) as tmp:
         write_bytes(tmp / BACKBONE_FILE, backbone_bytes)
         if head_bytes is not None:
             write_bytes(tmp / HEADS_FILE, head_bytes)
         for name, data in files.items():
             write_bytes(tmp / name, data)
         write_json(tmp / META_FILE, meta)  # last: a directory with checkpoint.json is complete
-        _replace_dir(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return directory
-
-
-def _replace_dir(new: Path, target: Path) -> None:
-    """Rename ``new`` onto ``target``; an existing ``target`` is moved aside, then removed."""
-    old = None
-    if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
-        os.rmdir(old)
-        os.replace(target, old)
-    try:
-        os.replace(new, target)
-    except BaseException:
-        if old is not None:
-            os.replace(old, target)
-        raise
-    with contextlib.suppress(OSError):
-        fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def read_checkpoint_meta(directory: str | os.PathLike) -> dict[str, Any]:
