@@ -44,6 +44,10 @@ stage "compare" "$FEWSHOT" compare "$OUT/results/ce" "$OUT/results/schane" --bas
 for fmt in md csv tex; do
     stage "table $fmt" "$FEWSHOT" table "$OUT/results/ce" "$OUT/results/schane" --baseline "Conv-4 / CE" --out "$OUT/table1.$fmt"
 done
+if [ -f "$OUT/published.csv" ]; then  # quoted rows (method,dataset,n_shot,mean,half_width in %)
+    stage "table with published" "$FEWSHOT" table "$OUT/results/ce" "$OUT/results/schane" --baseline "Conv-4 / CE" \
+        --quoted "$OUT/published.csv" --out "$OUT/table1_with_published.md"
+fi
 stage "plot" "$FEWSHOT" plot "$OUT/results/ce" "$OUT/results/schane" --out "$OUT/accuracy.png"
 cat "$OUT/table1.md"
 echo "total $SECONDS s" | tee -a "$OUT/timings.txt"
