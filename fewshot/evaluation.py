@@ -254,7 +254,7 @@ def run_protocol(
     frames = []
     for shot, seed, episodes in tqdm(jobs, desc=f"{dataset} {n_way}-way", unit="run", disable=(not progress) if progress is not None else None):
         if episodes_dir is not None:
-            episodes.save(Path(episodes_dir) / f"{n_way}way-{shot}shot-{n_query}query-seed{seed}.npz")
+            episodes.save(Path(episodes_dir) / _episodes_filename(n_way, shot, n_query, seed))
         acc = evaluate(fs.features, fs.labels, episodes, classifier, device=device, **clf_kwargs)
         frames.append(
             pd.DataFrame(
@@ -335,7 +335,8 @@ def evaluate_to_directory(
             episodes_dir=tmp / "episodes",
             progress=progress,
         )
-        episode_files = {f.name: _fingerprint_of(f) for f in sorted((tmp / "episodes").glob("*.npz"))}
+        runs = df.groupby(["n_way", "n_shot", "n_query", "seed"], sort=True).episodes_fingerprint.first()
+        episode_files = {_episodes_filename(*key): fingerprint for key, fingerprint in runs.items()}
         config = {
             **protocol.to_dict(),
             "dataset": str(df.dataset.iloc[0]),
@@ -355,6 +356,6 @@ def evaluate_to_directory(
     return read_results(out)
 
 
-def _fingerprint_of(path: Path) -> str:
-    with np.load(path, allow_pickle=False) as z:
-        return str(z["fingerprint"])
+def _episodes_filename(n_way: int, n_shot: int, n_query: int, seed: int) -> str:
+    """Name of a run's episodes file inside a results directory's ``episodes/``."""
+    return f"{n_way}way-{n_shot}shot-{n_query}query-seed{seed}.npz"

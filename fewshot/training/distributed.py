@@ -28,6 +28,8 @@ import os
 import torch
 import torch.distributed as dist
 
+from fewshot._device import resolve_device
+
 __all__ = [
     "DistContext",
     "init_distributed",
@@ -73,10 +75,7 @@ def _env_int(name: str, default: int) -> int:
 def _pick_device(device: str | torch.device | None, local_rank: int) -> torch.device:
     if device is None:
         return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise ValueError(f"unknown device {device!r}: {exc}") from None
+    dev = resolve_device(device)
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(f"device {device!r} requested but CUDA is not available")
