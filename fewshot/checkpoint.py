@@ -36,9 +36,11 @@ from torch import nn
 
 from fewshot._io import atomic_dir, sha256_file, write_bytes, write_json
 from fewshot.models import Preprocessing, create_backbone, head_from_config, load_weights
+from fewshot.runs import check_run_name, seed_run_name
 
 __all__ = [
     "save_checkpoint",
+    "checkpoint_run",
     "load_checkpoint",
     "load_heads",
     "read_checkpoint_file",
@@ -97,6 +99,7 @@ def save_checkpoint(
     config: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
     files: Mapping[str, bytes] | None = None,
+    run: str | None = None,
 ) -> Path:
     """Write a checkpoint directory atomically (see the module docstring for the layout).
 
@@ -114,6 +117,8 @@ def save_checkpoint(
         extra: any JSON state (epoch, best validation loss, ...).
         files: further files to place in the directory, name → bytes (e.g. an optimiser
             state written with ``torch.save``); recorded with their SHA-256.
+        run: the training run's name (``checkpoint.json`` key ``run``; see
+            :mod:`fewshot.runs`), copied into feature files by ``fewshot extract``.
 
     Returns:
         The checkpoint directory.
@@ -129,6 +134,8 @@ def save_checkpoint(
     replaceable = directory.is_dir() and (is_checkpoint(directory) or not any(directory.iterdir()))
     if directory.exists() and not replaceable:
         raise ValueError(f"refusing to replace {directory}: it exists and is not a checkpoint directory")
+    if run is not None:
+        check_run_name(run, "run")
     heads = dict(heads or {})
     files = dict(files or {})
     for name in files:
@@ -145,6 +152,7 @@ def save_checkpoint(
     head_bytes = st_save(_tensors(head_state), metadata={"format": "pt"}) if heads else None
     meta = {
         "format_version": FORMAT_VERSION,
+        "run": run,
         "backbone": {
             "name": backbone_name,
             "kwargs": dict(backbone_kwargs or {}),
@@ -202,6 +210,21 @@ def read_checkpoint_meta(directory: str | os.PathLike) -> dict[str, Any]:
     if not {"name", "sha256"} <= set(meta["backbone"]):
         raise ValueError(f"{meta_path}: 'backbone' needs 'name' and 'sha256'")
     return meta
+
+
+def checkpoint_run(meta: Mapping[str, Any]) -> str:
+    """The training run's name recorded in a checkpoint's metadata.
+
+    ``meta["run"]``; for checkpoints written before runs were named, ``seed-<S>`` from the
+    recorded fine-tuning config, else ``""``.
+    """
+    run = meta.get("run")
+    if isinstance(run, str) and run:
+        return check_run_name(run, "checkpoint run")
+    config = meta.get("config")
+    if isinstance(config, Mapping) and isinstance(config.get("seed"), int) and "epochs" in config:
+        return seed_run_name(config["seed"])
+    return ""
 
 
 def _verify(path: Path, expected: str | None) -> None:

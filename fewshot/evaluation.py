@@ -22,6 +22,7 @@ from fewshot._io import sha256_arrays
 from fewshot.classifiers import EpisodeClassifier, create_classifier
 from fewshot.episodes import Episodes, check_sizes, sample_episodes
 from fewshot.results import EPISODE_COLUMNS
+from fewshot.runs import check_run_name
 
 __all__ = ["FeatureSet", "load_features", "evaluate", "run_protocol", "evaluate_to_directory"]
 
@@ -35,6 +36,8 @@ class FeatureSet:
         labels: ``(N,)`` int64.
         class_names: names of the classes (label order), or empty.
         dataset, split: what the features are of (``"custom"``/``"test"`` when unrecorded).
+        run: the training run whose checkpoint made them (e.g. ``"seed-0"``; ``""`` when
+            unrecorded), see :mod:`fewshot.runs`.
         fingerprint: SHA-256 of ``features`` and ``labels``.
         path: the file read, if any.
     """
@@ -45,9 +48,12 @@ class FeatureSet:
     dataset: str = "custom"
     split: str = "test"
     path: Path | None = None
+    run: str = ""
     fingerprint: str = field(init=False)
 
     def __post_init__(self) -> None:
+        if self.run:
+            check_run_name(self.run, f"{self.path or 'features'}: run")
         features, labels = _validate_features(self.features, self.labels, str(self.path or "features"))
         object.__setattr__(self, "features", features)
         object.__setattr__(self, "labels", labels)
@@ -82,7 +88,8 @@ def _validate_features(features: Any, labels: Any, where: str) -> tuple[np.ndarr
 def load_features(path: str | Path) -> FeatureSet:
     """Read a features file: ``.npz`` with ``features`` ``(N, d)`` float and ``labels`` ``(N,)`` int.
 
-    Optional keys: ``class_names`` (strings), ``dataset``, ``split``.
+    Optional keys: ``class_names`` (strings), ``dataset``, ``split``, ``run`` (the training
+    run, written by ``fewshot extract --checkpoint``).
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -101,13 +108,14 @@ def load_features(path: str | Path) -> FeatureSet:
             names = [str(c) for c in z["class_names"]] if "class_names" in keys else []
             dataset = str(z["dataset"]) if "dataset" in keys else "custom"
             split = str(z["split"]) if "split" in keys else "test"
+            run = str(z["run"]) if "run" in keys else ""
     except ValueError as exc:
         if str(exc).startswith(str(path)):
             raise
         raise ValueError(f"{path}: not a readable .npz features file ({exc})") from None
     except (OSError, EOFError) as exc:
         raise ValueError(f"{path}: not a readable .npz features file ({exc})") from None
-    return FeatureSet(features, labels, names, dataset, split, path)
+    return FeatureSet(features, labels, names, dataset, split, path, run)
 
 
 def _check_episodes_match(labels: np.ndarray, episodes: Episodes) -> None:
@@ -199,6 +207,7 @@ def run_protocol(
     *,
     dataset: str | None = None,
     split: str | None = None,
+    run: str | None = None,
     n_way: int = 5,
     shots: Sequence[int] = (1, 5),
     n_query: int = 15,
@@ -217,6 +226,7 @@ def run_protocol(
         labels: ``(N,)`` integer labels when ``features`` is an array.
         dataset, split: recorded in every row (default: from the FeatureSet, else
             ``"custom"``/``"test"``).
+        run: the training run recorded in every row (default: the FeatureSet's, else ``""``).
         n_way, shots, n_query, n_episodes, seeds: the protocol (defaults: 5-way, 1 and 5 shots,
             15 queries, 3,000 episodes, seeds 0, 1, 2).
         classifier, classifier_kwargs: see :func:`evaluate`.
@@ -240,6 +250,7 @@ def run_protocol(
         fs = FeatureSet(np.asarray(features), np.asarray(labels))
     dataset = dataset or fs.dataset
     split = split or fs.split
+    run = fs.run if run is None else check_run_name(run, "run")
     shots = [int(s) for s in shots] if not isinstance(shots, (int, np.integer)) else [int(shots)]
     seeds = [int(s) for s in seeds] if not isinstance(seeds, (int, np.integer)) else [int(seeds)]
     if not shots or not seeds:
@@ -261,6 +272,7 @@ def run_protocol(
                 {
                     "dataset": dataset,
                     "split": split,
+                    "run": run,
                     "n_way": n_way,
                     "n_shot": shot,
                     "n_query": n_query,
@@ -284,6 +296,7 @@ def evaluate_to_directory(
     classifier: str = "logreg",
     classifier_kwargs: dict[str, Any] | None = None,
     label: str | None = None,
+    run: str | None = None,
     device: str | torch.device | None = None,
     progress: bool | None = None,
 ) -> Any:
@@ -301,6 +314,9 @@ def evaluate_to_directory(
             different dataset than the file records is refused.
         classifier, classifier_kwargs, device: see :func:`evaluate`.
         label: the method's label in tables (default: the directory name).
+        run: the training run's name, written in every row and the manifest (default: the
+            features file's ``run``, written by ``fewshot extract --checkpoint``); results
+            with one label and several runs are replicates of that method.
 
     Returns:
         The written :class:`fewshot.results.Results`.
@@ -312,6 +328,8 @@ def evaluate_to_directory(
     from fewshot.stats import summarize
 
     protocol = protocol or Protocol()
+    if run is not None:
+        check_run_name(run, "run")
     fs = load_features(features_path)
     if protocol.dataset and fs.dataset not in ("custom", protocol.dataset):
         raise ValueError(
@@ -324,6 +342,7 @@ def evaluate_to_directory(
             fs,
             dataset=protocol.dataset,
             split=protocol.split,
+            run=run,
             n_way=protocol.ways,
             shots=protocol.shots,
             n_query=protocol.queries,
@@ -348,6 +367,7 @@ def evaluate_to_directory(
             "evaluate",
             config,
             label=label or out.name,
+            run=str(df.run.iloc[0]),
             features={"path": str(features_path), "fingerprint": fs.fingerprint, "n": int(fs.labels.size), "dim": int(fs.features.shape[1])},
             episodes=episode_files,
             protocol_file={"path": protocol.path, "sha256": protocol.sha256} if protocol.path else None,

@@ -41,6 +41,7 @@ from torch import nn
 from fewshot._device import resolve_device
 from fewshot._io import save_npz, sha256_arrays
 from fewshot.models import Preprocessing, eval_transform, resolve_preprocessing, state_dict_sha256
+from fewshot.runs import check_run_name
 
 __all__ = [
     "ExtractResult",
@@ -65,6 +66,7 @@ FEATURE_KEYS: tuple[str, ...] = (
     "fingerprint",
     "dataset",
     "split",
+    "run",
     "cache_key",
     "manifest",
 )
@@ -252,10 +254,14 @@ def save_features(
     class_names: Sequence[str] | None = None,
     dataset: str = "",
     split: str = "",
+    run: str = "",
     cache_key: str = "",
     manifest: Mapping[str, Any] | None = None,
 ) -> str:
     """Write a feature file atomically (keys: :data:`FEATURE_KEYS`); returns its fingerprint.
+
+    ``run`` names the training run whose checkpoint made the features (``""``: none), see
+    :mod:`fewshot.runs`.
 
     Raises:
         ValueError: ``features`` not 2-D, labels not matching its rows, or a label outside
@@ -277,6 +283,7 @@ def save_features(
         fingerprint=np.array(fingerprint),
         dataset=np.array(dataset),
         split=np.array(split),
+        run=np.array(run),
         cache_key=np.array(cache_key),
         manifest=np.array(json.dumps(dict(manifest or {}), sort_keys=True, default=str)),
     )
@@ -317,13 +324,16 @@ def feature_cache_key(
     split_id: Mapping[str, Any],
     preprocessing: Preprocessing,
     precision: str,
+    run: str = "",
 ) -> str:
-    """SHA-256 of the canonical JSON of everything that determines the features."""
+    """SHA-256 of the canonical JSON of everything that determines the feature file
+    (the training ``run`` name is recorded in the file, so it is part of the key)."""
     payload = {
         "model": model_id,
         "split": dict(split_id),
         "preprocessing": preprocessing.to_dict(),
         "precision": precision,
+        "run": run,
         "version": 1,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
@@ -352,6 +362,7 @@ def _key(
     preprocessing: Preprocessing | None,
     device: torch.device | str | None,
     model_id: Mapping[str, Any] | str | None,
+    run: str = "",
 ) -> tuple[str, dict[str, Any]]:
     dev = resolve_device(device)
     pp = preprocessing if preprocessing is not None else resolve_preprocessing(model)
@@ -362,7 +373,7 @@ def _key(
         "precision": "bf16" if dev.type == "cuda" else "fp32",
         "device": dev,
     }
-    return feature_cache_key(info["model"], info["split"], pp, info["precision"]), info
+    return feature_cache_key(info["model"], info["split"], pp, info["precision"], run), info
 
 
 def write_features(
@@ -377,12 +388,13 @@ def write_features(
     device: torch.device | str | None = None,
     progress: bool = True,
     manifest: Mapping[str, Any] | None = None,
+    run: str = "",
 ) -> str:
     """:func:`extract_features`, then :func:`save_features` to ``path`` with the cache key and a
     manifest (``manifest`` plus model, split, preprocessing, precision, time). Returns the
     fingerprint. Arguments and errors as :func:`extract_features` and :func:`extract_cached`.
     """
-    key, info = _key(model, split, preprocessing, device, model_id)
+    key, info = _key(model, split, preprocessing, device, model_id, run)
     pp, dev = info["preprocessing"], info["device"]
     t0 = time.perf_counter()
     features, labels = extract_features(
@@ -411,6 +423,7 @@ def write_features(
         class_names=sid["class_names"],
         dataset=sid["dataset"],
         split=sid["split"],
+        run=run,
         cache_key=key,
         manifest=record,
     )
@@ -428,6 +441,7 @@ def extract_cached(
     device: torch.device | str | None = None,
     progress: bool = True,
     manifest: Mapping[str, Any] | None = None,
+    run: str = "",
 ) -> tuple[Path, bool]:
     """Features of ``split`` as a feature file in ``cache_dir``, computed at most once.
 
@@ -444,6 +458,7 @@ def extract_cached(
         model_id: identity of the model for the key (e.g. a checkpoint's SHA-256), when
             hashing its state dict is not wanted.
         manifest: extra JSON stored in the file's ``manifest``.
+        run: the training run's name stored in the file (part of the key).
 
     Returns:
         ``(path, hit)``: the feature file and whether it came from the cache.
@@ -451,7 +466,7 @@ def extract_cached(
     Raises:
         As :func:`extract_features`.
     """
-    key, info = _key(model, split, preprocessing, device, model_id)
+    key, info = _key(model, split, preprocessing, device, model_id, run)
     sid = info["split"]
     path = Path(cache_dir) / f"{_safe(sid['dataset'])}-{_safe(sid['split'])}-{key[:16]}.npz"
     if path.is_file():
@@ -469,6 +484,7 @@ def extract_cached(
         device=info["device"],
         progress=progress,
         manifest=manifest,
+        run=run,
     )
     return path, False
 
@@ -513,6 +529,7 @@ def extract_to_file(
     cache_dir: str | os.PathLike | None = None,
     use_cache: bool = True,
     progress: bool = True,
+    run: str | None = None,
 ) -> ExtractResult:
     """Features of ``dataset``/``split`` from a backbone or a fine-tuned checkpoint, to ``out``.
 
@@ -521,6 +538,8 @@ def extract_to_file(
     from ``fewshot finetune``; its backbone and recorded preprocessing are used). With
     ``use_cache`` the extraction goes through :func:`extract_cached` in ``cache_dir``
     (default :func:`default_cache_dir`), so a repeat is read from disk without a forward pass.
+    ``run`` names the training run in the file (key ``run``); default: the checkpoint's run
+    (``seed-<S>`` for ``fewshot finetune`` runs), ``""`` for a plain backbone.
 
     Raises:
         ValueError: conflicting or missing arguments, an output not ending in ``.npz``, a bad
@@ -540,10 +559,12 @@ def extract_to_file(
     out = Path(out)
     if out.suffix != ".npz":
         raise ValueError(f"output must end in .npz, got {out}")
+    if run is not None:
+        check_run_name(run, "run")
 
     source: dict[str, Any]
     if checkpoint is not None:
-        from fewshot.checkpoint import load_checkpoint
+        from fewshot.checkpoint import checkpoint_run, load_checkpoint
 
         if pretrained is not None:
             raise ValueError("pretrained weights conflict with a checkpoint (the checkpoint holds the weights)")
@@ -555,6 +576,8 @@ def extract_to_file(
             size = pp.input_size if img_size is None else (pp.input_size[0], img_size, img_size)
             pp = dataclasses.replace(pp, input_size=size, crop_pct=crop_pct or pp.crop_pct)
         source = {"checkpoint": str(Path(checkpoint).resolve()), "sha256": meta["backbone"]["sha256"]}
+        if run is None:
+            run = checkpoint_run(meta)
     else:
         name = str(backbone)
         model = create_backbone(name, pretrained, seed=seed)
@@ -569,7 +592,8 @@ def extract_to_file(
         num_workers=num_workers,
         device=device,
         progress=progress,
-        manifest={"kind": "extract", "backbone": name, "source": source, "environment": environment_info()},
+        manifest={"kind": "extract", "backbone": name, "source": source, "run": run or "", "environment": environment_info()},
+        run=run or "",
     )
     t0 = time.perf_counter()
     hit = False

@@ -1,4 +1,4 @@
-"""Accuracy plots: each method's median run with its 95% CI, one panel per dataset and shot."""
+"""Accuracy plots: each method's table cell (mean ± 95% CI) and its training runs, one panel per dataset and shot."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fewshot._io import write_bytes
-from fewshot.comparison import load_methods
+from fewshot.comparison import load_methods, run_means
 from fewshot.results import Results
 from fewshot.tables import _dataset_rank, dataset_display, median_cells
 
@@ -26,10 +26,12 @@ def plot_results(
 ) -> Path:
     """Plot mean accuracy ± 95% CI per method, one panel per (dataset, shot).
 
-    Each point is the median run's mean accuracy (percent) with its 95% half-width as the
-    error bar (the same numbers as the table cells); a light band behind it spans the
-    smallest to the largest run mean (the between-run spread). Methods share the vertical
-    axis across panels, listed top to bottom in ``order`` (default: input order).
+    Each large point with its error bar is the table cell (:func:`fewshot.tables.median_cells`,
+    percent): for a method with several training runs, the mean over runs ± the 95% CI over
+    run means, and beside it (small hollow dots, just below) each run's own mean accuracy;
+    for a method with one run, its median episode seed ± that seed's 95% CI over episodes.
+    Methods share the vertical axis across panels, listed top to bottom in ``order``
+    (default: input order).
 
     Rendering is headless: the figure is drawn on matplotlib's Agg canvas
     (``matplotlib.figure.Figure``, no ``pyplot`` and no change of the global backend),
@@ -63,6 +65,7 @@ def plot_results(
             raise ValueError(f"unknown label(s) {unknown} in order; the labels are {labels}")
         labels = list(dict.fromkeys([*order, *labels]))
     cells = median_cells(methods)
+    per_run = run_means(methods)
 
     from matplotlib.figure import Figure  # imported lazily: matplotlib is slow to import
 
@@ -92,10 +95,15 @@ def plot_results(
             for _, rec in sel.iterrows():
                 y = ypos[rec["method"]]
                 color = colors[labels.index(rec["method"])]
-                ax.plot(
-                    [rec["run_mean_min"], rec["run_mean_max"]], [y, y],
-                    color=color, alpha=0.25, linewidth=7, solid_capstyle="butt",
-                )
+                if int(rec["n_train_runs"]) >= 2:
+                    runs = per_run[
+                        (per_run["method"] == rec["method"]) & (per_run["dataset"] == dataset)
+                        & (per_run["n_way"] == n_way) & (per_run["n_shot"] == n_shot)
+                    ]
+                    ax.scatter(
+                        100.0 * runs["mean"], [y - 0.22] * len(runs), s=14, facecolors="none",
+                        edgecolors=color, linewidths=1.0, zorder=3,
+                    )
                 ax.errorbar(
                     rec["mean"], y, xerr=rec["half_width"], fmt="o", color=color,
                     markersize=5, capsize=4, elinewidth=1.5,
@@ -111,7 +119,8 @@ def plot_results(
             if r == n_rows - 1:
                 ax.set_xlabel("accuracy (%)")
     fig.suptitle(
-        "Median run: mean accuracy ± 95% CI (band: range of run means)", fontsize=10
+        "Mean accuracy ± 95% CI (several training runs: CI over run means, dots: each run; "
+        "one run: median episode seed)", fontsize=9
     )
     buf = io.BytesIO()
     metadata = {"CreationDate": None} if fmt == "pdf" else {}

@@ -30,10 +30,13 @@ __all__ = ["EPISODE_COLUMNS", "EPISODES_FILE", "Results", "write_results", "read
 #: File name of the per-episode table inside a results directory.
 EPISODES_FILE = "per_episode.csv.gz"
 
-#: Columns of the per-episode table, in order.
+#: Columns of the per-episode table, in order. ``run`` names the training run whose
+#: features were scored (e.g. ``seed-0``; empty when the features record none): results of
+#: one label with several ``run`` values are training replicates of that method.
 EPISODE_COLUMNS: tuple[str, ...] = (
     "dataset",
     "split",
+    "run",
     "n_way",
     "n_shot",
     "n_query",
@@ -101,7 +104,10 @@ def read_results(path: str | Path) -> Results:
                 "(written by `fewshot evaluate --out`)"
             )
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    df = pd.read_csv(table_path)
+    df = pd.read_csv(table_path, dtype={"run": str})
+    if "run" not in df.columns:  # results written before training runs were recorded
+        df.insert(EPISODE_COLUMNS.index("run"), "run", str(manifest.get("run") or ""))
+    df["run"] = df["run"].fillna("").astype(str)
     missing = [c for c in EPISODE_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"{table_path} lacks columns {missing}")

@@ -38,7 +38,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fewshot.comparison import Method, _compare_methods, load_methods
+from scipy import stats as _st
+
+from fewshot.comparison import Method, compare_methods, load_methods
 from fewshot.results import Results
 from fewshot.stats import median_run, summarize
 
@@ -65,24 +67,32 @@ DATASET_DISPLAY: dict[str, str] = {
 }
 
 #: Columns of :func:`table_frame`. Accuracies (``mean``, ``half_width``, ``run_mean_min``,
-#: ``run_mean_max``) are in **percent**.
+#: ``run_mean_max``, ``between_run_sd``) are in **percent**.
 #:
 #: ==================  =====================================================================
 #: method              row label (results label or quoted method name)
 #: quoted              True for a published number read from ``quoted``
 #: dataset             registry name (``cifar-fs``, ...)
 #: n_way, n_shot       episode shape of the column
-#: mean, half_width    the median run's mean accuracy and its 95% CI half-width (percent)
-#: seed                the median run's seed (NA for quoted rows)
-#: n_runs              runs (seeds) the median is taken over
-#: n_episodes          episodes per run
+#: mean, half_width    several training runs: the mean over runs ± the 95% t half-width over
+#:                     the run means (k - 1 dof); one run: its median episode seed's mean ±
+#:                     that seed's 95% half-width over episodes (percent)
+#: seed                the median episode seed of a one-run cell (NA otherwise)
+#: n_train_runs        training runs of the cell (NA for quoted rows)
+#: n_seeds             episode seeds per run
+#: n_episodes          episodes per run and seed
 #: n_query             query images per class
-#: run_mean_min/max    smallest / largest run mean (between-run spread, percent)
+#: run_mean_min/max    smallest / largest training-run mean (NaN for one run)
+#: between_run_sd      SD of the training-run means (NaN for one run)
+#: level               level of the significance test against the baseline: ``run`` or
+#:                     ``checkpoint`` (see :mod:`fewshot.comparison`); empty for the
+#:                     baseline and quoted rows
+#: run_test            ``paired`` or ``welch`` for run-level rows, else empty
 #: p_holm              Holm-adjusted p against the baseline (NaN for baseline, quoted rows)
-#: significant         p_holm < alpha and the method's pooled mean beats the baseline's
+#: significant         p_holm < alpha and the method's mean beats the baseline's
 #: best                the (rounded) mean is the largest of its column
 #: baseline            the baseline's label
-#: test, alpha         the paired test (``t`` or ``wilcoxon``) and the significance level
+#: test, alpha         the test (``t`` or ``wilcoxon``) and the significance level
 #: ==================  =====================================================================
 TABLE_COLUMNS: tuple[str, ...] = (
     "method",
@@ -93,11 +103,15 @@ TABLE_COLUMNS: tuple[str, ...] = (
     "mean",
     "half_width",
     "seed",
-    "n_runs",
+    "n_train_runs",
+    "n_seeds",
     "n_episodes",
     "n_query",
     "run_mean_min",
     "run_mean_max",
+    "between_run_sd",
+    "level",
+    "run_test",
     "p_holm",
     "significant",
     "best",
@@ -110,9 +124,10 @@ TABLE_COLUMNS: tuple[str, ...] = (
 QUOTED_COLUMNS: tuple[str, ...] = ("method", "dataset", "n_shot", "mean", "half_width")
 
 _FORMATS = ("md", "latex", "csv")
-_INT_COLUMNS = ("seed", "n_runs", "n_episodes", "n_query")
+_INT_COLUMNS = ("seed", "n_train_runs", "n_seeds", "n_episodes", "n_query")
 _MISSING = "–"
-_DAGGER = "†"
+_DAGGER = "†"  # significant at the run level: the objective
+_STAR = "*"  # significant at the checkpoint level: two checkpoints, not two objectives
 _DDAGGER = "‡"
 
 
@@ -143,46 +158,77 @@ def _dataset_rank(datasets: Sequence[str]) -> dict[str, int]:
     return rank
 
 
+def _runs_cell(m: Method, df: pd.DataFrame) -> dict[str, Any]:
+    """A multi-run cell: mean over training runs ± 95% t CI over the run means."""
+    means = df.groupby("run", sort=True)["accuracy"].mean().to_numpy(dtype=np.float64)
+    per_run = df.groupby("run", sort=True).size().to_numpy()
+    k = means.shape[0]
+    sd = float(means.std(ddof=1))
+    return {
+        "mean": 100.0 * float(means.mean()),
+        "half_width": 100.0 * float(_st.t.ppf(0.975, k - 1)) * sd / np.sqrt(k),
+        "seed": pd.NA,
+        "n_train_runs": k,
+        "n_seeds": int(df["seed"].nunique()),
+        "n_episodes": int(per_run.min()) // max(1, int(df["seed"].nunique())),
+        "n_query": int(df["n_query"].iloc[0]),
+        "run_mean_min": 100.0 * float(means.min()),
+        "run_mean_max": 100.0 * float(means.max()),
+        "between_run_sd": 100.0 * sd,
+    }
+
+
+def _single_run_cells(m: Method, df: pd.DataFrame) -> pd.DataFrame:
+    """Cells of one training run: the median episode seed ± its episode CI."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        med = median_run(summarize(df.drop(columns=["classifier"])))
+    for w in caught:  # name the method in median_run's single-seed warning
+        warnings.warn(f"{m.label!r}: {w.message}", w.category, stacklevel=4)
+    return pd.DataFrame(
+        {
+            "dataset": med["dataset"].astype(str),
+            "n_way": med["n_way"].astype("int64"),
+            "n_shot": med["n_shot"].astype("int64"),
+            "mean": 100.0 * med["mean"],
+            "half_width": 100.0 * med["ci95"],
+            "seed": med["seed"],
+            "n_train_runs": 1,
+            "n_seeds": med["n_runs"],
+            "n_episodes": med["n"],
+            "n_query": med["n_query"],
+            "run_mean_min": np.nan,
+            "run_mean_max": np.nan,
+            "between_run_sd": np.nan,
+        }
+    )
+
+
 def median_cells(methods: Sequence[Method]) -> pd.DataFrame:
-    """Median-run cells of re-run methods (percent), one row per (method, dataset, way, shot).
+    """Table cells of re-run methods (percent), one row per (method, dataset, way, shot).
+
+    A cell with several training runs is the mean over the runs of each run's mean accuracy
+    (over all its episodes and episode seeds) ± the 95% t half-width over the run means
+    (``k - 1`` dof), with the smallest and largest run mean and the between-run SD. A cell
+    with one training run is its median episode seed (:func:`fewshot.stats.median_run`) ±
+    that seed's 95% half-width over its episodes — episode sampling noise only.
 
     Raises:
         ValueError: a method holds one dataset/way/shot under several splits or query sizes.
     """
     frames = []
     for m in methods:
-        df = m.episodes.drop(columns=["classifier"])
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", UserWarning)
-            med = median_run(summarize(df))
-        for w in caught:  # name the method in median_run's single-run warning
-            warnings.warn(f"{m.label!r}: {w.message}", w.category, stacklevel=3)
-        dup = med.duplicated(["dataset", "n_way", "n_shot"])
-        if dup.any():
-            row = med.loc[dup].iloc[0]
-            raise ValueError(
-                f"{m.label!r} holds {row['dataset']} {row['n_way']}-way {row['n_shot']}-shot under "
-                "several splits or query sizes; give them distinct labels"
-            )
-        frames.append(
-            pd.DataFrame(
-                {
-                    "method": m.label,
-                    "quoted": False,
-                    "dataset": med["dataset"].astype(str),
-                    "n_way": med["n_way"].astype("int64"),
-                    "n_shot": med["n_shot"].astype("int64"),
-                    "mean": 100.0 * med["mean"],
-                    "half_width": 100.0 * med["ci95"],
-                    "seed": med["seed"],
-                    "n_runs": med["n_runs"],
-                    "n_episodes": med["n"],
-                    "n_query": med["n_query"],
-                    "run_mean_min": 100.0 * med["run_mean_min"],
-                    "run_mean_max": 100.0 * med["run_mean_max"],
-                }
-            )
-        )
+        for (dataset, n_way, n_shot), df in m.episodes.groupby(["dataset", "n_way", "n_shot"], sort=True):
+            if df["split"].nunique() > 1 or df["n_query"].nunique() > 1:
+                raise ValueError(
+                    f"{m.label!r} holds {dataset} {n_way}-way {n_shot}-shot under "
+                    "several splits or query sizes; give them distinct labels"
+                )
+            if df["run"].nunique() >= 2:
+                cell = pd.DataFrame([{"dataset": str(dataset), "n_way": int(n_way), "n_shot": int(n_shot), **_runs_cell(m, df)}])
+            else:
+                cell = _single_run_cells(m, df)
+            frames.append(cell.assign(method=m.label, quoted=False))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -247,10 +293,13 @@ def table_frame(
 ) -> pd.DataFrame:
     """The cells of Table 1 as a tidy DataFrame with raw numbers.
 
-    Each re-run cell is the median run (:func:`fewshot.stats.median_run`) of that method on
-    that dataset and shot. Significance comes from :func:`fewshot.comparison.compare`'s
-    machinery: paired ``test`` on the pooled episodes of all seeds, Holm-corrected across
-    every comparison in the table; a method is marked when ``p_holm < alpha`` and its mean
+    Each re-run cell comes from :func:`median_cells`: the mean over training runs ± the CI
+    over run means when the method has several runs, else the median episode seed of its one
+    run. Significance comes from :func:`fewshot.comparison.compare_methods`, Holm-corrected
+    across every comparison in the table, at the level the data supports: ``†`` when both
+    sides have several training runs (run level: the objectives differ), ``*`` when one side
+    has a single run (checkpoint level: two checkpoints differ on these episodes, which says
+    nothing about the objectives). A method is marked when ``p_holm < alpha`` and its mean
     beats the baseline's. A dataset the baseline lacks gets no marks.
 
     Args:
@@ -282,13 +331,15 @@ def table_frame(
         raise ValueError(f"unknown baseline {baseline!r}; the labels are {labels}")
     cells = median_cells(methods)
     # with a single method this only validates test and alpha (no comparison rows)
-    cmp = _compare_methods(methods, baseline, test, alpha, require_overlap=False)
+    cmp = compare_methods(methods, baseline, test, alpha, n_boot=0, require_overlap=False)
     cells = cells.merge(
-        cmp[["method", "dataset", "n_way", "n_shot", "p_holm", "significant"]],
+        cmp[["method", "dataset", "n_way", "n_shot", "level", "run_test", "p_holm", "significant"]],
         on=["method", "dataset", "n_way", "n_shot"],
         how="left",
     )
     cells["significant"] = cells["significant"].fillna(False).astype(bool)
+    cells["level"] = cells["level"].fillna("").astype(str)
+    cells["run_test"] = cells["run_test"].fillna("").astype(str)
 
     default_order: list[str] = []
     if quoted is not None:
@@ -300,6 +351,8 @@ def table_frame(
             )
         q["p_holm"] = np.nan
         q["significant"] = False
+        q["level"] = ""
+        q["run_test"] = ""
         default_order += list(dict.fromkeys(q["method"]))
         cells = pd.concat([q, cells], ignore_index=True)
     default_order += labels
@@ -342,27 +395,53 @@ def _values(series: pd.Series) -> str:
 
 
 def _note(frame: pd.DataFrame) -> list[str]:
-    """Footnote sentences (plain text) describing the protocol and the marks."""
+    """Footnote sentences (plain text) describing the protocol, the levels and the marks."""
     ours = frame[~frame["quoted"]]
     sentences = []
-    if len(ours):
+    shape = f"{_values(ours['n_way'])}-way, {_values(ours['n_query'])} queries per class"
+    multi = ours[ours["n_train_runs"].fillna(1) >= 2]
+    single = ours[ours["n_train_runs"].fillna(1) < 2]
+    if len(multi):
         sentences.append(
-            f"Accuracy (%) of the median of {_values(ours['n_runs'])} runs (seeds) "
-            f"± 95% confidence half-width over {_values(ours['n_episodes'])} episodes per run "
-            f"({_values(ours['n_way'])}-way, {_values(ours['n_query'])} queries per class)."
+            f"Accuracy (%): mean over {_values(multi['n_train_runs'])} training runs ± 95% CI over "
+            f"the run means (t, k-1 dof); each run averaged over {_values(multi['n_episodes'])} "
+            f"episodes × {_values(multi['n_seeds'])} episode seeds ({shape})."
+        )
+    if len(single):
+        who = "" if not len(multi) else f" ({', '.join(dict.fromkeys(single['method']))})"
+        sentences.append(
+            f"Accuracy (%) of one training run{who}: the median of {_values(single['n_seeds'])} "
+            f"episode seeds ± 95% CI over its {_values(single['n_episodes'])} episodes "
+            f"({shape}); this interval is episode sampling noise only, not training variation."
         )
     sentences.append("Bold: best in column (at the precision shown).")
-    n_tests = int(ours["p_holm"].notna().sum())
-    if n_tests:
-        if frame["test"].iloc[0] == "t":
-            name = "paired t-test"
-        else:
-            name = "Wilcoxon signed-rank test (zero_method zsplit)"
-        sentences.append(
-            f"{_DAGGER} significantly better than {frame['baseline'].iloc[0]}: {name} on the "
-            f"pooled episodes of all runs, Holm-corrected over {n_tests} comparisons, "
-            f"alpha = {float(frame['alpha'].iloc[0]):g}."
-        )
+    tested = ours[ours["p_holm"].notna()]
+    if len(tested):
+        n_tests = len(tested)
+        baseline = frame["baseline"].iloc[0]
+        alpha = float(frame["alpha"].iloc[0])
+        rank = frame["test"].iloc[0] != "t"
+        run_rows = tested[tested["level"] == "run"]
+        if len(run_rows):
+            kinds = sorted(set(run_rows["run_test"]))
+            names = {
+                "paired": "Wilcoxon signed-rank test over paired run means" if rank else "paired t-test over run means",
+                "welch": "Wilcoxon rank-sum test over run means" if rank else "Welch's t-test over run means",
+            }
+            sentences.append(
+                f"{_DAGGER} significantly better than {baseline} across training runs (tests the "
+                f"objective): {' / '.join(names[k] for k in kinds)} of "
+                f"{_values(multi['n_train_runs'])} runs per method, Holm-corrected over {n_tests} "
+                f"comparisons, alpha = {alpha:g}."
+            )
+        if (tested["level"] == "checkpoint").any():
+            name = "Wilcoxon signed-rank test (zero_method zsplit)" if rank else "paired t-test"
+            sentences.append(
+                f"{_STAR} significantly better than {baseline} at the checkpoint level only: "
+                f"{name} on the pooled episodes of one training run, Holm-corrected over "
+                f"{n_tests} comparisons, alpha = {alpha:g}; two checkpoints differ on these "
+                "episodes, which does not show that the objective is better."
+            )
     if frame["quoted"].any():
         sentences.append(
             f"{_DDAGGER} quoted from the publication, not re-run (no significance test)."
@@ -399,13 +478,16 @@ class _Grid:
     def label(self, method: str) -> str:
         return method + (f" {_DDAGGER}" if method in self.quoted else "")
 
-    def cell(self, method: str, col: _Column) -> tuple[str, bool, bool] | None:
-        """``(text, bold, dagger)``, or None for a missing cell."""
+    def cell(self, method: str, col: _Column) -> tuple[str, bool, str] | None:
+        """``(text, bold, mark)``, or None for a missing cell; ``mark`` is ``†``, ``*`` or ``""``."""
         rec = self.cells.get((method, *col))
         if rec is None or pd.isna(rec.mean):
             return None
         text = f"{rec.mean:.2f}" + (f"±{rec.half_width:.2f}" if pd.notna(rec.half_width) else "")
-        return text, bool(rec.best), bool(rec.significant) and not bool(rec.quoted)
+        mark = ""
+        if bool(rec.significant) and not bool(rec.quoted):
+            mark = _DAGGER if rec.level == "run" else _STAR
+        return text, bool(rec.best), mark
 
 
 def _md_escape(text: str) -> str:
@@ -419,8 +501,8 @@ def _render_md(grid: _Grid, sentences: list[str]) -> str:
         got = grid.cell(method, col)
         if got is None:
             return _MISSING
-        text, bold, dagger = got
-        return (f"**{text}**" if bold else text) + (_DAGGER if dagger else "")
+        text, bold, mark = got
+        return (f"**{text}**" if bold else text) + _md_escape(mark)
 
     header = ["Method"] + [f"{dataset_display(c[0])} {grid.shot(c)}" for c in grid.cols]
     align = [":---"] + ["---:"] * len(grid.cols)
@@ -447,6 +529,7 @@ _LATEX_SPECIAL = {
     "±": r"$\pm$",
     _DAGGER: r"\textsuperscript{\dag}",
     _DDAGGER: r"\textsuperscript{\ddag}",
+    _STAR: r"\textsuperscript{*}",
     _MISSING: "--",
 }
 
@@ -460,10 +543,10 @@ def _render_latex(grid: _Grid, sentences: list[str]) -> str:
         got = grid.cell(method, col)
         if got is None:
             return _latex_escape(_MISSING)
-        text, bold, dagger = got
+        text, bold, mark = got
         text = _latex_escape(text)
         text = f"\\textbf{{{text}}}" if bold else text
-        return text + (_latex_escape(_DAGGER) if dagger else "")
+        return text + _latex_escape(mark)
 
     # consecutive columns of one dataset share a \multicolumn header and a \cmidrule
     groups: list[list] = []
@@ -521,6 +604,8 @@ def render_table(frame: pd.DataFrame, fmt: str = "md", *, note: bool = True) -> 
     frame = frame.loc[:, list(TABLE_COLUMNS)].reset_index(drop=True)
     for col in ("quoted", "significant", "best"):
         frame[col] = frame[col].astype(bool)
+    for col in ("level", "run_test"):
+        frame[col] = frame[col].fillna("").astype(str)
     if fmt == "csv":
         return frame.to_csv(index=False, lineterminator="\n")
     sentences = _note(frame) if note else []

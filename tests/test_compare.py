@@ -64,7 +64,8 @@ def test_columns_are_fixed_and_rows_one_per_comparison(three: list[Path]) -> Non
     assert set(df["baseline"]) == {"CE"}
     assert list(df["method"]) == ["SCHaNe", "SupCon", "SCHaNe", "SupCon"]
     assert list(df["n_shot"]) == [1, 1, 5, 5]
-    assert (df["n_episodes"] == 120).all() and (df["n_runs"] == 3).all() and (df["dof"] == 119).all()
+    assert (df["n_episodes"] == 120).all() and (df["n_seeds"] == 3).all() and (df["dof"] == 119).all()
+    assert (df["level"] == "checkpoint").all() and (df["n_runs_method"] == 1).all()
     assert df["significant"].dtype == bool
 
 
@@ -82,15 +83,10 @@ def test_statistics_match_scipy_on_pooled_pairs(three: list[Path]) -> None:
         assert row["p_wilcoxon"] == pytest.approx(w.pvalue, rel=1e-10, abs=1e-300)
         assert row["mean_method"] == pytest.approx(a.mean()) and row["mean_baseline"] == pytest.approx(b.mean())
         assert row["mean_diff"] == pytest.approx((a - b).mean())
-        assert row["cohen_dz"] == pytest.approx((a - b).mean() / (a - b).std(ddof=1))
+        assert row["effect_size"] == pytest.approx((a - b).mean() / (a - b).std(ddof=1))
         lo, hi = st.t.interval(0.95, a.size - 1, loc=(a - b).mean(), scale=st.sem(a - b))
         assert (row["ci95_low"], row["ci95_high"]) == pytest.approx((lo, hi))
-        runs_a = sch[sch["n_shot"] == shot].groupby("seed")["accuracy"].mean()
-        runs_b = ce[ce["n_shot"] == shot].groupby("seed")["accuracy"].mean()
-        assert row["run_mean_min_method"] == pytest.approx(runs_a.min())
-        assert row["run_mean_max_method"] == pytest.approx(runs_a.max())
-        assert row["run_mean_min_baseline"] == pytest.approx(runs_b.min())
-        assert row["run_mean_max_baseline"] == pytest.approx(runs_b.max())
+        assert row["level"] == "checkpoint" and row["run_test"] == ""
     # Holm across all four comparisons, on the t p-values
     assert df["p_holm"].to_numpy() == pytest.approx(holm(df["p_val"].to_numpy()))
     assert list(df["significant"]) == list((df["p_holm"] < 0.01) & (df["mean_diff"] > 0))
@@ -125,7 +121,8 @@ def test_unknown_baseline_lists_labels(three: list[Path]) -> None:
 
 def test_duplicate_label_on_the_same_runs_is_refused(tmp_path: Path, three: list[Path]) -> None:
     again = save(tmp_path / "again", "CE", episodes(noise_seed=9))
-    with pytest.raises(ValueError, match="duplicate label 'CE'"):
+    with pytest.raises(ValueError, match=r"label 'CE': .*CE and .*again/CE both hold cifar-fs 5-way 1-shot seed 0; "
+                                         r"training replicates of one method need distinct run names"):
         compare([three[0], again, three[1]])
 
 
@@ -144,9 +141,8 @@ def test_single_run_input(tmp_path: Path) -> None:
     a = save(tmp_path, "CE", episodes(seeds=(7,), noise_seed=1))
     b = save(tmp_path, "S", episodes(seeds=(7,), shift=2, noise_seed=2))
     df = compare([a, b])
-    assert (df["n_runs"] == 1).all() and (df["n_episodes"] == 40).all()
-    assert (df["run_mean_min_method"] == df["run_mean_max_method"]).all()
-    assert df["run_mean_min_method"].to_numpy() == pytest.approx(df["mean_method"].to_numpy())
+    assert (df["n_seeds"] == 1).all() and (df["n_episodes"] == 40).all()
+    assert df["between_run_sd_method"].isna().all() and df["boot_ci95_low"].isna().all()
 
 
 # ----------------------------------------------------------------- refusals
@@ -156,7 +152,8 @@ def test_refuses_mismatched_episode_fingerprints(tmp_path: Path) -> None:
     a = save(tmp_path, "CE", episodes(noise_seed=1))
     b = save(tmp_path, "S", episodes(noise_seed=2, fingerprint="ff"))
     with pytest.raises(ValueError, match=r"cannot pair 'S' \(.*S\) with baseline 'CE' \(.*CE\) on cifar-fs: "
-                                         r"episode fingerprints differ for cifar-fs 5-way 1-shot seed 0") as info:
+                                         r"episode fingerprints differ for 5-way 1-shot seed 0: method run '' \(.*S\) has ffcifar-fs10, "
+                                         r"baseline run '' \(.*CE\) has e0cifar-fs10") as info:
         compare([a, b])
     assert "\n" not in str(info.value)
 
@@ -183,8 +180,8 @@ def test_refuses_a_method_lacking_baseline_episodes(tmp_path: Path) -> None:
     df = episodes(noise_seed=2)
     df.loc[(df["seed"] == 1) & (df["n_shot"] == 5) & (df["episode"] == 3), "episode"] = 99  # same count, other task
     b = save(tmp_path, "S", df)
-    with pytest.raises(ValueError, match=r"the method lacks 1 episode\(s\) the baseline has "
-                                         r"\(first: episode 3 of cifar-fs 5-way 5-shot seed 1\)"):
+    with pytest.raises(ValueError, match=r"the method's run '' \(.*S\) lacks 1 episode\(s\) other runs have "
+                                         r"\(first: episode 3 of 5-way 5-shot seed 1\)"):
         compare([a, b])
 
 

@@ -2,10 +2,11 @@
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from fewshot.demo import DEMO_METHODS
+from fewshot.demo import DEMO_METHODS, DEMO_QUICK
 
 
 @pytest.fixture(scope="module")
@@ -19,13 +20,18 @@ def quick_demo(tmp_path_factory):
 
 def test_quick_demo_writes_the_whole_pipeline(quick_demo):
     out = quick_demo
-    for name in ("table1.md", "table1.csv", "table1.tex", "compare.csv", "accuracy.png", "manifest.json"):
+    for name in ("table1.md", "table1.csv", "table1.tex", "compare.csv", "compare_ce_seeds.csv", "accuracy.png",
+                 "manifest.json"):
         assert (out / name).is_file(), name
     for objective in DEMO_METHODS:
-        run = out / "runs" / objective
-        assert (run / "best" / "checkpoint.json").is_file() and (run / "log.jsonl").is_file()
-        assert (out / "features" / f"{objective}.npz").is_file()
-        assert (out / "results" / objective / "per_episode.csv.gz").is_file()
+        for seed in DEMO_QUICK.train_seeds:
+            run = out / "runs" / objective / f"seed-{seed}"
+            assert (run / "best" / "checkpoint.json").is_file() and (run / "log.jsonl").is_file()
+            assert json.loads((run / "best" / "checkpoint.json").read_text())["run"] == f"seed-{seed}"
+            with np.load(out / "features" / f"{objective}-seed-{seed}.npz") as z:
+                assert str(z["run"]) == f"seed-{seed}"
+            rows = pd.read_csv(out / "results" / objective / f"seed-{seed}" / "per_episode.csv.gz")
+            assert (rows["run"] == f"seed-{seed}").all()
     md = (out / "table1.md").read_text()
     for label in DEMO_METHODS.values():
         assert label in md
@@ -34,14 +40,20 @@ def test_quick_demo_writes_the_whole_pipeline(quick_demo):
     # every non-baseline objective against CE, for both shots
     assert len(comparison) == 2 * (len(DEMO_METHODS) - 1)
     assert set(comparison.baseline) == {DEMO_METHODS["ce"]}
+    assert (comparison["level"] == "run").all() and (comparison["n_runs_method"] == len(DEMO_QUICK.train_seeds)).all()
+    assert "across training runs" in md
+    seeds = pd.read_csv(out / "compare_ce_seeds.csv")
+    assert (seeds["level"] == "checkpoint").all() and set(seeds["method"]) == {"CE seed-1"}
     timings = json.loads((out / "manifest.json").read_text())["timings"]
     assert timings["total"] > 0
 
 
 def test_every_method_scored_on_identical_episodes(quick_demo):
     fingerprints = [
-        pd.read_csv(quick_demo / "results" / objective / "per_episode.csv.gz").groupby(["n_shot", "seed"]).episodes_fingerprint.first()
+        pd.read_csv(quick_demo / "results" / objective / f"seed-{seed}" / "per_episode.csv.gz")
+        .groupby(["n_shot", "seed"]).episodes_fingerprint.first()
         for objective in DEMO_METHODS
+        for seed in DEMO_QUICK.train_seeds
     ]
     for other in fingerprints[1:]:
         pd.testing.assert_series_equal(fingerprints[0], other)

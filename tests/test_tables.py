@@ -25,12 +25,15 @@ NaN = math.nan
 # ----------------------------------------------------------------- renderer from a fixture frame
 
 
-def cell(method, dataset, shot, mean, hw, *, sig=False, best=False, quoted=False):
+def cell(method, dataset, shot, mean, hw, *, sig=False, best=False, quoted=False, level="run"):
+    tested = not quoted and method != "CE"
     return dict(
         method=method, quoted=quoted, dataset=dataset, n_way=5, n_shot=shot, mean=mean, half_width=hw,
-        seed=pd.NA if quoted else 1, n_runs=pd.NA if quoted else 3, n_episodes=pd.NA if quoted else 600,
-        n_query=pd.NA if quoted else 15, run_mean_min=NaN, run_mean_max=NaN,
-        p_holm=NaN if quoted or method == "CE" else (0.001 if sig else 0.5), significant=sig, best=best,
+        seed=pd.NA, n_train_runs=pd.NA if quoted else (3 if level == "run" else 1),
+        n_seeds=pd.NA if quoted else 3, n_episodes=pd.NA if quoted else 600,
+        n_query=pd.NA if quoted else 15, run_mean_min=NaN, run_mean_max=NaN, between_run_sd=NaN,
+        level=level if tested else "", run_test="paired" if tested and level == "run" else "",
+        p_holm=NaN if not tested else (0.001 if sig else 0.5), significant=sig, best=best,
         baseline="CE", test="t", alpha=0.01,
     )
 
@@ -79,9 +82,27 @@ def test_markdown_cell_by_cell(frame: pd.DataFrame) -> None:
     assert body[special] == ["**72.35±0.50**†", "**80.00±0.41**", "–", "75.00±0.30†", "89.00±1.10"]
     assert body["Paper ‡"] == ["–", "–", "**65.50**", "**76.00±0.20**", "–"]
     note = text.split("\n\n", 1)[1]
-    for fact in ("median of 3 runs", "600 episodes per run", "5-way", "15 queries", "paired t-test",
-                 "Holm-corrected over 4 comparisons", "alpha = 0.01", "† significantly better than CE", "‡ quoted"):
+    for fact in ("mean over 3 training runs", "95% CI over the run means", "600 episodes × 3 episode seeds", "5-way",
+                 "15 queries", "paired t-test over run means", "Holm-corrected over 4 comparisons", "alpha = 0.01",
+                 "† significantly better than CE across training runs", "‡ quoted"):
         assert fact in note
+
+
+def test_checkpoint_level_significance_gets_its_own_mark_and_note() -> None:
+    rows = [
+        cell("CE", "cifar-fs", 1, 70.0, 0.5, level="checkpoint"),
+        cell("S", "cifar-fs", 1, 71.0, 0.5, sig=True, best=True, level="checkpoint"),
+    ]
+    frame = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
+    text = render_table(frame, "md")
+    _, body = md_cells(text)
+    assert body["S"] == ["**71.00±0.50**\\*"] and "†" not in text
+    note = text.split("\n\n", 1)[1]
+    assert "one training run" in note and "episode sampling noise only" in note
+    assert "\\* significantly better than CE at the checkpoint level only" in note
+    assert "does not show that the objective is better" in note
+    latex = render_table(frame, "latex")
+    assert "\\textbf{71.00$\\pm$0.50}\\textsuperscript{*}" in latex
 
 
 def test_quoted_rows_never_get_a_dagger(frame: pd.DataFrame) -> None:
@@ -184,7 +205,8 @@ def test_table_frame_cells_are_median_runs_with_compare_significance(dirs: list[
         med = median_run(summarize(eps))
         ref = med[(med["dataset"] == row["dataset"]) & (med["n_shot"] == row["n_shot"])].iloc[0]
         assert row["mean"] == pytest.approx(100 * ref["mean"]) and row["half_width"] == pytest.approx(100 * ref["ci95"])
-        assert row["seed"] == ref["seed"] and row["n_runs"] == 3 and row["n_episodes"] == 40
+        assert row["seed"] == ref["seed"] and row["n_seeds"] == 3 and row["n_episodes"] == 40
+        assert row["n_train_runs"] == 1 and row["level"] in ("", "checkpoint")
         if row["method"] == "CE":
             assert math.isnan(row["p_holm"]) and not row["significant"]
         else:
@@ -206,7 +228,7 @@ def test_table_frame_order_and_quoted_rows(dirs: list[Path], quoted_csv: Path) -
     assert list(body) == ["SCHaNe", "BAVARDAGE ‡", "CE", "SupCon"]
     assert body["BAVARDAGE ‡"] == ["–", "–", "**99.50±0.20**", "50.00"]
     assert body["SupCon"][2:] == ["–", "–"]
-    assert body["SCHaNe"][3].endswith("**†")
+    assert body["SCHaNe"][3].endswith("**\\*")  # one training run each: checkpoint level
 
 
 def test_table_frame_errors(dirs: list[Path], quoted_csv: Path, tmp_path: Path) -> None:
@@ -245,7 +267,7 @@ def test_single_method_table_warns_and_has_no_marks(tmp_path: Path) -> None:
     one = save(tmp_path, "CE", episodes("cifar-fs", 0, 1, seeds=(0,)))
     with pytest.warns(UserWarning, match="median of one run"):
         f = table_frame([one])
-    assert not f["significant"].any() and f["p_holm"].isna().all() and (f["n_runs"] == 1).all()
+    assert not f["significant"].any() and f["p_holm"].isna().all() and (f["n_seeds"] == 1).all()
     assert "†" not in render_table(f, "md")
 
 

@@ -29,6 +29,9 @@ def register(sub: Any) -> None:
     p.add_argument("--classifier", default="logreg", choices=list(CLASSIFIERS), help="default: logreg")
     p.add_argument("--C", type=float, dest="C", help="inverse regularisation of the logistic regressions (default 1.0)")
     p.add_argument("--label", help="method label for tables (default: the output directory's name)")
+    p.add_argument("--run", metavar="NAME",
+                   help="training run of these features, written in every row (default: the features file's run, "
+                   "e.g. seed-0); results with one --label and distinct runs are replicates of that method")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--out", required=True, help="results directory to write")
     p.set_defaults(func=run)
@@ -58,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         classifier=args.classifier,
         classifier_kwargs=clf_kwargs,
         label=args.label,
+        run=args.run,
         device=args.device,
     )
     summary = summarize(results.episodes)

@@ -27,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--checkpoint", metavar="DIR", help="a checkpoint directory from `fewshot finetune` "
                      "(backbone name and preprocessing are read from it)")
     src.add_argument("--seed", type=int, default=0, help="seed of a random initialisation (default 0)")
+    src.add_argument("--run", metavar="NAME", default=None,
+                     help="training run recorded in the features file (default: the checkpoint's, e.g. seed-0)")
     data = p.add_argument_group("data")
     data.add_argument("--dataset", required=True, metavar="NAME", help="benchmark name (see `fewshot data`)")
     data.add_argument("--split", default="test", help="split to embed (default: test)")
@@ -71,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         cache_dir=None if args.no_cache else args.cache_dir,
         progress=not args.no_progress,
+        run=args.run,
     )
     how = "from cache" if res.cache_hit else f"in {res.seconds:.1f}s"
     print(

@@ -64,6 +64,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     opt.add_argument("--val-fraction", type=float, default=_S,
                      help="share of each base class held out for validation (default 0.1; 0: none)")
     opt.add_argument("--seed", type=int, default=_S, help="seed of split, init, data order, augmentation, dropout (default 0)")
+    opt.add_argument("--seeds", type=int, nargs="+", metavar="S", default=None,
+                     help="train one run per training seed into OUT/seed-S/ (the replicates of this objective; "
+                     "an existing run there is resumed, a finished one kept); conflicts with --seed and --resume")
+    opt.add_argument("--run", metavar="NAME", default=_S,
+                     help="name of this training run, recorded in its checkpoints, features and results (default: seed-SEED)")
 
     aug = p.add_argument_group("augmentation")
     aug.add_argument("--augment", metavar="POLICY", default=_S, help="AutoAugment policy: imagenet (default), cifar10, svhn")
@@ -84,10 +89,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fewshot.training import finetune, load_config, resume_config
+    from fewshot.training import finetune, finetune_seeds, load_config, resume_config
     from fewshot.training.config import read_config_file
 
-    given = {k: v for k, v in vars(args).items() if k not in ("config", "resume", "command", "func")}
+    given = {k: v for k, v in vars(args).items() if k not in ("config", "resume", "command", "func", "seeds")}
+    if args.seeds is not None:
+        if args.resume is not None or "seed" in given:
+            raise ValueError("--seeds conflicts with --resume and --seed (each seed's run in OUT/seed-S/ is resumed when it exists)")
+        config = load_config(args.config, **given)
+        try:
+            results = finetune_seeds(config, args.seeds)
+        except FloatingPointError as exc:
+            print(f"fewshot finetune: {exc}", file=sys.stderr)
+            return 1
+        if int(os.environ.get("RANK", "0") or 0) == 0:
+            for result in results:
+                print(f"{result.run_dir.name}: {result.summary()}")
+        return 0
     if args.resume is not None:
         overrides = dict(read_config_file(args.config)) if args.config else {}
         overrides.update(given)

@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from fewshot.runs import check_run_name, seed_run_name
+
 __all__ = ["FinetuneConfig", "load_config", "config_diff", "RESUME_FREE_KEYS", "SCHEDULERS"]
 
 #: Learning-rate schedules: ``"cosine"`` decays from ``lr`` to 0 over all steps of ``epochs``
@@ -79,6 +81,9 @@ class FinetuneConfig:
             stopping, ``best/`` is the last epoch.
         seed: seeds the held-out split, the initialisation, the data order, augmentation and
             dropout (0).
+        run: the training run's name, recorded in its checkpoints and copied into feature
+            files and results (:mod:`fewshot.runs`); None (default): ``seed-<seed>``. Runs of
+            one objective with distinct names are its training replicates.
 
     Augmentation (two views per image, :func:`fewshot.models.train_transform`):
         augment: AutoAugment policy, ``"imagenet"``, ``"cifar10"`` or ``"svhn"``.
@@ -124,6 +129,7 @@ class FinetuneConfig:
     patience: int = 10
     val_fraction: float = 0.1
     seed: int = 0
+    run: str | None = None
     augment: str = "imagenet"
     hflip: float = 0.5
     crop_scale: tuple[float, float] | None = None
@@ -165,6 +171,11 @@ class FinetuneConfig:
             out["crop_scale"] = list(out["crop_scale"])
         return out
 
+    @property
+    def run_name(self) -> str:
+        """``run``, or ``seed-<seed>`` when it is None."""
+        return self.run if self.run is not None else seed_run_name(self.seed)
+
     def replace(self, **changes: Any) -> FinetuneConfig:
         """A copy with ``changes`` applied (validated like the constructor)."""
         return dataclasses.replace(self, **_normalise_keys(changes, "arguments"))
@@ -191,6 +202,8 @@ class FinetuneConfig:
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         _at_least("seed", self.seed, 0)
+        if self.run is not None:
+            check_run_name(self.run, "run")
         if not 0.0 <= self.hflip <= 1.0:
             raise ValueError(f"hflip must be a probability in [0, 1], got {self.hflip}")
         if self.crop_scale is not None:
@@ -334,7 +347,7 @@ _INT = {"epochs", "batch_size", "warmup_epochs", "patience", "seed", "projection
 _OPT_INT = {"img_size", "num_workers", "threads"}
 _FLOAT = {"lam", "temperature", "lr", "weight_decay", "dropout", "val_fraction", "hflip"}
 _STR = {"backbone", "dataset", "out", "split", "objective", "scheduler", "augment"}
-_OPT_STR = {"pretrained", "data_root", "device"}
+_OPT_STR = {"pretrained", "data_root", "device", "run"}
 _BOOL = {"compile", "progress", "sync_batchnorm"}
 _DICT = {"backbone_kwargs", "objective_options"}
 

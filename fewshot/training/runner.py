@@ -31,16 +31,21 @@ import json
 import math
 import os
 import sys
+import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from fewshot.runs import seed_run_name
 from fewshot.training.config import FinetuneConfig, config_diff
 from fewshot.training.state import BEST, LAST, LOG_FILE, MANIFEST_FILE, Progress
 
-__all__ = ["finetune", "RunResult", "resume_config", "TEST_EXIT_ENV"]
+__all__ = ["finetune", "finetune_seeds", "RunResult", "resume_config", "TEST_EXIT_ENV"]
+
+_log = logging.getLogger(__name__)
 
 #: Environment variable of the test hook (see the module docstring).
 TEST_EXIT_ENV = "FEWSHOT_TEST_EXIT_AFTER_STEPS"
@@ -159,6 +164,49 @@ def finetune(config: FinetuneConfig, *, resume: bool = False, split: Any = None)
         shutdown(ctx)
 
 
+def finetune_seeds(config: FinetuneConfig, seeds: Sequence[int], *, split: Any = None) -> list[RunResult]:
+    """Train one run per training seed: the replicates of one objective.
+
+    Run ``s`` goes to ``config.out/seed-<s>/`` (a normal run directory, named ``seed-<s>``
+    in its checkpoints) with ``config``'s settings and ``seed=s``. A run directory that
+    already holds a run is resumed (a finished one is returned as it is, after checking its
+    settings), so the same command continues an interrupted set of runs, and several
+    processes or GPUs can each take a subset of the seeds (give each process different
+    seeds).
+
+    Args:
+        config: the settings shared by all runs; ``config.out`` is the parent directory,
+            ``config.seed`` is ignored and ``config.run`` must be None (runs are named by
+            their seed).
+        seeds: distinct non-negative training seeds, at least one.
+        split: as :func:`finetune`.
+
+    Returns:
+        One :class:`RunResult` per seed, in the order given.
+
+    Raises:
+        ValueError: no seeds, repeated or negative seeds, a ``run`` name given, or any
+            error of :func:`finetune` (e.g. a run directory whose settings differ).
+    """
+    seeds = list(seeds)
+    if not seeds:
+        raise ValueError("give at least one training seed")
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
+            raise ValueError(f"training seeds must be non-negative integers, got {s!r}")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"training seeds must be distinct, got {seeds}")
+    if config.run is not None:
+        raise ValueError(f"run {config.run!r} conflicts with several seeds: each run is named seed-<S>")
+    results = []
+    for s in seeds:
+        run = config.replace(seed=s, out=str(Path(config.out) / seed_run_name(s)))
+        resume = (Path(run.out) / LAST).is_dir()  # finetune refuses a run with other settings
+        _log.info("training run %s (%d of %d)%s", seed_run_name(s), len(results) + 1, len(seeds), " (resuming)" if resume else "")
+        results.append(finetune(run, resume=resume, split=split))
+    return results
+
+
 def _set_threads(config: FinetuneConfig, ctx: Any) -> None:
     if ctx.device.type != "cpu":
         return
@@ -240,7 +288,7 @@ def _run(config: FinetuneConfig, ctx: Any, *, resume: bool, split: Any) -> RunRe
         scheduler=config.scheduler, seed=config.seed, compile=config.compile, sync_batchnorm=config.sync_batchnorm,
     )
     net = trainer.net
-    ckpt = dict(backbone_name=config.backbone, backbone_kwargs=dict(config.backbone_kwargs), preprocessing=preprocessing, config=cfg)
+    ckpt = dict(backbone_name=config.backbone, backbone_kwargs=dict(config.backbone_kwargs), preprocessing=preprocessing, config=cfg, run=config.run_name)
 
     data_info = {
         "dataset": config.dataset,

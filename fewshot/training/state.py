@@ -118,6 +118,7 @@ def save_state(
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
     progress: Progress,
+    run: str | None = None,
 ) -> Path:
     """Write ``last/``: the checkpoint, the progress and ``training_state.pt``, atomically."""
     buffer = io.BytesIO()
@@ -131,6 +132,7 @@ def save_state(
         config=config,
         extra={"progress": progress.to_dict()},
         files={STATE_FILE: buffer.getvalue()},
+        run=run,
     )
 
 
@@ -144,6 +146,7 @@ def save_best(
     config: dict[str, Any],
     epoch: int,
     metrics: dict[str, Any],
+    run: str | None = None,
 ) -> Path:
     """Write ``best/``: the checkpoint with the epoch (1-based) and its metrics in ``extra``."""
     return save_checkpoint(
@@ -151,6 +154,7 @@ def save_best(
         **_checkpoint_args(net, backbone_name, backbone_kwargs, preprocessing),
         config=config,
         extra={"epoch": epoch, **metrics},
+        run=run,
     )
 
 
