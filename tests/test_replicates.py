@@ -264,3 +264,68 @@ def test_results_without_a_run_column_read_as_one_unnamed_run(tmp_path: Path) ->
     (out / "manifest.json").write_text('{"label": "old"}')
     res = read_results(out)
     assert list(res.episodes.columns) == list(EPISODE_COLUMNS) and (res.episodes["run"] == "").all()
+
+
+# ----------------------------------------------------------------- training replicates end to end
+
+
+def test_finetune_seeds_trains_resumes_and_names_runs(tmp_path: Path, monkeypatch) -> None:
+    from test_training import ColourSplit, tiny_config
+
+    from fewshot.checkpoint import checkpoint_run, read_checkpoint_meta
+    from fewshot.evaluation import load_features
+    from fewshot.features import extract_cached
+    from fewshot.training import finetune_seeds
+
+    config = tiny_config(tmp_path / "runs", epochs=1)
+    split = ColourSplit()
+    first = finetune_seeds(config, [0, 1], split=split)
+    assert [r.run_dir.name for r in first] == ["seed-0", "seed-1"]
+    metas = [read_checkpoint_meta(r.best) for r in first]
+    assert [checkpoint_run(m) for m in metas] == ["seed-0", "seed-1"]
+    assert metas[0]["backbone"]["sha256"] != metas[1]["backbone"]["sha256"]  # the seed matters
+    # a second call keeps the finished runs as they are and trains only the new seed
+    before = (first[0].best / "backbone.safetensors").read_bytes()
+    again = finetune_seeds(config, [1, 0, 2], split=split)
+    assert [r.run_dir.name for r in again] == ["seed-1", "seed-0", "seed-2"]
+    assert (first[0].best / "backbone.safetensors").read_bytes() == before
+    # other settings in an existing run directory are refused
+    with pytest.raises(ValueError, match="cannot resume .*seed-0 with a different config .*lr"):
+        finetune_seeds(config.replace(lr=0.5), [0], split=split)
+    for bad, message in (([], "at least one training seed"), ([1, 1], "must be distinct"), ([-1], "non-negative")):
+        with pytest.raises(ValueError, match=message):
+            finetune_seeds(config, bad, split=split)
+    with pytest.raises(ValueError, match="conflicts with several seeds"):
+        finetune_seeds(config.replace(run="mine"), [0], split=split)
+
+    # the run name travels into the features file and its cache key
+    from fewshot.checkpoint import load_checkpoint
+
+    model, pp, _ = load_checkpoint(first[0].best)
+    a, _ = extract_cached(model, split, tmp_path / "cache", preprocessing=pp, progress=False, run="seed-0")
+    b, _ = extract_cached(model, split, tmp_path / "cache", preprocessing=pp, progress=False, run="seed-9")
+    assert a != b and load_features(a).run == "seed-0" and load_features(b).run == "seed-9"
+
+
+def test_cli_seeds_flag_and_extract_copies_the_run(tmp_path: Path, run_cli) -> None:
+    out = tmp_path / "runs"
+    args = ["finetune", "--backbone", "conv4", "--dataset", "digits", "--img-size", "16", "--epochs", "1",
+            "--batch-size", "64", "--threads", "1", "--no-progress", "--out", out]
+    status, _, err = run_cli(*args, "--seeds", "0", "--seed", "3")
+    assert status == 2 and "--seeds conflicts with --resume and --seed" in err and not out.exists()
+    status, stdout, err = run_cli(*args, "--seeds", "3")
+    assert status == 0, err
+    assert "seed-3:" in stdout and (out / "seed-3" / "best" / "checkpoint.json").is_file()
+    feats = tmp_path / "f.npz"
+    status, _, err = run_cli("extract", "--checkpoint", out / "seed-3" / "best", "--dataset", "digits",
+                             "--no-progress", "--out", feats)
+    assert status == 0, err
+    with np.load(feats) as z:
+        assert str(z["run"]) == "seed-3"
+    res = tmp_path / "res"
+    status, _, err = run_cli("evaluate", "--features", feats, "--episodes", "10", "--out", res)
+    assert status == 0, err
+    assert (read_results(res).episodes["run"] == "seed-3").all()
+    status, _, err = run_cli("extract", "--checkpoint", out / "seed-3" / "best", "--dataset", "digits",
+                             "--no-progress", "--run", "x/y", "--out", tmp_path / "g.npz")
+    assert status == 2 and "run must be 1-64 letters" in err and not (tmp_path / "g.npz").exists()
