@@ -118,7 +118,7 @@ def test_median_run_ties_break_to_the_smallest_seed() -> None:
 
 def test_median_run_single_run_warns() -> None:
     s = summarize(episodes_frame({4: 0.6}))
-    with pytest.warns(UserWarning, match="median of one run is that run"):
+    with pytest.warns(UserWarning, match="median of one seed is that seed"):
         m = median_run(s)
     assert m["seed"].iloc[0] == 4 and m["n_runs"].iloc[0] == 1
     assert m["run_mean_min"].iloc[0] == m["run_mean_max"].iloc[0] == m["mean"].iloc[0]

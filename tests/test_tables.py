@@ -265,7 +265,7 @@ def test_read_quoted_validates(tmp_path: Path, text: str, message: str) -> None:
 
 def test_single_method_table_warns_and_has_no_marks(tmp_path: Path) -> None:
     one = save(tmp_path, "CE", episodes("cifar-fs", 0, 1, seeds=(0,)))
-    with pytest.warns(UserWarning, match="median of one run"):
+    with pytest.warns(UserWarning, match="median of one seed"):
         f = table_frame([one])
     assert not f["significant"].any() and f["p_holm"].isna().all() and (f["n_seeds"] == 1).all()
     assert "†" not in render_table(f, "md")
