@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     obj = p.add_argument_group("objective")
     obj.add_argument("--objective", metavar="NAME", default=_S,
-                     help="ce, schane (default), supcon, simclr or hscl")
+                     help="ce, schane (default), supcon, supcon-in, simclr or hscl")
     obj.add_argument("--lam", type=float, default=_S, help="weight of the contrastive term in [0, 1] (default 0.9)")
     obj.add_argument("--temperature", type=float, default=_S, help="temperature tau > 0 (default 0.5)")
     obj.add_argument("--projection-dim", type=int, metavar="D", default=_S,

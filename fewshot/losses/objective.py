@@ -14,7 +14,7 @@ from fewshot.losses._validate import check_beta, check_lam, check_temperature
 from fewshot.losses.hscl import hscl_loss
 from fewshot.losses.schane import schane_loss
 from fewshot.losses.simclr import simclr_loss
-from fewshot.losses.supcon import supcon_loss
+from fewshot.losses.supcon import supcon_in_loss, supcon_loss
 
 __all__ = ["Objective", "ObjectiveOutput", "ObjectiveSpec", "OBJECTIVES", "create_objective"]
 
@@ -49,6 +49,10 @@ OBJECTIVES: dict[str, ObjectiveSpec] = {
     "supcon": ObjectiveSpec(
         "supcon", supcon_loss, summary="CE + SupCon (Khosla et al. 2020, L_out)"
     ),
+    "supcon-in": ObjectiveSpec(
+        "supcon-in", supcon_in_loss,
+        summary="CE + SupCon L_in (= SCHaNe with beta = 1: label-aware CL without hard negatives)",
+    ),
     "simclr": ObjectiveSpec(
         "simclr", simclr_loss, target="instance_ids",
         summary="CE + NT-Xent over views of the same image (SimCLR)",
@@ -80,8 +84,8 @@ class Objective(nn.Module):
     r"""``(1 - lam) * CE(logits, labels) + lam * contrastive(embeddings, ...)``.
 
     Args:
-        contrastive: a name from :data:`OBJECTIVES` (``"schane"``, ``"supcon"``, ``"simclr"``,
-            ``"hscl"``), or ``None``/``"ce"`` for plain cross-entropy. Default ``"schane"``.
+        contrastive: a name from :data:`OBJECTIVES` (``"schane"``, ``"supcon"``,
+            ``"supcon-in"``, ``"simclr"``, ``"hscl"``), or ``None``/``"ce"`` for plain cross-entropy. Default ``"schane"``.
         lam: weight of the contrastive term, in ``[0, 1]``. Default 0.9. ``lam = 0`` (or no
             contrastive term) is plain cross-entropy, and the contrastive term is not computed;
             ``lam = 1`` is the contrastive term alone (CE is then computed without gradient,

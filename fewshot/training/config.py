@@ -50,7 +50,7 @@ class FinetuneConfig:
         img_size: input size ``N`` (N×N) instead of the backbone's default.
 
     Objective:
-        objective: ``"ce"``, ``"schane"``, ``"supcon"``, ``"simclr"`` or ``"hscl"``
+        objective: ``"ce"``, ``"schane"``, ``"supcon"``, ``"supcon-in"``, ``"simclr"`` or ``"hscl"``
             (:data:`fewshot.losses.OBJECTIVES`).
         lam: weight of the contrastive term, ``(1 - lam) CE + lam contrastive``, in [0, 1] (0.9).
         temperature: ``tau > 0`` of the contrastive term (0.5).
