@@ -39,6 +39,7 @@ __all__ = [
     "Preprocessing",
     "resolve_preprocessing",
     "eval_transform",
+    "frame_transform",
     "train_transform",
     "MultiView",
     "create_backbone",
@@ -200,6 +201,24 @@ def eval_transform(preprocessing: Preprocessing, *, normalize: bool = True) -> C
     )
 
 
+def frame_transform(preprocessing: Preprocessing) -> Callable[[Any], Any]:
+    """How extraction frames an image: timm's eval resize and centre crop, PIL in, PIL out.
+
+    The resize and crop of :func:`eval_transform` (``input_size / crop_pct`` on the shorter
+    side, or both sides with ``crop_mode="squash"``, then a centre crop to ``input_size``), so
+    that training views (:func:`train_transform`) see the image framed as extraction does.
+    """
+    from timm.data import create_transform
+    from torchvision import transforms as T
+
+    p = preprocessing
+    full = create_transform(
+        input_size=p.input_size, is_training=False, interpolation=p.interpolation,
+        crop_pct=p.crop_pct, crop_mode=p.crop_mode, use_prefetcher=True,
+    )
+    return T.Compose(list(full.transforms[:-1]))  # drop the final to-tensor step
+
+
 class MultiView:
     """Apply a random transform ``views`` times to one image; returns a tuple of the views."""
 
@@ -226,9 +245,11 @@ def train_transform(
 ) -> Callable[[Any], Any]:
     """Training augmentation: AutoAugment views at the backbone's input size.
 
-    The pipeline is torchvision's: resize to the input size (or, with ``scale``, a
-    ``RandomResizedCrop`` of that area range), ``RandomHorizontalFlip(hflip)``,
-    ``AutoAugment(policy)``, ``ToTensor`` and ``Normalize(mean, std)`` of the backbone.
+    The pipeline: the image framed as extraction frames it (:func:`frame_transform`: timm's
+    resize to ``input_size / crop_pct`` and centre crop; with ``crop_pct = 1`` the whole image)
+    or, with ``scale``, a ``RandomResizedCrop`` of that area range; then torchvision's
+    ``RandomHorizontalFlip(hflip)``, ``AutoAugment(policy)``, ``ToTensor`` and
+    ``Normalize(mean, std)`` of the backbone.
     Randomness comes from torch's RNG, which a ``DataLoader`` seeds per worker from its
     ``generator``.
 
@@ -258,7 +279,7 @@ def train_transform(
     interp = modes.get(p.interpolation, InterpolationMode.BILINEAR)
     size = p.img_size
     first = (
-        T.Resize(size, interpolation=interp, antialias=True)
+        frame_transform(p)
         if scale is None
         else T.RandomResizedCrop(size, scale=tuple(scale), interpolation=interp, antialias=True)
     )

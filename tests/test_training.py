@@ -21,7 +21,7 @@ from fewshot.losses import OBJECTIVES
 from fewshot.training import FinetuneConfig, finetune, load_config
 from fewshot.training.config import config_diff
 from fewshot.training.data import TrainBatchSampler, TwoViews, ValBatchSampler, holdout_split
-from fewshot.training.loop import lr_factor
+from fewshot.training.loop import FinetuneNet, make_optimizer, make_scheduler
 from fewshot.training.runner import TEST_EXIT_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,12 +155,80 @@ def test_views_depend_only_on_the_item_seed():
     assert not torch.equal(a[0], a[1])
 
 
-def test_lr_schedule():
-    assert lr_factor(0, 100) == 1.0
-    assert lr_factor(50, 100) == pytest.approx(0.5)
-    assert lr_factor(99, 100) == pytest.approx(0.5 * (1 + np.cos(np.pi * 0.99)))
-    assert [lr_factor(s, 100, 4) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
-    assert lr_factor(70, 100, 4, "constant") == 1.0
+def _lrs(total, warmup, kind, steps=None, **kw):
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = make_scheduler(opt, total, warmup, kind, **kw)
+    out = []
+    for t in range(steps or total):
+        out.append(opt.param_groups[0]["lr"])
+        sched.step_update(num_updates=t + 1)
+    return out
+
+
+def test_lr_schedule_is_timms_warmup_then_cosine():
+    cosine = _lrs(100, 0, "cosine")
+    assert cosine[0] == 1.0 and cosine[50] == pytest.approx(0.5)
+    assert cosine == pytest.approx([0.5 * (1 + np.cos(np.pi * t / 100)) for t in range(100)], rel=1e-12, abs=1e-15)
+    warm = _lrs(100, 4, "cosine", warmup_lr=0.0)
+    assert warm[:5] == pytest.approx([0.0, 0.25, 0.5, 0.75, 1.0])
+    assert warm[4 + 48] == pytest.approx(0.5)  # the cosine runs over the 96 steps after the warm-up
+    assert _lrs(100, 4, "constant", warmup_lr=0.0)[70] == 1.0
+    assert _lrs(10, 0, "cosine", steps=12, min_lr=0.1)[-2:] == [0.1, 0.1]
+
+
+def _net(backbone):
+    from fewshot.models import ClassificationHead, ProjectionHead
+
+    return FinetuneNet(backbone, ClassificationHead(backbone.num_features, 3), ProjectionHead(backbone.num_features, 4))
+
+
+def _decay_of(net, opt):
+    ids = {id(p): n for n, p in net.named_parameters()}
+    return {ids[id(p)]: (g["weight_decay"], g.get("lr_scale", 1.0)) for g in opt.param_groups for p in g["params"]}
+
+
+@pytest.mark.parametrize("opt_name", ["adamw", "adam", "sgd", "lamb"])
+def test_weight_decay_groups_of_a_vit_exclude_its_no_weight_decay_set(opt_name):
+    import timm
+
+    vit = timm.create_model("vit_tiny_patch16_224", img_size=32, depth=2, num_classes=0)
+    assert {"cls_token", "pos_embed"} <= set(vit.no_weight_decay())
+    net = _net(vit)
+    opt = make_optimizer(net, 1e-3, 0.05, opt=opt_name)
+    assert type(opt).__name__.lower() == {"adamw": "adamw", "adam": "adam", "sgd": "sgd", "lamb": "lamb"}[opt_name]
+    wd = {n: d for n, (d, _) in _decay_of(net, opt).items()}
+    assert wd["backbone.cls_token"] == wd["backbone.pos_embed"] == 0.0  # 3-D, excluded by no_weight_decay()
+    assert wd["backbone.blocks.0.norm1.weight"] == wd["backbone.blocks.0.attn.qkv.bias"] == 0.0
+    assert wd["classifier.fc.bias"] == wd["projection.mlp.0.bias"] == 0.0
+    assert wd["backbone.patch_embed.proj.weight"] == wd["backbone.blocks.1.mlp.fc1.weight"] == 0.05
+    assert wd["classifier.fc.weight"] == wd["projection.mlp.2.weight"] == 0.05
+    assert len(wd) == len(list(net.parameters()))
+
+
+def test_weight_decay_groups_of_a_resnet_and_layer_decay():
+    import timm
+
+    net = _net(timm.create_model("resnet18", num_classes=0))
+    groups = _decay_of(net, make_optimizer(net, 1e-3, 0.05))
+    assert groups["backbone.conv1.weight"][0] == groups["backbone.layer4.1.conv2.weight"][0] == 0.05
+    assert groups["backbone.bn1.weight"][0] == groups["backbone.layer1.0.bn2.bias"][0] == 0.0
+    # layer decay: timm's resnet groups are stem, layer1..4 (one group per block when fine)
+    groups = _decay_of(net, make_optimizer(net, 1e-3, 0.05, layer_decay=0.5))
+    scale = {n: s for n, (_, s) in groups.items()}
+    assert scale["classifier.fc.weight"] == scale["projection.mlp.0.weight"] == scale["backbone.layer4.1.conv2.weight"] == 1.0
+    assert scale["backbone.layer4.0.conv1.weight"] == 0.5
+    assert scale["backbone.conv1.weight"] == 0.5 ** 8  # stem + 8 basic blocks, heads with the last
+    assert groups["backbone.bn1.weight"][0] == 0.0 and groups["backbone.conv1.weight"][0] == 0.05
+
+
+def test_layer_decay_reaches_the_learning_rates_through_timms_scheduler():
+    from fewshot.models import create_backbone
+
+    net = _net(create_backbone("conv4", width=4))
+    opt = make_optimizer(net, 1.0, 0.0, layer_decay=0.5)
+    make_scheduler(opt, 10, 0, "constant")
+    lrs = {round(g["lr"], 6) for g in opt.param_groups}
+    assert lrs == {1.0, 0.5, 0.25, 0.125}  # conv4: four stages, heads with the last
 
 
 # ---------------------------------------------------------------------------- end to end

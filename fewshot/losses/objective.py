@@ -144,6 +144,7 @@ class Objective(nn.Module):
         *,
         embedding_labels: Tensor | None = None,
         embedding_instance_ids: Tensor | None = None,
+        ce_targets: Tensor | None = None,
     ) -> ObjectiveOutput:
         """Compute the objective.
 
@@ -159,6 +160,9 @@ class Objective(nn.Module):
                 ``labels`` (so pass it whenever ``B != N``).
             embedding_instance_ids: ``(B,)`` instance ids of the rows of ``embeddings``;
                 defaults to ``instance_ids``.
+            ce_targets: ``(N, C)`` soft targets (Mixup/CutMix, label smoothing) for the
+                cross-entropy term instead of ``labels``; ``labels`` still define the
+                contrastive positives.
 
         Returns:
             :class:`ObjectiveOutput` ``(total, ce, contrastive)``: ``ce`` and ``contrastive``
@@ -170,8 +174,13 @@ class Objective(nn.Module):
             TypeError: non-integer labels or ids, non-float embeddings.
         """
         labels = self._check_logits(logits, labels)
+        if ce_targets is not None and tuple(ce_targets.shape) != tuple(logits.shape):
+            raise ValueError(
+                f"ce_targets must have the shape of logits {tuple(logits.shape)}, got {tuple(ce_targets.shape)}"
+            )
+        ce_target = labels if ce_targets is None else ce_targets.to(logits.dtype)
         if not self.uses_contrastive:
-            ce = F.cross_entropy(logits, labels)
+            ce = F.cross_entropy(logits, ce_target)
             return ObjectiveOutput(ce, ce, ce.new_zeros(()))
 
         target = self._target(
@@ -181,9 +190,9 @@ class Objective(nn.Module):
         contrastive = loss(embeddings, target, temperature=self.temperature, **self.loss_kwargs)
         if self.lam == 1.0:
             with torch.no_grad():
-                ce = F.cross_entropy(logits, labels)
+                ce = F.cross_entropy(logits, ce_target)
             return ObjectiveOutput(contrastive, ce, contrastive)
-        ce = F.cross_entropy(logits, labels)
+        ce = F.cross_entropy(logits, ce_target)
         total = (1.0 - self.lam) * ce + self.lam * contrastive
         return ObjectiveOutput(total, ce, contrastive)
 
