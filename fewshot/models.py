@@ -3,8 +3,9 @@
 A *backbone* is any timm model created with ``num_classes=0``: ``backbone(x)`` maps a
 normalised ``(B, 3, H, W)`` float batch to timm's pooled pre-logits features
 ``(B, backbone.num_features)``. :func:`create_backbone` builds one from timm's registry
-(which also holds this package's ``conv4``, ``resnet12`` and ``resnet12_narrow``, see
-:mod:`fewshot.backbones`) and optionally loads weights from a local file or the hub.
+(which also holds this package's ``conv4``, ``resnet12``, ``resnet12_narrow`` and
+``resnet12_fsl``, see :mod:`fewshot.backbones`) and optionally loads weights from the hub or a
+local file (through :func:`fewshot.weights.load_weights`, which converts published layouts).
 
 The input pipeline comes from the backbone itself: :func:`resolve_preprocessing` reads timm's
 data config (input size, interpolation, crop, mean/std) into a JSON-serialisable

@@ -15,9 +15,9 @@ each recorded in the returned :class:`LoadReport`:
    ``_blocks.N._depthwise_conv``, ...) into timm ``tf_efficientnet*`` / ``tf_efficientnet_lite*``,
    and the few-shot ResNet-12 of FEAT / RFS / easyfsl / LibFewShot (``layer1..4``) into
    ``resnet12_fsl`` (same names, loads as is) or ``resnet12`` (``stages.*``);
-3. **timm's own converter** for the model: the ``checkpoint_filter_fn`` of the model's timm
-   module, as ``timm.models.load_checkpoint(..., filter_fn=...)`` and ``pretrained=True`` apply
-   it: official BEiT-3 (``beit3.*``) into ``beit3_*``, OpenAI CLIP, DINOv2, ..., and position /
+3. **timm's own converter** for the model (unless the keys and shapes already match it
+   exactly): the ``checkpoint_filter_fn`` of the model's timm module, as
+   ``timm.models.load_checkpoint(..., filter_fn=...)`` and ``pretrained=True`` apply it: official BEiT-3 (``beit3.*``) into ``beit3_*``, OpenAI CLIP, DINOv2, ..., and position /
    patch embeddings resampled for ViT, DeiT, BEiT, Swin, ... at another resolution;
 4. **classifier** keys the feature-only model lacks (``pretrained_cfg["classifier"]``) are
    dropped; missing and unexpected keys are counted, and with ``strict`` refused in one line
@@ -394,7 +394,9 @@ def convert_state_dict(
             steps.append(conv.name)
             heads = conv.heads
             break
-    fn = timm_filter_fn(model)
+    own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    native = set(state) == set(own) and all(tuple(v.shape) == own[k] for k, v in state.items())
+    fn = None if native else timm_filter_fn(model)  # a file in the model's exact layout is left alone
     if fn is not None:
         before = {k: tuple(v.shape) for k, v in state.items()}
         try:

@@ -286,6 +286,26 @@ def test_crop_pct_is_recorded_in_the_checkpoint_and_reused_by_extraction(tmp_pat
     assert pp.crop_pct == 0.5 and meta["config"]["crop_pct"] == 0.5
 
 
+def test_pretrained_file_is_converted_and_reported_and_drop_path_reaches_timm(tmp_path, monkeypatch):
+    import timm
+
+    vit = {"img_size": 16, "patch_size": 8, "embed_dim": 16, "depth": 1, "num_heads": 2}
+    src = timm.create_model("vit_tiny_patch16_224", num_classes=0, **vit)
+    path = tmp_path / "dino.pth"
+    torch.save({"teacher": {f"backbone.{k}": v for k, v in src.state_dict().items()}}, path)
+    seen = []
+    create = timm.create_model
+    monkeypatch.setattr(timm, "create_model", lambda *a, **k: seen.append(k) or create(*a, **k))
+    config = tiny_config(tmp_path / "run", backbone="vit_tiny_patch16_224", backbone_kwargs=vit, epochs=1,
+                         pretrained=str(path), drop_path=0.1, objective="ce")
+    finetune(config, split=ColourSplit())
+    report = json.loads((tmp_path / "run" / "manifest.json").read_text())["run"]["pretrained_load"]
+    assert report["converted"][:2] == ["wrapper 'teacher'", "prefix 'backbone.'"]
+    assert report["missing"] == report["unexpected"] == []
+    assert seen[0]["drop_path_rate"] == 0.1
+    assert "drop_path_rate" not in read_checkpoint_meta(tmp_path / "run" / "best")["backbone"].get("kwargs", {})
+
+
 # ---------------------------------------------------------------------------- end to end
 
 
