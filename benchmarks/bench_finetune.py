@@ -44,13 +44,16 @@ def build(objective_name: str, backbone: str, img_size: int, n_classes: int):
 def make_step(net, objective, optimizer, scheduler, views, labels, ids):
     from fewshot.training.loop import compute_loss
 
+    updates = [0]
+
     def run() -> float:
         t0 = time.perf_counter()
         out = compute_loss(net, objective, views, labels, ids)
         optimizer.zero_grad(set_to_none=True)
         out.total.backward()
         optimizer.step()
-        scheduler.step()
+        updates[0] += 1
+        scheduler.step_update(num_updates=updates[0])  # timm's per-step schedule
         return time.perf_counter() - t0
 
     return run

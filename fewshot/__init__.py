@@ -51,6 +51,7 @@ _EXPORTS: dict[str, str] = {
     # objectives
     "schane_loss": "fewshot.losses",
     "supcon_loss": "fewshot.losses",
+    "supcon_in_loss": "fewshot.losses",
     "simclr_loss": "fewshot.losses",
     "hscl_loss": "fewshot.losses",
     "Objective": "fewshot.losses",
@@ -73,7 +74,8 @@ _EXPORTS: dict[str, str] = {
     "train_transform": "fewshot.models",
     "ClassificationHead": "fewshot.models",
     "ProjectionHead": "fewshot.models",
-    "load_weights": "fewshot.models",
+    "load_weights": "fewshot.weights",
+    "LoadReport": "fewshot.weights",
     "save_checkpoint": "fewshot.checkpoint",
     "load_checkpoint": "fewshot.checkpoint",
     "load_heads": "fewshot.checkpoint",

@@ -3,8 +3,9 @@
 A *backbone* is any timm model created with ``num_classes=0``: ``backbone(x)`` maps a
 normalised ``(B, 3, H, W)`` float batch to timm's pooled pre-logits features
 ``(B, backbone.num_features)``. :func:`create_backbone` builds one from timm's registry
-(which also holds this package's ``conv4``, ``resnet12`` and ``resnet12_narrow``, see
-:mod:`fewshot.backbones`) and optionally loads weights from a local file or the hub.
+(which also holds this package's ``conv4``, ``resnet12``, ``resnet12_narrow`` and
+``resnet12_fsl``, see :mod:`fewshot.backbones`) and optionally loads weights from the hub or a
+local file (through :func:`fewshot.weights.load_weights`, which converts published layouts).
 
 The input pipeline comes from the backbone itself: :func:`resolve_preprocessing` reads timm's
 data config (input size, interpolation, crop, mean/std) into a JSON-serialisable
@@ -22,8 +23,6 @@ import dataclasses
 import difflib
 import hashlib
 import os
-import pickle
-import re
 import socket
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -35,11 +34,13 @@ import torch
 from torch import nn
 
 from fewshot import backbones as _backbones  # noqa: F401  (registers conv4, resnet12, ...)
+from fewshot.weights import WEIGHT_SUFFIXES, LoadReport, load_weights, read_state_dict
 
 __all__ = [
     "Preprocessing",
     "resolve_preprocessing",
     "eval_transform",
+    "frame_transform",
     "train_transform",
     "MultiView",
     "create_backbone",
@@ -55,9 +56,6 @@ __all__ = [
     "WEIGHT_SUFFIXES",
 ]
 
-#: File suffixes :func:`load_weights` reads: safetensors, or a torch pickle read with
-#: ``torch.load(weights_only=True)``.
-WEIGHT_SUFFIXES: tuple[str, ...] = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
 
 _OFFLINE_VALUES = {"1", "true", "yes", "on"}
 
@@ -204,6 +202,24 @@ def eval_transform(preprocessing: Preprocessing, *, normalize: bool = True) -> C
     )
 
 
+def frame_transform(preprocessing: Preprocessing) -> Callable[[Any], Any]:
+    """How extraction frames an image: timm's eval resize and centre crop, PIL in, PIL out.
+
+    The resize and crop of :func:`eval_transform` (``input_size / crop_pct`` on the shorter
+    side, or both sides with ``crop_mode="squash"``, then a centre crop to ``input_size``), so
+    that training views (:func:`train_transform`) see the image framed as extraction does.
+    """
+    from timm.data import create_transform
+    from torchvision import transforms as T
+
+    p = preprocessing
+    full = create_transform(
+        input_size=p.input_size, is_training=False, interpolation=p.interpolation,
+        crop_pct=p.crop_pct, crop_mode=p.crop_mode, use_prefetcher=True,
+    )
+    return T.Compose(list(full.transforms[:-1]))  # drop the final to-tensor step
+
+
 class MultiView:
     """Apply a random transform ``views`` times to one image; returns a tuple of the views."""
 
@@ -230,9 +246,11 @@ def train_transform(
 ) -> Callable[[Any], Any]:
     """Training augmentation: AutoAugment views at the backbone's input size.
 
-    The pipeline is torchvision's: resize to the input size (or, with ``scale``, a
-    ``RandomResizedCrop`` of that area range), ``RandomHorizontalFlip(hflip)``,
-    ``AutoAugment(policy)``, ``ToTensor`` and ``Normalize(mean, std)`` of the backbone.
+    The pipeline: the image framed as extraction frames it (:func:`frame_transform`: timm's
+    resize to ``input_size / crop_pct`` and centre crop; with ``crop_pct = 1`` the whole image)
+    or, with ``scale``, a ``RandomResizedCrop`` of that area range; then torchvision's
+    ``RandomHorizontalFlip(hflip)``, ``AutoAugment(policy)``, ``ToTensor`` and
+    ``Normalize(mean, std)`` of the backbone.
     Randomness comes from torch's RNG, which a ``DataLoader`` seeds per worker from its
     ``generator``.
 
@@ -262,7 +280,7 @@ def train_transform(
     interp = modes.get(p.interpolation, InterpolationMode.BILINEAR)
     size = p.img_size
     first = (
-        T.Resize(size, interpolation=interp, antialias=True)
+        frame_transform(p)
         if scale is None
         else T.RandomResizedCrop(size, scale=tuple(scale), interpolation=interp, antialias=True)
     )
@@ -293,11 +311,15 @@ def suggest_models(name: str, n: int = 5) -> list[str]:
 def _check_model_name(name: str) -> None:
     if not isinstance(name, str) or not name:
         raise ValueError(f"backbone name must be a non-empty string, got {name!r}")
-    arch = name.split(".", 1)[0]
+    arch, _, tag = name.partition(".")
     if not timm.is_model(arch):
         close = suggest_models(arch)
         hint = f"; did you mean {', '.join(close)}?" if close else "; see timm.list_models()"
         raise ValueError(f"unknown backbone {name!r}{hint}")
+    if tag and name not in timm.list_pretrained(name):
+        tags = [n.partition(".")[2] for n in timm.list_pretrained(f"{arch}.*")]
+        known = f"; its tags: {', '.join(tags)}" if tags else f"; {arch} has no pretrained tags"
+        raise ValueError(f"unknown pretrained tag {tag!r} of backbone {arch!r}{known}")
 
 
 @contextlib.contextmanager
@@ -386,8 +408,13 @@ def create_backbone(
         name: a timm model name (``timm.list_models()``), optionally with a pretrained tag
             (``"resnet18.a1_in1k"``); includes ``conv4``, ``resnet12``, ``resnet12_narrow``.
         pretrained: None (random init), ``"hub"`` (timm's weights from the Hugging Face Hub;
-            needs internet), or a path to a ``.safetensors`` or ``.pth``/``.pt`` file holding a
-            state dict (bare or under ``"state_dict"``/``"model"``; classifier keys dropped).
+            needs internet), or a path to a ``.safetensors`` or ``.pth``/``.pt`` file, loaded by
+            :func:`fewshot.weights.load_weights`: wrappers and prefixes removed, community
+            layouts (torchvision, lukemelas EfficientNet, FEAT/RFS ResNet-12) and timm's own
+            ``checkpoint_filter_fn`` (BEiT-3, CLIP, position-embedding resampling, ...)
+            applied, classifier keys dropped; the report is logged. With a pretrained tag in
+            ``name`` the tag's ``pretrained_cfg`` (mean/std, input size, crop) describes the
+            file's preprocessing (see :func:`resolve_preprocessing`).
         drop_rate: timm's dropout on the pooled features (active in train mode only).
         seed: seed the random initialisation (torch's global RNG is left untouched).
         strict: with a weights file, refuse missing or unexpected keys (see :func:`load_weights`).
@@ -422,152 +449,17 @@ def create_backbone(
         path = None if pretrained is None else Path(pretrained)
         if path is not None and not path.is_file():
             raise FileNotFoundError(f"weights file not found: {path} (or pass pretrained='hub')")
-        model = timm.create_model(name, pretrained=False, num_classes=0, **kwargs)
+        try:
+            model = timm.create_model(name, pretrained=False, num_classes=0, **kwargs)
+        except TypeError as exc:
+            raise ValueError(f"backbone {name!r} does not take these arguments ({sorted(kwargs)}): {exc}") from None
     if path is not None:
         load_weights(model, path, strict=strict)
     return model
 
 
 # --------------------------------------------------------------------------- weights
-
-
-@dataclasses.dataclass(frozen=True)
-class LoadReport:
-    """What :func:`load_weights` did: keys missing from the file, keys of the file the model
-    does not have, and classifier keys dropped on purpose."""
-
-    missing: tuple[str, ...]
-    unexpected: tuple[str, ...]
-    dropped: tuple[str, ...]
-
-
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Tensors of a weights file, on the CPU.
-
-    ``.safetensors`` is read with ``safetensors.torch.load_file``; ``.pth``/``.pt``/``.bin``/
-    ``.ckpt`` with ``torch.load(weights_only=True)``, which refuses pickles that hold
-    anything but tensors and plain containers. A ``{"state_dict": ...}`` or ``{"model": ...}``
-    wrapper is unwrapped and a ``module.`` (DDP) or ``_orig_mod.`` (``torch.compile``) prefix
-    removed.
-
-    Raises:
-        FileNotFoundError: no such file.
-        ValueError: unknown suffix, unreadable or unsafe file, or no state dict inside.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
-    suffix = path.suffix.lower()
-    if suffix not in WEIGHT_SUFFIXES:
-        raise ValueError(f"unknown weights format {path.name!r}; expected one of {', '.join(WEIGHT_SUFFIXES)}")
-    if suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            obj: Any = load_file(str(path), device="cpu")
-        except Exception as exc:
-            raise ValueError(f"cannot read safetensors file {path}: {_first_line(exc)}") from exc
-    else:
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as exc:
-            found = re.search(r"GLOBAL\s+([\w.]+)", str(exc), flags=re.IGNORECASE)
-            if found is None:
-                raise ValueError(f"cannot read weights file {path}: not a valid torch file") from exc
-            raise ValueError(
-                f"refusing to load {path}: it holds objects other than tensors and plain "
-                f"containers ({found.group(1)}; read with torch.load(weights_only=True)); "
-                f"save a plain state dict or .safetensors"
-            ) from exc
-        except Exception as exc:
-            raise ValueError(f"cannot read weights file {path}: {_first_line(exc)}") from exc
-    for key in ("state_dict", "model", "model_state_dict"):
-        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
-            obj = obj[key]
-            break
-    if not isinstance(obj, Mapping) or not obj or not all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
-    ):
-        raise ValueError(
-            f"{path} holds no state dict (expected a mapping of parameter names to tensors, "
-            f"bare or under 'state_dict'/'model')"
-        )
-    state = dict(obj)
-    for prefix in ("module.", "_orig_mod."):  # DistributedDataParallel, torch.compile
-        if all(k.startswith(prefix) for k in state):
-            state = {k[len(prefix) :]: v for k, v in state.items()}
-    return state
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _classifier_prefixes(model: nn.Module) -> tuple[str, ...]:
-    cfg = getattr(model, "pretrained_cfg", None) or {}
-    classifier = cfg.get("classifier") if isinstance(cfg, Mapping) else None
-    if not classifier:
-        return ()
-    return (classifier,) if isinstance(classifier, str) else tuple(classifier)
-
-
-def load_weights(
-    model: nn.Module,
-    source: str | os.PathLike | Mapping[str, torch.Tensor],
-    *,
-    strict: bool = True,
-) -> LoadReport:
-    """Load a state dict (a file, see :func:`read_state_dict`, or a mapping) into ``model``.
-
-    Classifier weights the feature-only model lacks (timm's ``pretrained_cfg["classifier"]``,
-    e.g. ``fc.*``) are dropped. Shapes must match.
-
-    Args:
-        strict: raise when keys are missing or unexpected; otherwise load what matches and
-            report the rest in the returned :class:`LoadReport`.
-
-    Raises:
-        ValueError: shape mismatches, or (``strict``) missing/unexpected keys; the message
-            lists them.
-        FileNotFoundError: ``source`` is a path that does not exist.
-    """
-    label = str(source) if isinstance(source, (str, os.PathLike)) else "state dict"
-    state = read_state_dict(source) if isinstance(source, (str, os.PathLike)) else dict(source)
-    own = model.state_dict()
-    prefixes = _classifier_prefixes(model)
-    dropped = tuple(
-        sorted(k for k in state if k not in own and any(k == p or k.startswith(p + ".") for p in prefixes))
-    )
-    for k in dropped:
-        del state[k]
-    mismatched = [
-        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
-        for k in state
-        if k in own and state[k].shape != own[k].shape
-    ]
-    arch = type(model).__name__
-    if mismatched:
-        raise ValueError(
-            f"{label} does not fit {arch}: {len(mismatched)} shape mismatches "
-            f"(file vs model): {_preview(mismatched)}"
-        )
-    missing = tuple(sorted(k for k in own if k not in state))
-    unexpected = tuple(sorted(k for k in state if k not in own))
-    if strict and (missing or unexpected):
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing keys ({_preview(missing)})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected keys ({_preview(unexpected)})")
-        raise ValueError(f"{label} does not match {arch}: {'; '.join(parts)}")
-    model.load_state_dict(state, strict=False)
-    return LoadReport(missing=missing, unexpected=unexpected, dropped=dropped)
-
-
-def _preview(items: Sequence[str], n: int = 4) -> str:
-    shown = ", ".join(items[:n])
-    return shown + (f", ... {len(items) - n} more" if len(items) > n else "")
+# Reading weight files and converting their layouts live in fewshot.weights; re-exported here.
 
 
 def state_dict_sha256(model: nn.Module) -> str:

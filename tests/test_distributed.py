@@ -77,6 +77,8 @@ def _free_port() -> int:
 DIGITS_VIT = dict(
     backbone="vit_tiny_patch16_224", backbone_kwargs=VIT, dataset="digits", img_size=16, epochs=1,
     batch_size=128, lr=3e-3, dropout=0.0, threads=1, progress=False, objective="schane",
+    # timm's optimiser state: layer-wise lr decay, min lr, model EMA (best/ holds the EMA weights)
+    layer_decay=0.75, min_lr=1e-5, ema_decay=0.9,
 )
 
 
@@ -156,8 +158,8 @@ def test_two_process_finetune_matches_one_process(two_ranks, tmp_path):
         assert ddp_log[0][key] == pytest.approx(single.history[0][key], rel=1e-5, abs=1e-6), key
     manifest = json.loads((two_ranks / "ddp" / "manifest.json").read_text())
     assert manifest["run"]["world_size"] == WORLD and manifest["status"] == "finished"
-    for name in ("backbone.safetensors", "heads.safetensors"):
-        a, b = load_file(two_ranks / "ddp" / "last" / name), load_file(single.last / name)
+    for ckpt, name in [(c, n) for c in ("last", "best") for n in ("backbone.safetensors", "heads.safetensors")]:
+        a, b = load_file(two_ranks / "ddp" / ckpt / name), load_file(single.run_dir / ckpt / name)
         for k in a:
             # a handful of Adam steps amplify float rounding of tiny gradients; stay well below lr
             torch.testing.assert_close(a[k], b[k], atol=5e-4, rtol=0, msg=k)

@@ -23,6 +23,7 @@ from fewshot.losses import (
     hscl_loss,
     schane_loss,
     simclr_loss,
+    supcon_in_loss,
     supcon_loss,
 )
 
@@ -152,6 +153,7 @@ LOSSES = {
         lambda x, y, i, t: ref_schane(x, y, t, detach_weights=True),
     ),
     "supcon": (lambda x, y, i, t: supcon_loss(x, y, t), lambda x, y, i, t: ref_supcon_out(x, y, t)),
+    "supcon_in": (lambda x, y, i, t: supcon_in_loss(x, y, t), lambda x, y, i, t: ref_supcon_in(x, y, t)),
     "simclr": (lambda x, y, i, t: simclr_loss(x, i, t), lambda x, y, i, t: ref_supcon_out(x, i, t)),
     "hscl_b0": (
         lambda x, y, i, t: hscl_loss(x, y, t, beta=0.0),
@@ -208,7 +210,7 @@ def test_matches_float64_loop_reference(loss, kind, tau):
 
 
 @pytest.mark.parametrize("norm", [1e-30, 1e30])
-@pytest.mark.parametrize("loss", ["schane", "supcon", "hscl_b1"])
+@pytest.mark.parametrize("loss", ["schane", "supcon", "supcon_in", "hscl_b1"])
 def test_extreme_norms_in_float32(loss, norm):
     """Norms whose squares under- or overflow float32 still give the exact loss."""
     impl, ref = LOSSES[loss]
@@ -281,6 +283,14 @@ def test_schane_equals_supcon_lin_when_negatives_are_equally_similar(tau):
     torch.testing.assert_close(
         schane_loss(x, labels, tau, detach_weights=True), expected, rtol=1e-12, atol=1e-12
     )
+    torch.testing.assert_close(supcon_in_loss(x, labels, tau), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_supcon_in_differs_from_schane_and_supcon_out_on_a_generic_batch():
+    x, labels, _ = _batch("random", seed=3)
+    value = supcon_in_loss(x, labels, 0.5)
+    assert not torch.allclose(value, schane_loss(x, labels, 0.5))
+    assert not torch.allclose(value, supcon_loss(x, labels, 0.5))
 
 
 def test_supcon_with_instance_ids_equals_simclr():
@@ -408,7 +418,7 @@ def _bad_calls():
         (lambda: Objective("schane", temperature=0), ValueError, "temperature must be"),
         (lambda: create_objective("supcon", lam=2), ValueError, r"lam must be in \[0, 1\]"),
         (lambda: create_objective("triplet"), ValueError,
-         "unknown objective 'triplet'; choose one of: ce, hscl, schane, simclr, supcon"),
+         "unknown objective 'triplet'; choose one of: ce, hscl, schane, simclr, supcon, supcon-in"),
         (lambda: Objective("supcon", beta=2.0), TypeError,
          "objective 'supcon' got unexpected option"),
     ]

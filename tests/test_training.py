@@ -21,7 +21,7 @@ from fewshot.losses import OBJECTIVES
 from fewshot.training import FinetuneConfig, finetune, load_config
 from fewshot.training.config import config_diff
 from fewshot.training.data import TrainBatchSampler, TwoViews, ValBatchSampler, holdout_split
-from fewshot.training.loop import lr_factor
+from fewshot.training.loop import FinetuneNet, make_optimizer, make_scheduler
 from fewshot.training.runner import TEST_EXIT_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,6 +74,18 @@ def test_defaults_are_the_papers():
     assert (c.objective, c.lam, c.temperature) == ("schane", 0.9, 0.5)
     assert (c.lr, c.weight_decay, c.dropout, c.batch_size, c.epochs, c.patience) == (1e-4, 0.05, 0.1, 1024, 100, 10)
     assert (c.scheduler, c.val_fraction, c.projection_dim) == ("cosine", 0.1, 0)
+
+
+@pytest.mark.parametrize("name", ["papers.toml", "beit3-base.toml"])
+def test_recipe_files_load_and_validate(name):
+    config = load_config(ROOT / "configs" / name, backbone="beit3_base_patch16_224", dataset="digits", out="x")
+    config.validate()
+    if name == "papers.toml":
+        assert (config.optimizer, config.lr, config.weight_decay, config.batch_size, config.dropout) == ("adam", 1e-4, 0.05, 1024, 0.1)
+        assert (config.lam, config.temperature, config.epochs, config.patience) == (0.9, 0.5, 100, 10)
+    else:
+        assert (config.layer_decay, config.lr, config.epochs, config.warmup_epochs, config.drop_path) == (0.65, 7e-4, 50, 5, 0.15)
+        assert (config.mixup, config.cutmix, config.smoothing) == (0.8, 1.0, 0.1)
 
 
 def test_load_config_toml_table_dashes_and_overrides(tmp_path):
@@ -155,12 +167,143 @@ def test_views_depend_only_on_the_item_seed():
     assert not torch.equal(a[0], a[1])
 
 
-def test_lr_schedule():
-    assert lr_factor(0, 100) == 1.0
-    assert lr_factor(50, 100) == pytest.approx(0.5)
-    assert lr_factor(99, 100) == pytest.approx(0.5 * (1 + np.cos(np.pi * 0.99)))
-    assert [lr_factor(s, 100, 4) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
-    assert lr_factor(70, 100, 4, "constant") == 1.0
+def _lrs(total, warmup, kind, steps=None, **kw):
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = make_scheduler(opt, total, warmup, kind, **kw)
+    out = []
+    for t in range(steps or total):
+        out.append(opt.param_groups[0]["lr"])
+        sched.step_update(num_updates=t + 1)
+    return out
+
+
+def test_lr_schedule_is_timms_warmup_then_cosine():
+    cosine = _lrs(100, 0, "cosine")
+    assert cosine[0] == 1.0 and cosine[50] == pytest.approx(0.5)
+    assert cosine == pytest.approx([0.5 * (1 + np.cos(np.pi * t / 100)) for t in range(100)], rel=1e-12, abs=1e-15)
+    warm = _lrs(100, 4, "cosine", warmup_lr=0.0)
+    assert warm[:5] == pytest.approx([0.0, 0.25, 0.5, 0.75, 1.0])
+    assert warm[4 + 48] == pytest.approx(0.5)  # the cosine runs over the 96 steps after the warm-up
+    assert _lrs(100, 4, "constant", warmup_lr=0.0)[70] == 1.0
+    assert _lrs(10, 0, "cosine", steps=12, min_lr=0.1)[-2:] == [0.1, 0.1]
+
+
+def _net(backbone):
+    from fewshot.models import ClassificationHead, ProjectionHead
+
+    return FinetuneNet(backbone, ClassificationHead(backbone.num_features, 3), ProjectionHead(backbone.num_features, 4))
+
+
+def _decay_of(net, opt):
+    ids = {id(p): n for n, p in net.named_parameters()}
+    return {ids[id(p)]: (g["weight_decay"], g.get("lr_scale", 1.0)) for g in opt.param_groups for p in g["params"]}
+
+
+@pytest.mark.parametrize("opt_name", ["adamw", "adam", "sgd", "lamb"])
+def test_weight_decay_groups_of_a_vit_exclude_its_no_weight_decay_set(opt_name):
+    import timm
+
+    vit = timm.create_model("vit_tiny_patch16_224", img_size=32, depth=2, num_classes=0)
+    assert {"cls_token", "pos_embed"} <= set(vit.no_weight_decay())
+    net = _net(vit)
+    opt = make_optimizer(net, 1e-3, 0.05, opt=opt_name)
+    assert type(opt).__name__.lower() == {"adamw": "adamw", "adam": "adam", "sgd": "sgd", "lamb": "lamb"}[opt_name]
+    wd = {n: d for n, (d, _) in _decay_of(net, opt).items()}
+    assert wd["backbone.cls_token"] == wd["backbone.pos_embed"] == 0.0  # 3-D, excluded by no_weight_decay()
+    assert wd["backbone.blocks.0.norm1.weight"] == wd["backbone.blocks.0.attn.qkv.bias"] == 0.0
+    assert wd["classifier.fc.bias"] == wd["projection.mlp.0.bias"] == 0.0
+    assert wd["backbone.patch_embed.proj.weight"] == wd["backbone.blocks.1.mlp.fc1.weight"] == 0.05
+    assert wd["classifier.fc.weight"] == wd["projection.mlp.2.weight"] == 0.05
+    assert len(wd) == len(list(net.parameters()))
+
+
+def test_weight_decay_groups_of_a_resnet_and_layer_decay():
+    import timm
+
+    net = _net(timm.create_model("resnet18", num_classes=0))
+    groups = _decay_of(net, make_optimizer(net, 1e-3, 0.05))
+    assert groups["backbone.conv1.weight"][0] == groups["backbone.layer4.1.conv2.weight"][0] == 0.05
+    assert groups["backbone.bn1.weight"][0] == groups["backbone.layer1.0.bn2.bias"][0] == 0.0
+    # layer decay: timm's resnet groups are stem, layer1..4 (one group per block when fine)
+    groups = _decay_of(net, make_optimizer(net, 1e-3, 0.05, layer_decay=0.5))
+    scale = {n: s for n, (_, s) in groups.items()}
+    assert scale["classifier.fc.weight"] == scale["projection.mlp.0.weight"] == scale["backbone.layer4.1.conv2.weight"] == 1.0
+    assert scale["backbone.layer4.0.conv1.weight"] == 0.5
+    assert scale["backbone.conv1.weight"] == 0.5 ** 8  # stem + 8 basic blocks, heads with the last
+    assert groups["backbone.bn1.weight"][0] == 0.0 and groups["backbone.conv1.weight"][0] == 0.05
+
+
+def test_layer_decay_reaches_the_learning_rates_through_timms_scheduler():
+    from fewshot.models import create_backbone
+
+    net = _net(create_backbone("conv4", width=4))
+    opt = make_optimizer(net, 1.0, 0.0, layer_decay=0.5)
+    make_scheduler(opt, 10, 0, "constant")
+    lrs = {round(g["lr"], 6) for g in opt.param_groups}
+    assert lrs == {1.0, 0.5, 0.25, 0.125}  # conv4: four stages, heads with the last
+
+
+def test_mixup_mixes_the_ce_term_only_and_the_contrastive_term_sees_clean_views():
+    from fewshot.losses import create_objective
+    from fewshot.models import create_backbone
+    from fewshot.training.loop import _numpy_seeded, compute_loss, make_mixup
+
+    net = _net(create_backbone("conv4", width=4, seed=0)).eval()  # eval: BatchNorm independent of the batch
+    objective = create_objective("supcon", lam=0.5)
+    g = torch.Generator().manual_seed(0)
+    views, labels, ids = torch.randn(4, 2, 3, 16, 16, generator=g), torch.tensor([0, 1, 2, 0]), torch.arange(4)
+    mixup = make_mixup(3, mixup=1.0, cutmix=1.0, smoothing=0.1)
+    before = np.random.get_state()[1].copy()
+    with _numpy_seeded(7):
+        out = compute_loss(net, objective, views, labels, ids, mixup=mixup)
+    assert np.array_equal(np.random.get_state()[1], before)  # numpy's global RNG is restored
+    x, y = views.flatten(0, 1), labels.repeat_interleave(2)
+    with _numpy_seeded(7):
+        mixed, soft = mixup(x.clone(), y)
+    assert not torch.equal(mixed, x) and soft.shape == (8, 3) and not torch.equal(soft.argmax(1), soft.argmin(1))
+    logits, _ = net(mixed)
+    _, clean = net(x)
+    ce = -(soft * torch.log_softmax(logits, 1)).sum(1).mean()
+    torch.testing.assert_close(out.ce, ce)
+    torch.testing.assert_close(out.contrastive, objective(net(x)[0], clean, y).contrastive)
+
+
+def test_training_views_are_framed_like_extraction_at_crop_pct():
+    from fewshot.models import Preprocessing, eval_transform, frame_transform, train_transform
+
+    pp = Preprocessing((3, 24, 24), "bilinear", (0.5,) * 3, (0.5,) * 3, crop_pct=0.75)
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 30, 3), dtype=np.uint8))
+    framed = np.asarray(frame_transform(pp)(image))
+    assert framed.shape == (24, 24, 3)
+    np.testing.assert_array_equal(framed, eval_transform(pp, normalize=False)(image).permute(1, 2, 0).numpy())
+    first = train_transform(pp).transforms[0]
+    np.testing.assert_array_equal(np.asarray(first(image)), framed)
+
+
+def test_crop_pct_is_recorded_in_the_checkpoint_and_reused_by_extraction(tmp_path):
+    result = finetune(tiny_config(tmp_path / "run", epochs=1, objective="ce", crop_pct=0.5), split=ColourSplit())
+    _, pp, meta = load_checkpoint(result.best)
+    assert pp.crop_pct == 0.5 and meta["config"]["crop_pct"] == 0.5
+
+
+def test_pretrained_file_is_converted_and_reported_and_drop_path_reaches_timm(tmp_path, monkeypatch):
+    import timm
+
+    vit = {"img_size": 16, "patch_size": 8, "embed_dim": 16, "depth": 1, "num_heads": 2}
+    src = timm.create_model("vit_tiny_patch16_224", num_classes=0, **vit)
+    path = tmp_path / "dino.pth"
+    torch.save({"teacher": {f"backbone.{k}": v for k, v in src.state_dict().items()}}, path)
+    seen = []
+    create = timm.create_model
+    monkeypatch.setattr(timm, "create_model", lambda *a, **k: seen.append(k) or create(*a, **k))
+    config = tiny_config(tmp_path / "run", backbone="vit_tiny_patch16_224", backbone_kwargs=vit, epochs=1,
+                         pretrained=str(path), drop_path=0.1, objective="ce")
+    finetune(config, split=ColourSplit())
+    report = json.loads((tmp_path / "run" / "manifest.json").read_text())["run"]["pretrained_load"]
+    assert report["converted"][:2] == ["wrapper 'teacher'", "prefix 'backbone.'"]
+    assert report["missing"] == report["unexpected"] == []
+    assert seen[0]["drop_path_rate"] == 0.1
+    assert "drop_path_rate" not in read_checkpoint_meta(tmp_path / "run" / "best")["backbone"].get("kwargs", {})
 
 
 # ---------------------------------------------------------------------------- end to end
@@ -252,16 +395,27 @@ def test_without_validation_best_is_the_last_epoch(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_resume_after_kill_matches_uninterrupted_run(tmp_path, run_cli):
+# timm's recipe components whose state a resumed run must restore: optimiser (LAMB), layer-decay
+# lr scales, warm-up + cosine schedule, model EMA, and the seeded Mixup/CutMix draws
+RECIPE_FLAGS = ["--optimizer", "lamb", "--layer-decay", "0.8", "--warmup-epochs", "1", "--ema-decay", "0.9",
+                "--mixup", "0.4", "--cutmix", "1.0", "--smoothing", "0.1"]
+
+
+@pytest.mark.parametrize("recipe", [
+    pytest.param(False, id="default"),
+    pytest.param(True, id="timm-recipe", marks=pytest.mark.slow),
+])
+def test_resume_after_kill_matches_uninterrupted_run(tmp_path, run_cli, recipe):
     """A run hard-killed mid-epoch 2 (after a mid-epoch checkpoint) and resumed ends bitwise equal."""
     config = tmp_path / "c.toml"
     config.write_text(DIGITS_TOML)
+    extra = RECIPE_FLAGS if recipe else []
     # digits: 901 base images, 90% for training -> 6 steps of 128 per epoch; die after step 10,
     # with last/ written at step 9 (every 3 steps), in the middle of epoch 2
     env = {**os.environ, TEST_EXIT_ENV: "10", "PYTHONPATH": str(ROOT)}
     killed = subprocess.run(
         [sys.executable, "-m", "fewshot", "finetune", "--config", config, "--objective", "simclr",
-         "--save-every-steps", "3", "--out", tmp_path / "killed"],
+         "--save-every-steps", "3", "--out", tmp_path / "killed", *extra],
         env=env, capture_output=True, text=True, timeout=120,
     )
     assert killed.returncode == 75, killed.stderr
@@ -271,12 +425,12 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path, run_cli):
     status, out, err = run_cli("finetune", "--resume", tmp_path / "killed")
     assert status == 0, err
     assert "resuming" in out and "epoch 2, step 3/6" in out
-    status, _, err = run_cli("finetune", "--config", config, "--objective", "simclr", "--out", tmp_path / "whole")
+    status, _, err = run_cli("finetune", "--config", config, "--objective", "simclr", "--out", tmp_path / "whole", *extra)
     assert status == 0, err
 
-    for name in ("backbone.safetensors", "heads.safetensors"):
-        a = load_file(tmp_path / "killed" / "last" / name)
-        b = load_file(tmp_path / "whole" / "last" / name)
+    for ckpt, name in [(c, n) for c in ("last", "best") for n in ("backbone.safetensors", "heads.safetensors")]:
+        a = load_file(tmp_path / "killed" / ckpt / name)
+        b = load_file(tmp_path / "whole" / ckpt / name)
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
     drop = ("time", "images_per_s")
     logs = [[{k: v for k, v in json.loads(line).items() if k not in drop}
@@ -318,7 +472,7 @@ def test_cli_checkpoint_feeds_fewshot_extract(tmp_path, run_cli):
     "args, message",
     [
         (["--backbone", "resnet181"], r"unknown backbone 'resnet181'; did you mean .*resnet18"),
-        (["--objective", "triplet"], r"unknown objective 'triplet'; choose one of: ce, hscl, schane, simclr, supcon"),
+        (["--objective", "triplet"], r"unknown objective 'triplet'; choose one of: ce, hscl, schane, simclr, supcon, supcon-in"),
         (["--lam", "1.5"], r"lam must be in \[0, 1\], got 1.5"),
         (["--lam", "-0.1"], r"lam must be in \[0, 1\]"),
         (["--temperature", "0"], r"temperature must be > 0, got 0.0"),
@@ -334,6 +488,15 @@ def test_cli_checkpoint_feeds_fewshot_extract(tmp_path, run_cli):
         (["--batch-size", "4096"], r"make no batch of batch_size=4096"),
         (["--device", "cuda"], r"CUDA is not available"),
         (["--projection-dim", "-1"], r"projection_dim must be >= 0"),
+        (["--optimizer", "rmsprop"], r"unknown optimizer 'rmsprop'; expected one of adamw, adam, sgd, lamb"),
+        (["--layer-decay", "0"], r"layer_decay must be in \(0, 1\] or None, got 0.0"),
+        (["--drop-path", "1"], r"drop_path must be in \[0, 1\), got 1.0"),
+        (["--drop-path", "0.1"], r"backbone 'conv4' does not take these arguments \(\['drop_path_rate', 'width'\]\)"),
+        (["--crop-pct", "1.5"], r"crop_pct must be in \(0, 1\], got 1.5"),
+        (["--smoothing", "0.1"], r"smoothing=0.1 applies to the Mixup/CutMix targets; set mixup or cutmix > 0"),
+        (["--mixup-prob", "2"], r"mixup_prob must be a probability in \[0, 1\], got 2.0"),
+        (["--ema-decay", "1"], r"ema_decay must be in \[0, 1\), got 1.0"),
+        (["--backbone", "resnet18.nope"], r"unknown pretrained tag 'nope' of backbone 'resnet18'; its tags: "),
     ],
 )
 def test_cli_bad_input_exits_2_with_one_line(tmp_path, run_cli, args, message):

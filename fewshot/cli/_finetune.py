@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "finetune",
         help="fine-tune a timm backbone on the base classes (CE, SCHaNe, SupCon, SimCLR, H-SCL)",
         description="Fine-tune a timm backbone on the base classes of a benchmark with "
-        "(1 - lam) CE + lam * contrastive, two AutoAugment views per image, AdamW and a cosine "
+        "(1 - lam) CE + lam * contrastive, two AutoAugment views per image, timm's optimiser (AdamW by default) and a cosine "
         "schedule; hold out a seeded part of the base images for early stopping; write "
         "OUT/best and OUT/last checkpoints (for `fewshot extract --checkpoint OUT/best`), "
         "OUT/log.jsonl and OUT/manifest.json. Settings come from --config (TOML; YAML only if "
@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     obj = p.add_argument_group("objective")
     obj.add_argument("--objective", metavar="NAME", default=_S,
-                     help="ce, schane (default), supcon, simclr or hscl")
+                     help="ce, schane (default), supcon, supcon-in, simclr or hscl")
     obj.add_argument("--lam", type=float, default=_S, help="weight of the contrastive term in [0, 1] (default 0.9)")
     obj.add_argument("--temperature", type=float, default=_S, help="temperature tau > 0 (default 0.5)")
     obj.add_argument("--projection-dim", type=int, metavar="D", default=_S,
@@ -53,12 +53,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     opt.add_argument("--epochs", type=int, default=_S, help="maximum epochs (default 100)")
     opt.add_argument("--batch-size", type=int, default=_S,
                      help="global images per step over all processes (default 1024; two views each)")
-    opt.add_argument("--lr", type=float, default=_S, help="peak learning rate of AdamW (default 1e-4)")
+    opt.add_argument("--optimizer", metavar="NAME", default=_S,
+                     help="timm optimiser: adamw (default), adam, sgd (Nesterov, momentum 0.9) or lamb")
+    opt.add_argument("--lr", type=float, default=_S, help="peak learning rate (default 1e-4)")
     opt.add_argument("--weight-decay", type=float, default=_S,
-                     help="AdamW decoupled weight decay, not on biases/norms (default 0.05)")
+                     help="weight decay, not on 1-D params nor the model's no_weight_decay() set (default 0.05)")
+    opt.add_argument("--layer-decay", type=float, metavar="F", default=_S,
+                     help="layer-wise lr decay in (0, 1] over timm's layer groups (BEiT-3: 0.65); default off")
     opt.add_argument("--dropout", type=float, default=_S, help="dropout before the classifier (default 0.1)")
-    opt.add_argument("--scheduler", default=_S, help="cosine (default, per step to 0) or constant")
-    opt.add_argument("--warmup-epochs", type=int, default=_S, help="linear warm-up epochs (default 0)")
+    opt.add_argument("--drop-path", type=float, metavar="P", default=_S,
+                     help="stochastic depth rate of the backbone (timm drop_path_rate; default 0)")
+    opt.add_argument("--scheduler", default=_S, help="cosine (default, per step to --min-lr) or constant (timm)")
+    opt.add_argument("--warmup-epochs", type=int, default=_S, help="linear warm-up epochs from --warmup-lr (default 0)")
+    opt.add_argument("--warmup-lr", type=float, default=_S, help="lr at the start of the warm-up (default 1e-6)")
+    opt.add_argument("--min-lr", type=float, default=_S, help="lr at the end of the cosine schedule (default 0)")
+    opt.add_argument("--ema-decay", type=float, metavar="D", default=_S,
+                     help="model EMA decay (timm ModelEmaV3, e.g. 0.9999): validation and best/ use the EMA; default 0: off")
     opt.add_argument("--patience", type=int, default=_S,
                      help="stop after this many epochs without a lower validation loss (default 10; 0: never)")
     opt.add_argument("--val-fraction", type=float, default=_S,
@@ -73,6 +83,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     aug = p.add_argument_group("augmentation")
     aug.add_argument("--augment", metavar="POLICY", default=_S, help="AutoAugment policy: imagenet (default), cifar10, svhn")
     aug.add_argument("--hflip", type=float, default=_S, help="horizontal flip probability (default 0.5)")
+    aug.add_argument("--crop-pct", type=float, metavar="F", default=_S,
+                     help="centre-crop fraction of training and extraction framing (default: the backbone's; recorded in the checkpoint)")
+    aug.add_argument("--mixup", type=float, metavar="ALPHA", default=_S,
+                     help="Mixup alpha on the CE term; the contrastive term sees the un-mixed views (default 0: off)")
+    aug.add_argument("--cutmix", type=float, metavar="ALPHA", default=_S, help="CutMix alpha on the CE term (default 0: off)")
+    aug.add_argument("--mixup-prob", type=float, default=_S, help="probability of mixing a batch (default 1)")
+    aug.add_argument("--mixup-switch-prob", type=float, default=_S,
+                     help="probability of CutMix instead of Mixup when both are on (default 0.5)")
+    aug.add_argument("--smoothing", type=float, default=_S, help="label smoothing of the mixed targets (default 0)")
 
     ex = p.add_argument_group("execution")
     ex.add_argument("--save-every-steps", type=int, metavar="K", default=_S,

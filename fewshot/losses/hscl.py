@@ -49,8 +49,10 @@ def hscl_loss(
       by ``tau`` (the official code raises ``exp(s)`` to the power ``beta``; Robinson et al. do
       the same). ``beta = 0`` gives uniform weights: the un-hardened supervised loss (SCL in
       the paper), with one positive and the negatives in each denominator.
-    - *Default beta = 1.0*: the default of the official training script (its README quotes
-      ``beta = 5`` for CIFAR-100). The paper tunes beta per data set; so should you.
+    - *Default beta = 1.0*: the ``--beta`` default of the official ``main/main.py`` as first
+      uploaded (commit 29c6ff5, 2022-08-15); a later commit that day (f06c6e6) set it to 5,
+      and the current version (commit 3e3d883, 2022-08-20) defaults to 0.5. The paper tunes
+      beta per data set; so should you.
     - *Normalisation*: the tilted mean of ``exp(s_ik)`` is multiplied by ``|N(i)|``, the number of
       negatives of the anchor (the ``Q`` of Robinson et al. with ``Q = N``), so beta = 0 recovers
       ``sum_k exp(s_ik)`` exactly. The official code multiplies by the constant ``B - 2`` for
@@ -65,9 +67,10 @@ def hscl_loss(
     - *No debiasing*: labels are known, so Robinson et al.'s positive-prior correction is not
       used (their ``tau_plus = 0``).
     - *Gradient through the weights*: it flows by default, as in the official code's default
-      (``gradient_imp=True``, for ``beta >= 1``; that code detaches the weights when
-      ``beta < 1``, a switch not copied here); ``detach_weights=True`` treats ``w_ik`` as
-      constants.
+      (``--gradient_imp True``); ``detach_weights=True`` treats ``w_ik`` as constants, as its
+      ``gradient_imp=False``. The current official ``main/main.py`` (commit 3e3d883) has no
+      switch on beta; only its first two versions (29c6ff5, f06c6e6) also detached the weights
+      whenever ``beta < 1``, which is not copied here.
     - An anchor without negatives has ``neg_i = 0`` (its terms are 0), as in
       :func:`~fewshot.losses.schane_loss`.
 

@@ -14,7 +14,7 @@ from fewshot.losses._validate import check_beta, check_lam, check_temperature
 from fewshot.losses.hscl import hscl_loss
 from fewshot.losses.schane import schane_loss
 from fewshot.losses.simclr import simclr_loss
-from fewshot.losses.supcon import supcon_loss
+from fewshot.losses.supcon import supcon_in_loss, supcon_loss
 
 __all__ = ["Objective", "ObjectiveOutput", "ObjectiveSpec", "OBJECTIVES", "create_objective"]
 
@@ -49,6 +49,10 @@ OBJECTIVES: dict[str, ObjectiveSpec] = {
     "supcon": ObjectiveSpec(
         "supcon", supcon_loss, summary="CE + SupCon (Khosla et al. 2020, L_out)"
     ),
+    "supcon-in": ObjectiveSpec(
+        "supcon-in", supcon_in_loss,
+        summary="CE + SupCon L_in (= SCHaNe with beta = 1: label-aware CL without hard negatives)",
+    ),
     "simclr": ObjectiveSpec(
         "simclr", simclr_loss, target="instance_ids",
         summary="CE + NT-Xent over views of the same image (SimCLR)",
@@ -80,8 +84,8 @@ class Objective(nn.Module):
     r"""``(1 - lam) * CE(logits, labels) + lam * contrastive(embeddings, ...)``.
 
     Args:
-        contrastive: a name from :data:`OBJECTIVES` (``"schane"``, ``"supcon"``, ``"simclr"``,
-            ``"hscl"``), or ``None``/``"ce"`` for plain cross-entropy. Default ``"schane"``.
+        contrastive: a name from :data:`OBJECTIVES` (``"schane"``, ``"supcon"``,
+            ``"supcon-in"``, ``"simclr"``, ``"hscl"``), or ``None``/``"ce"`` for plain cross-entropy. Default ``"schane"``.
         lam: weight of the contrastive term, in ``[0, 1]``. Default 0.9. ``lam = 0`` (or no
             contrastive term) is plain cross-entropy, and the contrastive term is not computed;
             ``lam = 1`` is the contrastive term alone (CE is then computed without gradient,
@@ -140,6 +144,7 @@ class Objective(nn.Module):
         *,
         embedding_labels: Tensor | None = None,
         embedding_instance_ids: Tensor | None = None,
+        ce_targets: Tensor | None = None,
     ) -> ObjectiveOutput:
         """Compute the objective.
 
@@ -155,6 +160,9 @@ class Objective(nn.Module):
                 ``labels`` (so pass it whenever ``B != N``).
             embedding_instance_ids: ``(B,)`` instance ids of the rows of ``embeddings``;
                 defaults to ``instance_ids``.
+            ce_targets: ``(N, C)`` soft targets (Mixup/CutMix, label smoothing) for the
+                cross-entropy term instead of ``labels``; ``labels`` still define the
+                contrastive positives.
 
         Returns:
             :class:`ObjectiveOutput` ``(total, ce, contrastive)``: ``ce`` and ``contrastive``
@@ -166,8 +174,13 @@ class Objective(nn.Module):
             TypeError: non-integer labels or ids, non-float embeddings.
         """
         labels = self._check_logits(logits, labels)
+        if ce_targets is not None and tuple(ce_targets.shape) != tuple(logits.shape):
+            raise ValueError(
+                f"ce_targets must have the shape of logits {tuple(logits.shape)}, got {tuple(ce_targets.shape)}"
+            )
+        ce_target = labels if ce_targets is None else ce_targets.to(logits.dtype)
         if not self.uses_contrastive:
-            ce = F.cross_entropy(logits, labels)
+            ce = F.cross_entropy(logits, ce_target)
             return ObjectiveOutput(ce, ce, ce.new_zeros(()))
 
         target = self._target(
@@ -177,9 +190,9 @@ class Objective(nn.Module):
         contrastive = loss(embeddings, target, temperature=self.temperature, **self.loss_kwargs)
         if self.lam == 1.0:
             with torch.no_grad():
-                ce = F.cross_entropy(logits, labels)
+                ce = F.cross_entropy(logits, ce_target)
             return ObjectiveOutput(contrastive, ce, contrastive)
-        ce = F.cross_entropy(logits, labels)
+        ce = F.cross_entropy(logits, ce_target)
         total = (1.0 - self.lam) * ce + self.lam * contrastive
         return ObjectiveOutput(total, ce, contrastive)
 

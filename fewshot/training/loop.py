@@ -4,7 +4,9 @@
 ``(B, C)`` logits for cross-entropy and ``(B, d)`` embeddings for the contrastive term (the
 backbone's pooled features, or their projection). :func:`compute_loss` is one step's
 objective for a batch of images with two views each; :class:`Trainer` runs epochs of it with
-AdamW and a per-step schedule, and measures the validation loss.
+timm's optimiser (``create_optimizer_v2``: weight-decay groups, layer-wise lr decay), timm's
+per-step warm-up + cosine schedule, optional Mixup/CutMix and model EMA, and measures the
+validation loss.
 
 Views are interleaved: a ``(b, 2, 3, H, W)`` batch becomes rows ``[img0 view0, img0 view1,
 img1 view0, ...]``, so the rows gathered from N processes are in the same order as the rows
@@ -16,8 +18,10 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -31,7 +35,7 @@ from fewshot.training.distributed import (
     all_reduce_sum,
 )
 
-__all__ = ["FinetuneNet", "compute_loss", "lr_factor", "make_optimizer", "make_scheduler", "Trainer"]
+__all__ = ["FinetuneNet", "compute_loss", "make_optimizer", "make_scheduler", "make_mixup", "Trainer"]
 
 
 class FinetuneNet(nn.Module):
@@ -61,6 +65,36 @@ class FinetuneNet(nn.Module):
             out["projection"] = self.projection
         return out
 
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set[str]:
+        """The backbone's ``no_weight_decay()`` names (ViT ``cls_token``, ``pos_embed``, ...), prefixed."""
+        fn = getattr(self.backbone, "no_weight_decay", None)
+        return {f"backbone.{n}" for n in (fn() if callable(fn) else ())}
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> Callable[[str], tuple[float, ...]]:
+        """timm's layer groups of the backbone; the heads join the backbone's last group.
+
+        Raises:
+            ValueError: the backbone has no ``group_matcher`` (layer-wise lr decay needs one).
+        """
+        from timm.models import group_parameters
+
+        matcher = getattr(self.backbone, "group_matcher", None)
+        if not callable(matcher):
+            raise ValueError(
+                f"backbone {type(self.backbone).__name__} has no group_matcher(); layer_decay needs timm's layer groups"
+            )
+        layer_of = group_parameters(self.backbone, matcher(coarse=coarse), reverse=True)
+        top = float(max(layer_of.values())) if layer_of else 0.0
+
+        def match(name: str) -> tuple[float, ...]:
+            if name.startswith("backbone."):
+                return (float(layer_of.get(name[len("backbone."):], top)),)
+            return (top,)
+
+        return match
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.backbone(x)
         logits = self.classifier(features)
@@ -78,6 +112,7 @@ def compute_loss(
     gather: bool = False,
     autocast: contextlib.AbstractContextManager | None = None,
     channels_last: bool = False,
+    mixup: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> ObjectiveOutput:
     """The objective of one batch of multi-view images.
 
@@ -94,6 +129,10 @@ def compute_loss(
         autocast: context for the forward pass (bf16 autocast on CUDA); the loss itself is
             computed in float32.
         channels_last: feed the images in channels-last memory format.
+        mixup: ``mixup(x, y) -> (mixed x, soft targets (R, C))`` (a ``timm.data.Mixup``). The
+            cross-entropy term is computed on the mixed rows against the soft targets; the
+            contrastive term on the un-mixed rows. Both go through the model in one forward
+            pass (``2R`` rows), so BatchNorm statistics see clean and mixed images.
 
     Returns:
         :class:`~fewshot.losses.ObjectiveOutput` ``(total, ce, contrastive)``; ``total`` is
@@ -105,9 +144,16 @@ def compute_loss(
         x = x.contiguous(memory_format=torch.channels_last)
     y = labels.repeat_interleave(v)
     ids = instance_ids.repeat_interleave(v)
+    soft = None
+    if mixup is not None:
+        mixed, soft = mixup(x.clone(), y)  # timm mixes in place
+        x = torch.cat([x, mixed])
     with autocast if autocast is not None else contextlib.nullcontext():
         logits, embeddings = model(x)
     logits, embeddings = logits.float(), embeddings.float()
+    if soft is not None:
+        rows = y.shape[0]
+        logits, embeddings = logits[rows:], embeddings[:rows]
     if gather and objective.uses_contrastive:
         return objective(
             logits,
@@ -116,46 +162,86 @@ def compute_loss(
             ids,
             embedding_labels=all_gather(y),
             embedding_instance_ids=all_gather(ids),
+            ce_targets=soft,
         )
-    return objective(logits, embeddings, y, ids)
+    return objective(logits, embeddings, y, ids, ce_targets=soft)
 
 
-def lr_factor(step: int, total_steps: int, warmup_steps: int = 0, kind: str = "cosine") -> float:
-    """Multiplier of the peak learning rate at optimiser step ``step`` (0-based).
+def make_optimizer(
+    model: nn.Module,
+    lr: float,
+    weight_decay: float,
+    *,
+    opt: str = "adamw",
+    layer_decay: float | None = None,
+) -> torch.optim.Optimizer:
+    """timm's ``create_optimizer_v2(model, opt, lr, weight_decay, layer_decay)``.
 
-    Linear warm-up ``(step + 1) / warmup_steps`` for the first ``warmup_steps`` steps, then
-    ``"constant"`` (1) or ``"cosine"``: ``0.5 (1 + cos(pi t))`` with ``t`` going from 0 at
-    the end of the warm-up to 1 at ``total_steps``.
+    Parameter groups are timm's: no weight decay for 1-D parameters (biases, norms), ``.bias``
+    and the model's ``no_weight_decay()`` names; with ``layer_decay`` one group per layer of the
+    model's ``group_matcher()`` with ``lr_scale = layer_decay ** (L - 1 - layer)`` (applied by
+    timm's scheduler). ``"adamw"``/``"adam"``/``"sgd"`` use torch's foreach implementation.
     """
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    if kind == "constant":
-        return 1.0
-    t = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-    return 0.5 * (1.0 + math.cos(math.pi * t))
+    from timm.optim import create_optimizer_v2
 
-
-def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW (decoupled weight decay, Loshchilov & Hutter 2019), betas (0.9, 0.999).
-
-    Weight decay applies to weights with two or more dimensions; biases and normalisation
-    parameters (1-D) are not decayed.
-    """
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (decay if p.ndim > 1 else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, foreach=True)
+    foreach = True if opt in ("adamw", "adam", "sgd") else None
+    return create_optimizer_v2(
+        model, opt=opt, lr=lr, weight_decay=weight_decay, layer_decay=layer_decay, foreach=foreach
+    )
 
 
 def make_scheduler(
-    optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int, kind: str
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """A per-step ``LambdaLR`` over :func:`lr_factor`."""
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, total_steps, warmup_steps, kind)
+    optimizer: torch.optim.Optimizer,
+    total_steps: int,
+    warmup_steps: int,
+    kind: str,
+    *,
+    warmup_lr: float = 1e-6,
+    min_lr: float = 0.0,
+) -> Any:
+    """timm's per-step schedule (``create_scheduler_v2``), stepped with ``step_update(steps_done)``.
+
+    ``warmup_steps`` steps of linear warm-up from ``warmup_lr`` to the peak, then ``"cosine"``
+    from the peak to ``min_lr`` over the remaining ``total_steps - warmup_steps`` steps (timm's
+    ``warmup_prefix``), or ``"constant"``. The lr of step ``t`` (0-based) is set after step
+    ``t - 1``; without warm-up step ``t`` gets ``min_lr + (lr - min_lr) (1 + cos(pi t / T)) / 2``.
+    """
+    from timm.scheduler import create_scheduler_v2
+
+    scheduler, _ = create_scheduler_v2(
+        optimizer, sched=kind, num_epochs=total_steps - warmup_steps, warmup_epochs=warmup_steps,
+        warmup_lr=warmup_lr, min_lr=min_lr, warmup_prefix=True, step_on_epochs=False, updates_per_epoch=1,
     )
+    return scheduler
+
+
+def make_mixup(
+    num_classes: int,
+    *,
+    mixup: float = 0.0,
+    cutmix: float = 0.0,
+    prob: float = 1.0,
+    switch_prob: float = 0.5,
+    smoothing: float = 0.0,
+) -> Any | None:
+    """A ``timm.data.Mixup`` (batch mode) or None when both alphas are 0."""
+    if not (mixup or cutmix):
+        return None
+    from timm.data import Mixup
+
+    return Mixup(mixup_alpha=mixup, cutmix_alpha=cutmix, prob=prob, switch_prob=switch_prob,
+                 mode="batch", label_smoothing=smoothing, num_classes=num_classes)
+
+
+@contextlib.contextmanager
+def _numpy_seeded(seed: int) -> Iterator[None]:
+    """timm's Mixup draws from numpy's global RNG: seed it for the block, then restore it."""
+    state = np.random.get_state()
+    np.random.seed(seed % 2**32)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
 
 
 class Trainer:
@@ -169,6 +255,12 @@ class Trainer:
             :class:`~fewshot.training.data.TrainBatchSampler` (``loader.batch_sampler``).
         val_loader: the same from a :class:`~fewshot.training.data.ValBatchSampler`, or None.
         lr, weight_decay, total_steps, warmup_steps, scheduler: the optimiser and schedule.
+        opt, layer_decay: see :func:`make_optimizer`; warmup_lr, min_lr: see
+            :func:`make_scheduler`.
+        mixup: a ``timm.data.Mixup`` for the CE term (see :func:`compute_loss`), or None; its
+            numpy draws are seeded from ``(seed, epoch, step)``, the same on every process.
+        ema_decay: > 0 keeps timm's ``ModelEmaV3`` of the net, updated after every step;
+            :meth:`validate` then evaluates the EMA weights (:attr:`eval_net`).
         seed: seeds torch's RNGs before every step from ``(seed, epoch, step, rank)``.
         compile: wrap the model in ``torch.compile``.
         sync_batchnorm: convert BatchNorm to SyncBatchNorm when running on several CUDA
@@ -189,6 +281,12 @@ class Trainer:
         warmup_steps: int,
         scheduler: str,
         seed: int,
+        opt: str = "adamw",
+        layer_decay: float | None = None,
+        warmup_lr: float = 1e-6,
+        min_lr: float = 0.0,
+        mixup: Any | None = None,
+        ema_decay: float = 0.0,
         compile: bool = False,
         sync_batchnorm: bool = True,
     ) -> None:
@@ -217,8 +315,18 @@ class Trainer:
         if compile:
             model = torch.compile(model)
         self.model = model
-        self.optimizer = make_optimizer(net, lr, weight_decay)
-        self.scheduler = make_scheduler(self.optimizer, total_steps, warmup_steps, scheduler)
+        self.optimizer = make_optimizer(net, lr, weight_decay, opt=opt, layer_decay=layer_decay)
+        self.scheduler = make_scheduler(
+            self.optimizer, total_steps, warmup_steps, scheduler, warmup_lr=warmup_lr, min_lr=min_lr
+        )
+        self.mixup = mixup
+        self.ema = None
+        if ema_decay > 0:
+            from timm.utils import ModelEmaV3
+
+            self.ema = ModelEmaV3(net, decay=ema_decay)
+        #: the weights validated and saved to ``best/``: the EMA's when there is one
+        self.eval_net: FinetuneNet = self.ema.module if self.ema is not None else net
         # running sums of the epoch in progress: total, ce, contrastive (float64, on device)
         self.sums = torch.zeros(3, dtype=torch.float64, device=ctx.device)
         #: learning rate of the latest optimiser step
@@ -226,7 +334,8 @@ class Trainer:
 
     @property
     def lr(self) -> float:
-        return float(self.optimizer.param_groups[0]["lr"])
+        """The current peak learning rate (the largest over parameter groups: the heads' with layer decay)."""
+        return max(float(g["lr"]) for g in self.optimizer.param_groups)
 
     def train_epoch(
         self,
@@ -268,15 +377,21 @@ class Trainer:
                 labels = labels.to(dev, non_blocking=True)
                 ids = ids.to(dev, non_blocking=True)
                 torch.manual_seed(step_seed(self.seed, epoch, done, self.ctx.rank))
-                out = compute_loss(
-                    self.model, self.objective, views, labels, ids,
-                    gather=self.ctx.distributed, autocast=self.autocast(), channels_last=self.channels_last,
-                )
+                mixing = contextlib.nullcontext() if self.mixup is None else _numpy_seeded(step_seed(self.seed, epoch, done, 0))
+                with mixing:
+                    out = compute_loss(
+                        self.model, self.objective, views, labels, ids,
+                        gather=self.ctx.distributed, autocast=self.autocast(), channels_last=self.channels_last,
+                        mixup=self.mixup,
+                    )
                 self.optimizer.zero_grad(set_to_none=True)
                 out.total.backward()
                 self.lr_last = self.lr
                 self.optimizer.step()
-                self.scheduler.step()
+                updates = epoch * steps + done + 1
+                self.scheduler.step_update(num_updates=updates)
+                if self.ema is not None:
+                    self.ema.update(self.net, step=updates)
                 self.sums += torch.stack([out.total.detach(), out.ce.detach(), out.contrastive.detach()]).double()
                 done += 1
                 bar.update(1)
@@ -314,7 +429,7 @@ class Trainer:
         """
         if self.val_loader is None:
             return None
-        net, dev = self.net, self.ctx.device
+        net, dev = self.eval_net, self.ctx.device
         n_classes = int(net.classifier.num_classes)
         was_training = net.training
         net.eval()

@@ -5,10 +5,13 @@ One run, in order:
 1. check the config (:meth:`FinetuneConfig.validate`) and join the process group when
    launched by ``torchrun``;
 2. hold out ``val_fraction`` of every base class's images for validation (seeded, stratified);
-3. build the backbone (timm, ``num_classes=0``), a classification head (dropout + linear) and,
-   with ``projection_dim > 0``, a projection head; AdamW and the per-step schedule;
-4. every epoch: two AutoAugment views per image, CE on both views' logits and the contrastive
-   term on both views' embeddings over the global batch; the validation loss; ``best/`` when
+3. build the backbone (timm, ``num_classes=0``; a ``pretrained`` file goes through
+   :func:`fewshot.weights.load_weights`, whose report is written to the manifest), a
+   classification head (dropout + linear) and, with ``projection_dim > 0``, a projection head;
+   timm's optimiser, per-step schedule, Mixup/CutMix and model EMA as configured;
+4. every epoch: two AutoAugment views per image (framed like extraction: timm's resize and
+   centre crop at ``crop_pct``), CE on both views' logits (of the mixed views with Mixup/CutMix)
+   and the contrastive term on both (un-mixed) views' embeddings over the global batch; the validation loss; ``best/`` when
    it went down, ``last/`` always, ``log.jsonl``, a one-line summary; stop early after
    ``patience`` epochs without improvement.
 
@@ -228,10 +231,17 @@ def _run(config: FinetuneConfig, ctx: Any, *, resume: bool, split: Any) -> RunRe
     from fewshot._io import sha256_arrays, sha256_file, write_json
     from fewshot._manifest import make_manifest
     from fewshot.losses import create_objective
-    from fewshot.models import ClassificationHead, ProjectionHead, create_backbone, resolve_preprocessing, train_transform
+    from fewshot.models import (
+        ClassificationHead,
+        ProjectionHead,
+        create_backbone,
+        load_weights,
+        resolve_preprocessing,
+        train_transform,
+    )
     from fewshot.training.data import TrainBatchSampler, TwoViews, ValBatchSampler, collate_views, holdout_split
     from fewshot.training.distributed import barrier, broadcast_flag
-    from fewshot.training.loop import FinetuneNet, Trainer
+    from fewshot.training.loop import FinetuneNet, Trainer, make_mixup
     from fewshot.training.state import load_state, save_best, save_state
 
     run_dir = Path(config.out)
@@ -254,8 +264,13 @@ def _run(config: FinetuneConfig, ctx: Any, *, resume: bool, split: Any) -> RunRe
     train_idx, val_idx = holdout_split(labels, config.val_fraction, config.seed)
 
     # ---------------------------------------------------------------- model
-    backbone = create_backbone(config.backbone, config.pretrained, seed=config.seed, **config.backbone_kwargs)
-    preprocessing = resolve_preprocessing(backbone, img_size=config.img_size)
+    backbone_options = dict(config.backbone_kwargs)
+    if config.drop_path:
+        backbone_options["drop_path_rate"] = config.drop_path  # training only: not recorded in the checkpoint
+    weights_file = config.pretrained not in (None, "hub")
+    backbone = create_backbone(config.backbone, None if weights_file else config.pretrained, seed=config.seed, **backbone_options)
+    load_report = load_weights(backbone, config.pretrained) if weights_file else None
+    preprocessing = resolve_preprocessing(backbone, img_size=config.img_size, crop_pct=config.crop_pct)
     objective = create_objective(config.objective, lam=config.lam, temperature=config.temperature, **config.objective_options)
     classifier = ClassificationHead(backbone.num_features, n_classes, dropout=config.dropout, seed=config.seed + 1)
     projection = None
@@ -285,7 +300,11 @@ def _run(config: FinetuneConfig, ctx: Any, *, resume: bool, split: Any) -> RunRe
         net, objective, ctx, train_loader, val_loader,
         lr=config.lr, weight_decay=config.weight_decay,
         total_steps=config.epochs * steps_per_epoch, warmup_steps=config.warmup_epochs * steps_per_epoch,
-        scheduler=config.scheduler, seed=config.seed, compile=config.compile, sync_batchnorm=config.sync_batchnorm,
+        scheduler=config.scheduler, seed=config.seed, opt=config.optimizer, layer_decay=config.layer_decay,
+        warmup_lr=config.warmup_lr, min_lr=config.min_lr, ema_decay=config.ema_decay,
+        mixup=make_mixup(n_classes, mixup=config.mixup, cutmix=config.cutmix, prob=config.mixup_prob,
+                         switch_prob=config.mixup_switch_prob, smoothing=config.smoothing),
+        compile=config.compile, sync_batchnorm=config.sync_batchnorm,
     )
     net = trainer.net
     ckpt = dict(backbone_name=config.backbone, backbone_kwargs=dict(config.backbone_kwargs), preprocessing=preprocessing, config=cfg, run=config.run_name)
@@ -303,12 +322,13 @@ def _run(config: FinetuneConfig, ctx: Any, *, resume: bool, split: Any) -> RunRe
     }
     run_info = {"world_size": ctx.world_size, "device": str(ctx.device), "num_workers": workers,
                 "threads": torch.get_num_threads(), "preprocessing": preprocessing.to_dict()}
-    if main and config.pretrained not in (None, "hub"):
+    if main and weights_file:
         run_info["pretrained_sha256"] = sha256_file(config.pretrained)
+        run_info["pretrained_load"] = load_report.to_dict()
 
     # ---------------------------------------------------------------- state
     if resume:
-        progress = load_state(run_dir / LAST, net, trainer.optimizer, trainer.scheduler, ctx.device)
+        progress = load_state(run_dir / LAST, net, trainer.optimizer, trainer.scheduler, ctx.device, ema=trainer.ema)
         if progress.finished:
             if main:
                 print(f"{run_dir} already finished ({len(progress.history)} epochs); nothing to do", flush=True)
@@ -322,7 +342,7 @@ def _run(config: FinetuneConfig, ctx: Any, *, resume: bool, split: Any) -> RunRe
         barrier()
         if main:
             run_dir.mkdir(parents=True, exist_ok=True)
-            save_state(run_dir / LAST, net, optimizer=trainer.optimizer, scheduler=trainer.scheduler, progress=progress, **ckpt)
+            save_state(run_dir / LAST, net, optimizer=trainer.optimizer, scheduler=trainer.scheduler, progress=progress, ema=trainer.ema, **ckpt)
         barrier()
     trainer.sums.copy_(torch.tensor(progress.sums, dtype=torch.float64))
     if main:
@@ -333,7 +353,7 @@ def _run(config: FinetuneConfig, ctx: Any, *, resume: bool, split: Any) -> RunRe
     def checkpoint_last() -> None:
         progress.sums = [float(v) for v in trainer.sums.tolist()]
         if main:
-            save_state(run_dir / LAST, net, optimizer=trainer.optimizer, scheduler=trainer.scheduler, progress=progress, **ckpt)
+            save_state(run_dir / LAST, net, optimizer=trainer.optimizer, scheduler=trainer.scheduler, progress=progress, ema=trainer.ema, **ckpt)
         barrier()
 
     def on_step(epoch: int, done: int) -> None:
@@ -382,7 +402,7 @@ def _run(config: FinetuneConfig, ctx: Any, *, resume: bool, split: Any) -> RunRe
             progress.bad_epochs = 0
             if main:
                 metrics = {k: record[k] for k in ("total", "ce", "contrastive", "val_loss", "val_ce", "val_contrastive", "val_acc")}
-                save_best(run_dir / BEST, net, epoch=epoch + 1, metrics=metrics, **ckpt)
+                save_best(run_dir / BEST, trainer.eval_net, epoch=epoch + 1, metrics=metrics, **ckpt)
         else:
             progress.bad_epochs += 1
         stop = config.patience > 0 and val is not None and progress.bad_epochs >= config.patience

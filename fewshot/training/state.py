@@ -118,14 +118,16 @@ def save_state(
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
     progress: Progress,
+    ema: Any = None,
     run: str | None = None,
 ) -> Path:
-    """Write ``last/``: the checkpoint, the progress and ``training_state.pt``, atomically."""
+    """Write ``last/``: the checkpoint, the progress and ``training_state.pt`` (optimiser,
+    scheduler, RNG states and, with a model EMA, its weights), atomically."""
     buffer = io.BytesIO()
-    torch.save(
-        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": _rng_states()},
-        buffer,
-    )
+    state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": _rng_states()}
+    if ema is not None:
+        state["ema"] = ema.state_dict()
+    torch.save(state, buffer)
     return save_checkpoint(
         directory,
         **_checkpoint_args(net, backbone_name, backbone_kwargs, preprocessing),
@@ -183,8 +185,9 @@ def load_state(
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
     device: torch.device,
+    ema: Any = None,
 ) -> Progress:
-    """Restore ``last/`` into ``net``, ``optimizer`` and ``scheduler``; returns the progress.
+    """Restore ``last/`` into ``net``, ``optimizer``, ``scheduler`` (and ``ema``); returns the progress.
 
     Weights are verified against their SHA-256 and loaded strictly.
 
@@ -205,6 +208,8 @@ def load_state(
         state = torch.load(state_path, map_location=device, weights_only=True)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
     except (KeyError, RuntimeError, ValueError, OSError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ValueError(f"cannot restore {state_path}: {first}") from None
