@@ -83,6 +83,8 @@ _EXPORTS: dict[str, str] = {
     "tsne_map": "fewshot.analysis",
     "analyze_to_directory": "fewshot.analysis",
     "pretraining_overlap": "fewshot.overlap",
+    "load_sweep": "fewshot.sweep",
+    "run_sweep": "fewshot.sweep",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

@@ -26,6 +26,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "table",
     "plot",
     "analyze",
+    "sweep",
     "demo",
 )
 
