@@ -61,6 +61,87 @@ def test_cli_refuses_a_bad_file_and_writes_nothing(tmp_path: Path, capsys: pytes
     assert main(["sweep", str(tmp_path / "none.toml")]) == 2
 
 
+@pytest.fixture
+def fake_stages(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Stand-ins for fine-tuning and extraction (seconds -> milliseconds) that write what the real
+    stages write and the manifest check reads; evaluation is the real one. Returns the call log."""
+    import fewshot.features
+    import fewshot.sweep.cell
+    from fewshot._io import save_npz, sha256_arrays, write_json
+
+    calls: list[str] = []
+
+    def finetune(config):
+        calls.append(f"finetune {Path(config.out).parent.name}")
+        best = Path(config.out) / "best"
+        sha = f"sha-{config.lam}-{config.seed}"
+        write_json(best / "checkpoint.json", {"format_version": 1, "backbone": {"name": "conv4", "sha256": sha},
+                                              "preprocessing": {}})
+        write_json(Path(config.out) / "manifest.json", {"status": "finished", "result": {"epochs": 1, "best_epoch": 1}})
+
+    def extract(out, *, checkpoint, **kwargs):
+        calls.append(f"extract {Path(out).parent.name}")
+        sha = json.loads((Path(checkpoint) / "checkpoint.json").read_text())["backbone"]["sha256"]
+        labels = np.repeat(np.arange(5), 20)
+        rng = np.random.default_rng(abs(hash(sha)) % 2**32)
+        x = (rng.normal(size=(100, 4)) + np.eye(4)[labels % 4]).astype(np.float32)
+        save_npz(out, features=x, labels=labels, class_names=np.array(list("56789")), dataset=np.array("digits"),
+                 split=np.array("test"), fingerprint=np.array(sha256_arrays(x, labels)),
+                 manifest=np.array(json.dumps({"source": {"sha256": sha}})))
+
+    monkeypatch.setattr(fewshot.sweep.cell, "_finetune", finetune)
+    monkeypatch.setattr(fewshot.features, "extract_to_file", extract)
+    return calls
+
+
+def test_resume_skips_exactly_the_finished_cells_fast(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_stages: list[str]
+) -> None:
+    import fewshot.evaluation
+
+    spec = spec_of(tmp_path, {"lam": [0.0, 0.5, 0.9], "seed": [0, 1]})
+    cells = spec.cells()
+    real_evaluate = fewshot.evaluation.evaluate_to_directory
+
+    def interrupted(features, out, *args, **kwargs):
+        if cells[2].id in str(out):
+            raise KeyboardInterrupt
+        fake_stages.append(f"evaluate {Path(out).parent.name}")
+        return real_evaluate(features, out, *args, **kwargs)
+
+    monkeypatch.setattr(fewshot.evaluation, "evaluate_to_directory", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(spec)
+    assert [cell_finished(spec, c) for c in cells] == [True, True, False, False, False, False]
+    fake_stages.clear()
+
+    def recorded(features, out, *args, **kwargs):
+        fake_stages.append(f"evaluate {Path(out).parent.name}")
+        return real_evaluate(features, out, *args, **kwargs)
+
+    monkeypatch.setattr(fewshot.evaluation, "evaluate_to_directory", recorded)
+    outcomes = run_sweep(spec)
+    assert [o.status for o in outcomes] == ["skipped", "skipped", "resumed", "ran", "ran", "ran"]
+    assert fake_stages == [f"evaluate {cells[2].id}"] + [
+        f"{stage} {c.id}" for c in cells[3:] for stage in ("finetune", "extract", "evaluate")]
+    fake_stages.clear()
+    assert {o.status for o in run_sweep(spec)} == {"skipped"} and fake_stages == []
+    settings = pd.read_csv(spec.out / "settings.csv")
+    assert settings["n_runs"].tolist() == [2, 2, 2]  # the two training seeds of each λ
+    summary = pd.read_csv(spec.out / "summary.csv")
+    for lam, group in summary.groupby("lam"):
+        row = settings[settings["lam"] == lam].iloc[0]
+        assert row["mean"] == pytest.approx(group["mean"].mean())
+        assert row["sd_runs"] == pytest.approx(group["mean"].std(ddof=1))
+    # results removed behind the manifest's back: that cell re-evaluates, nothing else runs
+    import shutil
+
+    shutil.rmtree(spec.cell_dir(cells[4]) / "results")
+    assert [o.status for o in run_sweep(spec)] == ["skipped"] * 4 + ["resumed", "skipped"]
+    assert fake_stages == [f"evaluate {cells[4].id}"]
+
+
+@pytest.mark.slow
 def test_resume_skips_exactly_the_finished_cells(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import fewshot.evaluation
     import fewshot.features

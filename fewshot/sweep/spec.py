@@ -160,6 +160,7 @@ def sweep_from_dict(
     target = Path(out) if out is not None else Path(data["out"]) if "out" in data else default_out
     if not target.is_absolute():
         target = (Path.cwd() if out is not None else base) / target
+    target = target.resolve()
     spec = SweepSpec(target, finetune, grid, evaluate, tables["slurm"], path)
     from fewshot.classifiers import list_classifiers
 
