@@ -159,3 +159,29 @@ def test_extract_records_the_overlap_and_table_footnotes_it(tmp_path: Path, monk
     (res / "manifest.json").write_text(json.dumps({"label": "ResNet-12 / CE", "features": {"path": str(feats)}}))
     assert overlap_footnote([res, tmp_path]) == (
         "Pretraining overlap: ResNet-12 / CE (mini-imagenet/test): 20/20 classes in imagenet-1k.")
+
+
+def test_table_overlap_note(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from fewshot.results import EPISODE_COLUMNS, write_results
+    from fewshot.stats import summarize
+
+    record = {"label_set": "imagenet-1k", "dataset": "mini-imagenet", "split": "test",
+              "n_classes": 20, "n_overlap": 20, "classes": []}
+    dirs = []
+    for label, shift, overlap in (("CE", 0.0, None), ("SCHaNe", 0.05, record)):
+        feats = tmp_path / f"{label}.npz"
+        np.savez(feats, manifest=np.array(json.dumps({} if overlap is None else {"pretraining_overlap": overlap})))
+        rng = np.random.default_rng(0)
+        rows = [dict(dataset="mini-imagenet", split="test", n_way=5, n_shot=1, n_query=15, seed=s, episode=e,
+                     accuracy=min(1.0, rng.uniform(0.4, 0.6) + shift), classifier="logreg",
+                     features_fingerprint="f", episodes_fingerprint=f"e{s}")
+                for s in (0, 1) for e in range(20)]
+        df = pd.DataFrame(rows, columns=list(EPISODE_COLUMNS))
+        dirs.append(write_results(tmp_path / label, df, summarize(df),
+                                  {"label": label, "config": {}, "features": {"path": str(feats)}}))
+    out = tmp_path / "t.md"
+    assert main(["table", *map(str, dirs), "--baseline", "CE", "--overlap-note", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert text.rstrip().endswith("Pretraining overlap: SCHaNe (mini-imagenet/test): 20/20 classes in imagenet-1k.")
+    assert main(["table", *map(str, dirs), "--baseline", "CE", "--out", str(tmp_path / "plain.md")]) == 0
+    assert "Pretraining overlap" not in (tmp_path / "plain.md").read_text()
