@@ -219,3 +219,25 @@ def test_feature_labels_disambiguate() -> None:
     assert feature_labels(["x/ce/f.npz", "x/schane/f.npz"]) == ["ce/f", "schane/f"]
     with pytest.raises(ValueError, match="labels must be distinct"):
         analyze_to_directory(["a.npz", "b.npz"], "/nonexistent/out", labels=["x", "x"])
+
+
+def test_isotropy_blocks_agree() -> None:
+    from fewshot.analysis import log_partition
+
+    rng = np.random.default_rng(5)
+    v, c = rng.normal(size=(50, 3)) * 30, np.linalg.qr(rng.normal(size=(3, 3)))[0]
+    np.testing.assert_allclose(log_partition(v, c, block=7), log_partition(v, c, block=1000), rtol=1e-13)
+
+
+def test_similarity_max_per_class_subsamples_with_a_seed() -> None:
+    rng = np.random.default_rng(4)
+    y = np.repeat(np.arange(3), [10, 30, 5])
+    x = rng.normal(size=(45, 4))
+    (full,) = similarity_distributions(x, y)
+    (sub,) = similarity_distributions(x, y, max_per_class=8, seed=1)
+    # classes of 8, 8 and 5 items: 28 + 28 + 10 positive pairs out of 21 * 20 / 2
+    assert (sub.positive.n, sub.negative.n) == (66, 210 - 66)
+    (again,) = similarity_distributions(x, y, max_per_class=8, seed=1)
+    assert again.positive.mean == sub.positive.mean != full.positive.mean
+    with pytest.raises(ValueError, match="max_per_class must be an integer >= 1 or None, got 0"):
+        similarity_distributions(x, y, max_per_class=0)

@@ -12,17 +12,22 @@ from fewshot.analysis._validate import check_embeddings, l2_normalize
 __all__ = ["isotropy_score", "log_partition"]
 
 
-def log_partition(embeddings: np.ndarray, directions: np.ndarray) -> np.ndarray:
+def log_partition(embeddings: np.ndarray, directions: np.ndarray, block: int = 8192) -> np.ndarray:
     """``log Z(c) = log Σ_v exp(cᵀv)`` for each column ``c`` of ``directions``.
 
     Args:
         embeddings: ``(n, d)`` float64.
         directions: ``(d, k)``, one direction per column.
+        block: rows per step (memory ~ ``block × k`` float64).
 
     Returns:
-        ``(k,)`` float64, computed with a log-sum-exp (no overflow for large ``cᵀv``).
+        ``(k,)`` float64, computed with a log-sum-exp per block of rows, the blocks combined
+        with ``logaddexp`` (no overflow for large ``cᵀv``).
     """
-    return logsumexp(embeddings @ directions, axis=0)
+    total = np.full(directions.shape[1], -np.inf)
+    for start in range(0, embeddings.shape[0], block):
+        total = np.logaddexp(total, logsumexp(embeddings[start:start + block] @ directions, axis=0))
+    return total
 
 
 def isotropy_score(embeddings: Any, *, normalize: bool = False) -> float:

@@ -66,6 +66,7 @@ def analyze_to_directory(
     labels: Sequence[str] | None = None,
     classes: Sequence[str] | None = None,
     bins: int = 200,
+    max_per_class: int | None = None,
     tsne_classes: int = 10,
     tsne_per_class: int = 100,
     seed: int = 0,
@@ -91,8 +92,10 @@ def analyze_to_directory(
         labels: one display label per file (default :func:`feature_labels`).
         classes: class names to analyse separately (each must be in every file).
         bins: similarity histogram bins over [-1, 1].
+        max_per_class: items per class in the similarity statistics (seeded by ``seed``;
+            default all). Isotropy always uses every item.
         tsne_classes, tsne_per_class: classes and items per class in the t-SNE map.
-        seed: seeds the t-SNE subsample and embedding.
+        seed: seeds the subsamples and the t-SNE embedding.
         tsne: False skips the t-SNE map (its files are not written).
         dpi: resolution of the PNGs.
 
@@ -122,7 +125,8 @@ def analyze_to_directory(
         fs = load_features(path)
         logger.info("analysing %s (%d × %d)", path, *fs.features.shape)
         dists = similarity_distributions(fs.features, fs.labels, classes=classes,
-                                         class_names=fs.class_names, bins=bins)
+                                         class_names=fs.class_names, bins=bins,
+                                         max_per_class=max_per_class, seed=seed)
         fingerprint = _fingerprint(path, fs.features, fs.labels)
         rows.append({
             "label": label, "path": str(path), "dataset": fs.dataset, "split": fs.split,
@@ -142,7 +146,7 @@ def analyze_to_directory(
         inputs.append({"label": label, "path": str(path.resolve()), "fingerprint": fingerprint})
 
     analysis = pd.DataFrame(rows, columns=list(ANALYSIS_COLUMNS))
-    config: dict[str, Any] = {"labels": labels, "classes": classes, "bins": bins, "tsne": tsne,
+    config: dict[str, Any] = {"labels": labels, "classes": classes, "bins": bins, "max_per_class": max_per_class, "tsne": tsne,
                               "tsne_classes": tsne_classes, "tsne_per_class": tsne_per_class, "seed": seed}
     with atomic_dir(out) as tmp:
         write_csv(tmp / "analysis.csv", analysis)

@@ -131,6 +131,8 @@ def similarity_distributions(
     class_names: Any = None,
     bins: int = 200,
     block: int = 1024,
+    max_per_class: int | None = None,
+    seed: int = 0,
 ) -> list[SimilarityDistributions]:
     """Cosine similarities of all positive and negative pairs, overall and per chosen class.
 
@@ -144,7 +146,12 @@ def similarity_distributions(
             labels; default none.
         class_names: names of labels ``0..C-1`` (default ``str(label)``).
         bins: number of histogram bins (>= 2, default 200).
-        block: rows per similarity block (memory ~ ``block × n`` float64).
+        block: rows per similarity block, lowered so that a block holds at most 2²² pairs
+            (memory ~ ``block × n`` float64).
+        max_per_class: use at most this many items of each class, drawn without replacement
+            by ``numpy.random.default_rng(seed)`` (default: all; tieredImageNet's test split
+            has 21 billion pairs).
+        seed: seeds the ``max_per_class`` subsample.
 
     Returns:
         ``[overall, class_1, ...]``, one :class:`SimilarityDistributions` per scope.
@@ -159,6 +166,19 @@ def similarity_distributions(
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     names = [str(c) for c in class_names] if class_names is not None and len(class_names) else None
+    if max_per_class is not None:
+        if isinstance(max_per_class, bool) or not isinstance(max_per_class, (int, np.integer)) or max_per_class < 1:
+            raise ValueError(f"max_per_class must be an integer >= 1 or None, got {max_per_class!r}")
+        rng = np.random.default_rng(seed)
+        keep = []
+        for label in np.unique(y):
+            members = np.flatnonzero(y == label)
+            if members.size > max_per_class:
+                members = np.sort(rng.choice(members, max_per_class, replace=False))
+            keep.append(members)
+        index = np.sort(np.concatenate(keep))
+        x, y = x[index], y[index]
+    block = max(1, min(int(block), (1 << 22) // x.shape[0]))
     edges = np.linspace(-1.0, 1.0, bins + 1)
 
     def new(scope: str) -> SimilarityDistributions:

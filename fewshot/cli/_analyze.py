@@ -23,10 +23,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--classes", nargs="+", metavar="CLASS", default=(),
                    help="class names to histogram separately (each must be in every file)")
     p.add_argument("--bins", type=int, default=200, help="histogram bins over [-1, 1] (default 200)")
+    p.add_argument("--max-per-class", type=int, default=None, metavar="N",
+                   help="use at most N items per class for the similarity statistics (seeded; default all)")
     p.add_argument("--tsne-classes", type=int, default=10, help="classes in the t-SNE map (default 10)")
     p.add_argument("--tsne-per-class", type=int, default=100, help="points per class in the t-SNE map (default 100)")
     p.add_argument("--no-tsne", action="store_true", help="skip the t-SNE map")
-    p.add_argument("--seed", type=int, default=0, help="seed of the t-SNE subsample and embedding (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the subsamples and the t-SNE embedding (default 0)")
     p.set_defaults(func=run)
 
 
@@ -35,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
 
     frame = analyze_to_directory(
         args.features, args.out, labels=args.labels, classes=args.classes, bins=args.bins,
-        tsne_classes=args.tsne_classes, tsne_per_class=args.tsne_per_class, seed=args.seed,
+        max_per_class=args.max_per_class, tsne_classes=args.tsne_classes,
+        tsne_per_class=args.tsne_per_class, seed=args.seed,
         tsne=not args.no_tsne,
     )
     for row in frame.itertuples():

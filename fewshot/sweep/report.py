@@ -120,7 +120,7 @@ def _lambda_plot(settings: pd.DataFrame, spec: SweepSpec, path: Path) -> None:
         ax.set_xlabel("λ (weight of the contrastive term)")
         ax.set_xlim(-0.05, 1.05)
     axes[0].set_ylabel("accuracy (%)")
-    if any(ax.get_legend_handles_labels()[0] for ax in axes) and [a for a in spec.grid if a not in ("lam", "seed", "dataset")]:
+    if others:  # one line per setting of the other axes: name them
         axes[-1].legend(fontsize=7)
     fig.suptitle("accuracy vs λ: mean over training runs ± 95% CI (over runs; one run: over episodes)", fontsize=9)
     buf = io.BytesIO()
