@@ -90,6 +90,14 @@ _EXPORTS: dict[str, str] = {
     "load_config": "fewshot.training",
     "resume_config": "fewshot.training",
     "run_demo": "fewshot.demo",
+    # analyses and studies
+    "isotropy_score": "fewshot.analysis",
+    "similarity_distributions": "fewshot.analysis",
+    "tsne_map": "fewshot.analysis",
+    "analyze_to_directory": "fewshot.analysis",
+    "pretraining_overlap": "fewshot.overlap",
+    "load_sweep": "fewshot.sweep",
+    "run_sweep": "fewshot.sweep",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

@@ -530,6 +530,7 @@ def extract_to_file(
     use_cache: bool = True,
     progress: bool = True,
     run: str | None = None,
+    pretrained_on: str | None = None,
 ) -> ExtractResult:
     """Features of ``dataset``/``split`` from a backbone or a fine-tuned checkpoint, to ``out``.
 
@@ -540,6 +541,13 @@ def extract_to_file(
     (default :func:`default_cache_dir`), so a repeat is read from disk without a forward pass.
     ``run`` names the training run in the file (key ``run``); default: the checkpoint's run
     (``seed-<S>`` for ``fewshot finetune`` runs), ``""`` for a plain backbone.
+
+    Pretraining overlap: the label set the weights were trained on is ``pretrained_on`` (a
+    key of :data:`fewshot.overlap.LABEL_SETS`), else, for timm's weights (``pretrained="hub"``,
+    or a checkpoint fine-tuned from them), the one its pretrained tag names
+    (:func:`fewshot.overlap.label_set_of_model`). When the split shares classes with it, one
+    :class:`~fewshot.overlap.PretrainingOverlapWarning` is issued and the feature file's
+    manifest records ``pretraining_overlap`` (:func:`fewshot.overlap.overlap_summary`).
 
     Raises:
         ValueError: conflicting or missing arguments, an output not ending in ``.npz``, a bad
@@ -578,6 +586,8 @@ def extract_to_file(
         source = {"checkpoint": str(Path(checkpoint).resolve()), "sha256": meta["backbone"]["sha256"]}
         if run is None:
             run = checkpoint_run(meta)
+        if (meta.get("config") or {}).get("pretrained") == "hub":
+            source["from_hub"] = True
     else:
         name = str(backbone)
         model = create_backbone(name, pretrained, seed=seed)
@@ -585,14 +595,24 @@ def extract_to_file(
         weights = pretrained if pretrained in (None, "hub") else str(Path(pretrained).resolve())
         source = {"pretrained": weights, "seed": seed if pretrained is None else None}
 
+    from fewshot.overlap import label_set_of_model, label_set_synsets, warn_overlap
+
+    if pretrained_on is not None:
+        label_set_synsets(pretrained_on)  # validates the name
+    elif source.get("pretrained") == "hub" or source.get("from_hub"):
+        pretrained_on = label_set_of_model(name)
     split_data = load_split(dataset, split, data_root)
+    record: dict[str, Any] = {"kind": "extract", "backbone": name, "source": source, "run": run or "", "environment": environment_info()}
+    overlap = warn_overlap(dataset, split, pretrained_on)
+    if overlap is not None:
+        record["pretraining_overlap"] = overlap
     options: dict[str, Any] = dict(
         preprocessing=pp,
         batch_size=batch_size,
         num_workers=num_workers,
         device=device,
         progress=progress,
-        manifest={"kind": "extract", "backbone": name, "source": source, "run": run or "", "environment": environment_info()},
+        manifest=record,
         run=run or "",
     )
     t0 = time.perf_counter()

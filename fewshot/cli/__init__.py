@@ -25,6 +25,8 @@ SUBCOMMANDS: tuple[str, ...] = (
     "compare",
     "table",
     "plot",
+    "analyze",
+    "sweep",
     "demo",
 )
 

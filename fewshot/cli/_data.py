@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-__all__ = ["register", "run_list", "run_classes", "run_check"]
+__all__ = ["register", "run_list", "run_classes", "run_check", "run_overlap"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -46,6 +46,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--csv", default=None, metavar="FILE",
                    help="also write the per-class table (tidy CSV) to FILE")
     q.set_defaults(func=run_check)
+
+    from fewshot.overlap import LABEL_SETS
+
+    q = actions.add_parser(
+        "overlap",
+        help="which classes of a split are in a pretraining label set (ImageNet-1k, -21k, ...)",
+        description="List the classes of a split that the pretraining label set contains: by "
+        "WordNet id for mini/tieredImageNet, by name or vetted synonym for the CIFAR-100 classes "
+        "of CIFAR-FS and FC100. Prints the overlapping classes and the count; --out writes the "
+        "table (class,in_pretraining,matched,how).",
+    )
+    q.add_argument("name", help="dataset name (see `fewshot data list`)")
+    q.add_argument("--split", default="test", help="split (default: test)")
+    q.add_argument("--pretrained-on", required=True, choices=tuple(LABEL_SETS), metavar="LABEL_SET",
+                   help=f"pretraining label set: {', '.join(LABEL_SETS)}")
+    q.add_argument("--out", metavar="FILE.csv", help="write the per-class table to FILE.csv")
+    q.set_defaults(func=run_overlap)
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
@@ -83,3 +100,19 @@ def run_check(args: argparse.Namespace) -> int:
 
         write_csv(args.csv, report.classes)
     return report.exit_code
+
+
+def run_overlap(args: argparse.Namespace) -> int:
+    from fewshot.overlap import pretraining_overlap
+
+    frame = pretraining_overlap(args.name, args.split, args.pretrained_on)
+    seen = frame[frame["in_pretraining"]]
+    for row in seen.itertuples():
+        print(f"{row[1]:<24} {row.how:<8} {row.matched}")
+    print(f"{len(seen)} of {len(frame)} {args.name}/{args.split} classes are in {args.pretrained_on}")
+    if args.out:
+        from fewshot._io import write_csv
+
+        write_csv(args.out, frame)
+        print(f"wrote {args.out}")
+    return 0

@@ -26,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     src.add_argument("--checkpoint", metavar="DIR", help="a checkpoint directory from `fewshot finetune` "
                      "(backbone name and preprocessing are read from it)")
+    src.add_argument("--pretrained-on", metavar="LABEL_SET", default=None,
+                     help="label set the weights were pretrained on (imagenet-1k, imagenet-21k, ...) for "
+                     "the overlap warning; default: from timm's pretrained tag with --pretrained hub")
     src.add_argument("--seed", type=int, default=0, help="seed of a random initialisation (default 0)")
     src.add_argument("--run", metavar="NAME", default=None,
                      help="training run recorded in the features file (default: the checkpoint's, e.g. seed-0)")
@@ -74,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         cache_dir=None if args.no_cache else args.cache_dir,
         progress=not args.no_progress,
         run=args.run,
+        pretrained_on=args.pretrained_on,
     )
     how = "from cache" if res.cache_hit else f"in {res.seconds:.1f}s"
     print(

@@ -44,6 +44,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--test", choices=("t", "wilcoxon"), default="t", help="paired test for the † marks (default: t)"
     )
+    p.add_argument(
+        "--overlap-note", action="store_true",
+        help="add a footnote naming results whose features were extracted on classes of the "
+        "backbone's pretraining label set (recorded by `fewshot extract`; md and LaTeX only)",
+    )
     p.add_argument("--out", metavar="FILE", required=True, help="file to write (.md, .tex or .csv)")
     p.set_defaults(func=run)
 
@@ -66,6 +71,12 @@ def run(args: argparse.Namespace) -> int:
         quoted=args.quoted,
     )
     text = render_table(frame, fmt)
+    if args.overlap_note and fmt != "csv":
+        from fewshot.overlap import overlap_footnote
+
+        note = overlap_footnote(args.results)
+        if note:
+            text = text.rstrip("\n") + ("\n\n" if fmt == "md" else "\n\n% ") + note + "\n"
     write_text(args.out, text)
     print(text if fmt != "csv" else render_table(frame, "md"), end="")
     print(f"wrote {args.out}")
