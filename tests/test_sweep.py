@@ -187,7 +187,9 @@ def test_resume_skips_exactly_the_finished_cells(tmp_path: Path, monkeypatch: py
     assert summary["cell"].tolist() == [first.id, second.id]
     assert (spec.out / "lambda.png").read_bytes().startswith(b"\x89PNG")
     compare = pd.read_csv(spec.out / "compare.csv")
-    assert compare[["method", "baseline"]].values.tolist() == [[second.id, first.id]]
+    labels = [", ".join(f"{k}={v}" for k, v in c.values if k not in ("seed", "dataset")) for c in (second, first)]
+    assert compare[["method", "baseline"]].drop_duplicates().values.tolist() == [labels]
+    assert (compare["level"] == "checkpoint").all()  # one training seed per setting
 
     # a damaged feature file is caught by the manifest check and only it is recomputed: extraction
     # is deterministic, so the results (recorded against the same fingerprint) stay valid

@@ -80,21 +80,32 @@ def settings_summary(summary: pd.DataFrame, spec: SweepSpec) -> pd.DataFrame:
 
 
 def _compare(spec: SweepSpec, summary: pd.DataFrame) -> pd.DataFrame | None:
-    """:func:`fewshot.compare` of the cells of each (dataset, training seed) against the first."""
-    from fewshot.comparison import compare
+    """:func:`fewshot.compare` of each setting against the grid's first setting, per dataset.
 
+    A setting is a cell without its training ``seed``; its cells with different seeds are the
+    training runs (``seed-<S>``) of that setting, so with two or more seeds the comparison is
+    at the run level (a test of the settings), with one seed at the checkpoint level.
+    """
+    import dataclasses
+
+    from fewshot.comparison import compare
+    from fewshot.results import read_results
+    from fewshot.runs import seed_run_name
+
+    axes = [a for a in spec.grid if a not in ("seed", "dataset")]
     frames = []
-    group_keys = [k for k in ("dataset", "seed") if k in spec.grid]
     cells = summary.drop_duplicates("cell")
-    groups = cells.groupby(group_keys, sort=False) if group_keys else [((), cells)]
-    for key, group in groups:
-        if len(group) < 2:
+    groups = cells.groupby(["dataset"], sort=False) if "dataset" in spec.grid else [((), cells)]
+    for _, group in groups:
+        labels = [_setting_label(row, axes) for _, row in group.iterrows()]
+        if len(set(labels)) < 2:
             continue
-        dirs = [spec.out / "cells" / c / "results" for c in group["cell"]]
-        frame = compare(dirs, baseline=group["cell"].iloc[0])
-        if "seed" in spec.grid:
-            frame.insert(0, "train_seed", group["seed"].iloc[0])
-        frames.append(frame)
+        results = []
+        for label, (_, row) in zip(labels, group.iterrows()):
+            r = read_results(spec.out / "cells" / row["cell"] / "results")
+            run = seed_run_name(int(row["seed"])) if "seed" in spec.grid else (str(r.episodes["run"].iloc[0]) or "seed-0")
+            results.append(dataclasses.replace(r, episodes=r.episodes.assign(run=run), manifest={**r.manifest, "label": label}))
+        frames.append(compare(results, baseline=labels[0]))
     return pd.concat(frames, ignore_index=True) if frames else None
 
 
