@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from fewshot._device import resolve_device
 from fewshot._io import sha256_arrays
-from fewshot.classifiers import EpisodeClassifier, create_classifier
+from fewshot.classifiers import EpisodeClassifier, create_classifier, is_transductive
 from fewshot.episodes import Episodes, check_sizes, sample_episodes
 from fewshot.results import EPISODE_COLUMNS
 
@@ -286,6 +286,7 @@ def evaluate_to_directory(
     label: str | None = None,
     device: str | torch.device | None = None,
     progress: bool | None = None,
+    base_features: str | Path | None = None,
 ) -> Any:
     """Run a protocol on a features file and write a results directory (what the CLI does).
 
@@ -301,6 +302,12 @@ def evaluate_to_directory(
             different dataset than the file records is refused.
         classifier, classifier_kwargs, device: see :func:`evaluate`.
         label: the method's label in tables (default: the directory name).
+        base_features: a features file of the *base* classes; its mean feature becomes the
+            classifier's ``base_mean`` (``simpleshot``'s CL2N centring) and its path and
+            fingerprint are recorded in the manifest. Refused for classifiers without a
+            ``base_mean`` parameter.
+
+    The summary's CI uses ``protocol.ci`` (``"t"`` or ``"z"``).
 
     Returns:
         The written :class:`fewshot.results.Results`.
@@ -312,6 +319,16 @@ def evaluate_to_directory(
     from fewshot.stats import summarize
 
     protocol = protocol or Protocol()
+    clf_kwargs = dict(classifier_kwargs or {})
+    base_record = None
+    if base_features is not None:
+        from fewshot.classifier_options import classifier_parameters
+
+        if "base_mean" not in classifier_parameters(classifier):
+            raise ValueError(f"base features are used only by classifiers with a base_mean (simpleshot), not by {classifier!r}")
+        base = load_features(base_features)
+        clf_kwargs["base_mean"] = base.features.astype(np.float64).mean(0)
+        base_record = {"path": str(base_features), "fingerprint": base.fingerprint, "n": int(base.labels.size), "dim": int(base.features.shape[1])}
     fs = load_features(features_path)
     if protocol.dataset and fs.dataset not in ("custom", protocol.dataset):
         raise ValueError(
@@ -330,7 +347,7 @@ def evaluate_to_directory(
             n_episodes=protocol.episodes,
             seeds=protocol.seeds,
             classifier=classifier,
-            classifier_kwargs=classifier_kwargs,
+            classifier_kwargs=clf_kwargs,
             device=device,
             episodes_dir=tmp / "episodes",
             progress=progress,
@@ -342,8 +359,11 @@ def evaluate_to_directory(
             "dataset": str(df.dataset.iloc[0]),
             "split": str(df.split.iloc[0]),
             "classifier": classifier,
-            "classifier_kwargs": dict(classifier_kwargs or {}),
+            "classifier_kwargs": {k: v for k, v in clf_kwargs.items() if k != "base_mean"},
+            "transductive": is_transductive(classifier),
         }
+        if base_record is not None:
+            config["base_features"] = base_record
         manifest = make_manifest(
             "evaluate",
             config,
@@ -352,7 +372,7 @@ def evaluate_to_directory(
             episodes=episode_files,
             protocol_file={"path": protocol.path, "sha256": protocol.sha256} if protocol.path else None,
         )
-        write_results(tmp, df, summarize(df), manifest)
+        write_results(tmp, df, summarize(df, ci=protocol.ci), manifest)
     return read_results(out)
 
 
