@@ -106,3 +106,13 @@ def test_cli_transductive_and_bad_classifier_arg(tmp_path, features_file, run_cl
     assert m["config"]["transductive"] is True and m["config"]["classifier_kwargs"] == {"knn": 4}
     status, _, err = run_cli(*args, "--classifier", "ridge", "--classifier-arg", "gamma=2", "--out", tmp_path / "r2")
     assert status == 2 and "classifier 'ridge'" in err and "gamma" in err
+
+
+def test_every_protocol_file_loads():
+    from fewshot.data import list_datasets
+
+    files = sorted((PRESETS.parent).glob("*.toml"))
+    assert "cub.toml" in [f.name for f in files]
+    for f in files:
+        p = load_protocol(f)
+        assert p.dataset in list_datasets() and p.split == "test" and p.ci == "t"
