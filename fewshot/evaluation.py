@@ -82,7 +82,9 @@ def _validate_features(features: Any, labels: Any, where: str) -> tuple[np.ndarr
 def load_features(path: str | Path) -> FeatureSet:
     """Read a features file: ``.npz`` with ``features`` ``(N, d)`` float and ``labels`` ``(N,)`` int.
 
-    Optional keys: ``class_names`` (strings), ``dataset``, ``split``.
+    Optional keys: ``class_names`` (strings), ``dataset``, ``split``. Files of other toolkits
+    (easyfsl parquet, ``.pt`` dicts, restricted pickles) are read by
+    :func:`fewshot.feature_formats.read_foreign_features`, chosen by the file name.
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -91,6 +93,11 @@ def load_features(path: str | Path) -> FeatureSet:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"features file not found: {path}")
+    from fewshot.feature_formats import is_foreign_features, read_foreign_features
+
+    if is_foreign_features(path):  # easyfsl parquet, restricted pickles, .pt dicts
+        features, labels, names = read_foreign_features(path)
+        return FeatureSet(features, labels, names, path=path)
     try:
         with np.load(path, allow_pickle=False) as z:
             keys = set(z.files)
@@ -314,6 +321,7 @@ def evaluate_to_directory(
     """
     from fewshot._io import atomic_dir
     from fewshot._manifest import make_manifest
+    from fewshot.feature_formats import features_image_size
     from fewshot.protocol import Protocol
     from fewshot.results import read_results, write_results
     from fewshot.stats import summarize
@@ -368,7 +376,13 @@ def evaluate_to_directory(
             "evaluate",
             config,
             label=label or out.name,
-            features={"path": str(features_path), "fingerprint": fs.fingerprint, "n": int(fs.labels.size), "dim": int(fs.features.shape[1])},
+            features={
+                "path": str(features_path),
+                "fingerprint": fs.fingerprint,
+                "n": int(fs.labels.size),
+                "dim": int(fs.features.shape[1]),
+                "image_size": features_image_size(features_path),
+            },
             episodes=episode_files,
             protocol_file={"path": protocol.path, "sha256": protocol.sha256} if protocol.path else None,
         )
