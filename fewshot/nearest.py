@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fewshot._episode_tensors import as_batch, as_labels, class_means, episode_slice, l2_normalize
+from fewshot._episode_tensors import as_batch, as_labels, class_means, episode_slice, l2_normalize, safe_norm
 
 __all__ = ["METRICS", "NearestNeighbor", "SimpleShot"]
 
@@ -98,15 +98,31 @@ class SimpleShot:
 
     def decision_function(self, query: Any, start: int = 0) -> np.ndarray:
         """``(E', m, K)`` scores (cosine, or minus squared distance up to a per-query constant)."""
+        return self._decision(query, start).cpu().numpy()
+
+    def _decision(self, query: Any, start: int) -> torch.Tensor:
         if not hasattr(self, "_protos"):
             raise RuntimeError("call fit() before predict()")
-        Q = self._transform(as_batch(query, "query", self._protos.device)).to(self._protos.dtype)
+        Q = _float(as_batch(query, "query", self._protos.device)).to(self._protos.dtype)
         protos, _ = episode_slice(self._protos, None, start, Q)
-        return _scores(Q, protos, self.metric).cpu().numpy()
+        # The CL2N query x^ = (q - mu) / ||q - mu|| is never written out: x^.c and ||x^|| follow
+        # from q.c, q.mu and ||q||^2, so the (E', m, d) queries are read, not rewritten.
+        qc = Q @ protos.transpose(1, 2)  # (E', m, K)
+        sq = torch.linalg.vector_norm(Q, dim=-1, keepdim=True).square()
+        if self.base_mean is not None:
+            self._transform(Q[:1, :1])  # validates base_mean against d
+            mu = torch.as_tensor(np.asarray(self.base_mean), device=Q.device).to(Q.dtype)
+            qc = qc - (protos @ mu).unsqueeze(1)
+            qmu = Q @ mu
+            sq = sq - 2 * qmu.unsqueeze(-1) + mu.square().sum()
+        dot = qc / safe_norm(sq.clamp_min(0).sqrt())  # x^ . c
+        if self.metric == "cosine":
+            return dot / safe_norm(protos.norm(dim=-1)).unsqueeze(1)
+        return 2 * dot - protos.square().sum(-1).unsqueeze(1)
 
     def predict(self, query: Any, start: int = 0) -> np.ndarray:
         """Predicted labels ``(E', m)`` int64."""
-        return self.decision_function(query, start).argmax(-1)
+        return self._decision(query, start).argmax(-1).cpu().numpy()
 
 
 class NearestNeighbor:
@@ -146,5 +162,8 @@ class NearestNeighbor:
         Q = self._prep(as_batch(query, "query", self._support.device)).to(self._support.dtype)
         S, _ = episode_slice(self._support, None, start, Q)
         y = self._labels[start : start + Q.shape[0]]
-        nearest = _scores(Q, S, self.metric).argmax(-1)  # (E', m) support index
+        if self.metric == "cosine":  # the query's norm does not change its nearest neighbour
+            nearest = (Q @ l2_normalize(S).transpose(1, 2)).argmax(-1)
+        else:
+            nearest = _scores(Q, S, self.metric).argmax(-1)  # (E', m) support index
         return torch.gather(y, 1, nearest).cpu().numpy()
