@@ -136,8 +136,9 @@ def evaluate(
     device: str | torch.device | None = None,
     batch_size: int = 1000,
     progress: bool | None = False,
+    return_per_class: bool = False,
     **classifier_kwargs: Any,
-) -> np.ndarray:
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Per-episode accuracy of a classifier fitted on each episode's support set.
 
     Args:
@@ -152,10 +153,13 @@ def evaluate(
             ``batch_size * n_way * n_shot * d`` support values, queries are gathered 250
             episodes at a time).
         progress: show a tqdm bar (``None``: only on a terminal).
+        return_per_class: also return the correct predictions per class.
         **classifier_kwargs: passed to the registry's constructor (e.g. ``C=0.5``).
 
     Returns:
-        ``(E,)`` float64 accuracies in ``[0, 1]``.
+        ``(E,)`` float64 accuracies in ``[0, 1]``; with ``return_per_class`` also ``(E, n_way)``
+        int64 counts of correctly classified queries of ``episodes.classes[e, k]`` (out of
+        ``n_query``).
 
     Raises:
         ValueError: malformed features/labels, or episodes that do not index these labels.
@@ -183,6 +187,7 @@ def evaluate(
     sbuf = torch.empty(min(batch_size, E) * ns, d, dtype=feats.dtype, device=dev)
     qbuf = torch.empty(min(qchunk, E) * nq, d, dtype=feats.dtype, device=dev)
     acc = np.empty(E, dtype=np.float64)
+    correct = np.empty((E, episodes.n_way), dtype=np.int64) if return_per_class else None
     bar = tqdm(total=E, desc="episodes", unit="ep", disable=(not progress) if progress is not None else None, leave=False)
     with torch.no_grad():
         for lo in range(0, E, batch_size):
@@ -194,10 +199,13 @@ def evaluate(
                 qhi = min(hi, qlo + qchunk)
                 q = torch.index_select(feats, 0, query_idx[qlo:qhi].reshape(-1), out=qbuf[: (qhi - qlo) * nq])
                 pred = np.asarray(clf.predict(q.view(qhi - qlo, nq, d), start=qlo - lo))
-                acc[qlo:qhi] = (pred == query_labels).mean(axis=1)
+                hits = pred == query_labels
+                acc[qlo:qhi] = hits.mean(axis=1)
+                if correct is not None:  # queries are class-major: n_query per class
+                    correct[qlo:qhi] = hits.reshape(qhi - qlo, episodes.n_way, -1).sum(-1)
             bar.update(b)
     bar.close()
-    return acc
+    return (acc, correct) if correct is not None else acc
 
 
 def run_protocol(
@@ -216,6 +224,7 @@ def run_protocol(
     device: str | torch.device | None = None,
     episodes_dir: str | Path | None = None,
     progress: bool | None = None,
+    per_class: bool = False,
 ) -> pd.DataFrame:
     """Evaluate every (shot, seed) of the protocol; one row per episode.
 
@@ -229,9 +238,13 @@ def run_protocol(
         classifier, classifier_kwargs: see :func:`evaluate`.
         episodes_dir: if given, every sampled :class:`Episodes` is saved there as
             ``{n_way}way-{shot}shot-{n_query}query-seed{seed}.npz``.
+        per_class: also keep, per episode, ``class_k`` (the name of its ``k``-th class, or
+            the label as text when the features have no class names) and ``correct_k`` (its
+            correctly classified queries, out of ``n_query``), ``k = 0 .. n_way-1``.
 
     Returns:
-        DataFrame with columns :data:`fewshot.results.EPISODE_COLUMNS`.
+        DataFrame with columns :data:`fewshot.results.EPISODE_COLUMNS` (then the per-class
+        columns when asked).
 
     Raises:
         ValueError: bad sizes or features (see :func:`evaluate` and
@@ -262,7 +275,8 @@ def run_protocol(
     for shot, seed, episodes in tqdm(jobs, desc=f"{dataset} {n_way}-way", unit="run", disable=(not progress) if progress is not None else None):
         if episodes_dir is not None:
             episodes.save(Path(episodes_dir) / _episodes_filename(n_way, shot, n_query, seed))
-        acc = evaluate(fs.features, fs.labels, episodes, classifier, device=device, **clf_kwargs)
+        out = evaluate(fs.features, fs.labels, episodes, classifier, device=device, return_per_class=per_class, **clf_kwargs)
+        acc, correct = out if per_class else (out, None)
         frames.append(
             pd.DataFrame(
                 {
@@ -277,10 +291,24 @@ def run_protocol(
                     "classifier": classifier,
                     "features_fingerprint": fs.fingerprint,
                     "episodes_fingerprint": episodes.fingerprint,
+                    **(_per_class_columns(episodes, correct, fs.class_names) if correct is not None else {}),
                 }
             )
         )
-    return pd.concat(frames, ignore_index=True).loc[:, list(EPISODE_COLUMNS)]
+    df = pd.concat(frames, ignore_index=True)
+    extra = [c for c in df.columns if c not in EPISODE_COLUMNS]
+    return df.loc[:, [*EPISODE_COLUMNS, *extra]]
+
+
+def _per_class_columns(episodes: Episodes, correct: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
+    """``class_k`` / ``correct_k`` columns of one run (see :func:`run_protocol`)."""
+    names = np.asarray(list(class_names) if class_names else [str(i) for i in range(int(episodes.classes.max()) + 1)], dtype=object)
+    cols: dict[str, Any] = {}
+    for k in range(episodes.n_way):
+        cols[f"class_{k}"] = names[episodes.classes[:, k]]
+    for k in range(episodes.n_way):
+        cols[f"correct_{k}"] = correct[:, k]
+    return cols
 
 
 def evaluate_to_directory(
@@ -294,6 +322,7 @@ def evaluate_to_directory(
     device: str | torch.device | None = None,
     progress: bool | None = None,
     base_features: str | Path | None = None,
+    per_class: bool = False,
 ) -> Any:
     """Run a protocol on a features file and write a results directory (what the CLI does).
 
@@ -313,6 +342,9 @@ def evaluate_to_directory(
             classifier's ``base_mean`` (``simpleshot``'s CL2N centring) and its path and
             fingerprint are recorded in the manifest. Refused for classifiers without a
             ``base_mean`` parameter.
+
+        per_class: keep per-class correct counts in the per-episode rows (see
+            :func:`run_protocol`), for ``fewshot compare --per-class``.
 
     The summary's CI uses ``protocol.ci`` (``"t"`` or ``"z"``).
 
@@ -359,6 +391,7 @@ def evaluate_to_directory(
             device=device,
             episodes_dir=tmp / "episodes",
             progress=progress,
+            per_class=per_class,
         )
         runs = df.groupby(["n_way", "n_shot", "n_query", "seed"], sort=True).episodes_fingerprint.first()
         episode_files = {_episodes_filename(*key): fingerprint for key, fingerprint in runs.items()}
@@ -369,6 +402,7 @@ def evaluate_to_directory(
             "classifier": classifier,
             "classifier_kwargs": {k: v for k, v in clf_kwargs.items() if k != "base_mean"},
             "transductive": is_transductive(classifier),
+            "per_class": bool(per_class),
         }
         if base_record is not None:
             config["base_features"] = base_record

@@ -33,6 +33,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--alpha", type=float, default=0.01, help="significance level after Holm (default: 0.01)"
     )
     p.add_argument("--out", metavar="FILE.csv", help="also write the comparison as CSV (raw numbers)")
+    p.add_argument(
+        "--per-class", action="store_true",
+        help="compare class by class instead: each novel class's accuracy over the episodes "
+        "containing it, with its CI and the paired difference (results from `evaluate --per-class`; "
+        "--out then writes this table)",
+    )
     p.set_defaults(func=run)
 
 
@@ -83,6 +89,16 @@ def format_comparison(df: Any) -> str:
 def run(args: argparse.Namespace) -> int:
     from fewshot._io import write_csv
     from fewshot.comparison import compare
+
+    if args.per_class:
+        from fewshot.per_class import compare_per_class, format_per_class
+
+        df = compare_per_class(args.results, baseline=args.baseline, alpha=args.alpha)
+        print(format_per_class(df))
+        if args.out:
+            write_csv(args.out, df)
+            print(f"wrote {args.out}")
+        return 0
 
     df = compare(args.results, baseline=args.baseline, test=args.test, alpha=args.alpha)
     print(format_comparison(df))

@@ -34,6 +34,7 @@ def register(sub: Any) -> None:
         "--classifier-arg lam=50); see README 'Classifiers' for each classifier's names and defaults",
     )
     p.add_argument("--base-features", metavar="FILE.npz", help="features of the base classes; simpleshot centres on their mean (CL2N)")
+    p.add_argument("--per-class", action="store_true", help="keep per-class correct counts in the per-episode rows (for compare/plot --per-class)")
     p.add_argument("--label", help="method label for tables (default: the output directory's name)")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--out", required=True, help="results directory to write")
@@ -71,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
         label=args.label,
         device=args.device,
         base_features=args.base_features,
+        per_class=args.per_class,
     )
     summary = summarize(results.episodes, ci=protocol.ci)
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
