@@ -145,7 +145,8 @@ def evaluate(
         features: ``(N, d)`` frozen features.
         labels: ``(N,)`` integer labels (used to check that ``episodes`` belong to them).
         episodes: from :func:`fewshot.episodes.sample_episodes` on ``labels``.
-        classifier: a registry name (``"logreg"``, ``"logreg-sklearn"``, ``"prototype"``) or an
+        classifier: a registry name (:data:`fewshot.classifiers.CLASSIFIERS`: ``"logreg"``,
+            ``"svm"``, ``"simpleshot"``, the transductive ``"tim"``, ...) or an
             object with ``fit(support (E, n, d), labels (n,))`` and
             ``predict(query (E', m, d), start)`` (see :mod:`fewshot.classifiers`).
         device: torch device; ``None`` = CUDA when available, else CPU.

@@ -1,5 +1,5 @@
 """CUB-200-2011 (Wah et al. 2011) with the few-shot class split of Chen et al. (ICLR 2019,
-"A Closer Look at Few-shot Classification"), also used by FEAT and most later work: the 200
+"A Closer Look at Few-shot Classification"), used by much later work: the 200
 classes in ``classes.txt`` order (= sorted folder names), base/train = even positions
 (100 classes), val = positions ``i % 4 == 1`` (50), novel/test = ``i % 4 == 3`` (50)
 (``splits/cub.json``). Class names are the folder names, e.g. ``001.Black_footed_Albatross``.
