@@ -20,6 +20,18 @@ Registry (``CLASSIFIERS``; the CLI takes its choices from it):
     The scikit-learn per-episode loop; the reference the batched solver is tested against.
 ``prototype``
     Nearest class mean by cosine similarity (ProtoNet/SimpleShot style).
+``simpleshot``, ``nn``
+    SimpleShot with CL2N features (base-class mean from ``base_mean``) and 1-nearest neighbour;
+    see :mod:`fewshot.nearest`.
+``svm``
+    RFS's linear SVM (L2 norm, standardisation, one-vs-one linear SVC); see :mod:`fewshot.svm`.
+``ridge``
+    R2D2's closed-form ridge regression; see :mod:`fewshot.ridge`.
+``bd-cspn``, ``laplacianshot``, ``tim``, ``pt-map``
+    Transductive: they also use the episode's unlabelled queries; see
+    :mod:`fewshot.transductive`. :func:`is_transductive` tells them apart.
+
+Every registered class has a ``transductive`` class attribute.
 """
 
 from __future__ import annotations
@@ -41,6 +53,7 @@ __all__ = [
     "SklearnLogisticRegression",
     "create_classifier",
     "fit_logistic_regression",
+    "is_transductive",
     "list_classifiers",
 ]
 
@@ -62,60 +75,12 @@ class EpisodeClassifier(Protocol):
 
 # --------------------------------------------------------------------------- helpers
 
-
-def _as_batch(x: Any, name: str, device: torch.device | str | None = None) -> torch.Tensor:
-    t = torch.as_tensor(x, device=device)
-    if t.ndim == 2:
-        t = t.unsqueeze(0)
-    if t.ndim != 3:
-        raise ValueError(f"{name} must have shape (E, n, d) or (n, d), got {tuple(t.shape)}")
-    if not t.is_floating_point():
-        raise TypeError(f"{name} must be floating point, got {t.dtype}")
-    return t
-
-
-def _as_labels(y: Any, batch: int, n: int, device: torch.device) -> tuple[torch.Tensor, int]:
-    t = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y, device=device)
-    if t.is_floating_point() or t.dtype == torch.bool:
-        raise TypeError(f"support_labels must be integers, got {t.dtype}")
-    t = t.long()
-    if t.ndim == 1:
-        t = t.unsqueeze(0).expand(batch, -1)
-    if t.shape != (batch, n):
-        raise ValueError(f"support_labels must have shape ({batch}, {n}) or ({n},), got {tuple(t.shape)}")
-    if t.numel() and int(t.min()) < 0:
-        raise ValueError("support_labels must be in 0..K-1, got a negative label")
-    n_classes = int(t.max()) + 1 if t.numel() else 0
-    return t, n_classes
-
-
-def _safe_norm(norms: torch.Tensor) -> torch.Tensor:
-    # an all-zero feature row (e.g. post-ReLU) stays zero instead of becoming NaN
-    return norms.clamp_min(torch.finfo(norms.dtype).tiny ** 0.5)
-
-
-def _l2_normalize(x: torch.Tensor) -> torch.Tensor:
-    return x / _safe_norm(x.norm(dim=-1, keepdim=True))
-
-
-def _episode_slice(
-    weights: torch.Tensor, bias: torch.Tensor | None, start: int, Q: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The fitted parameters of episodes ``start .. start + len(Q)``, checked against ``Q``."""
-    E, _, d = weights.shape
-    if not 0 <= start <= E - Q.shape[0] or Q.shape[2] != d:
-        raise ValueError(
-            f"query shape {tuple(Q.shape)} from episode {start} does not match the fitted batch (E={E}, d={d})"
-        )
-    end = start + Q.shape[0]
-    return weights[start:end], None if bias is None else bias[start:end]
-
-
-def _check_positive(name: str, value: Any, integer: bool = False) -> None:
-    ok = isinstance(value, (int, np.integer)) if integer else isinstance(value, (int, float, np.number))
-    if isinstance(value, bool) or not ok or not value > 0 or not np.isfinite(value):
-        kind = "a positive integer" if integer else "a positive number"
-        raise ValueError(f"{name} must be {kind}, got {value!r}")
+from fewshot._episode_tensors import as_batch as _as_batch  # noqa: E402
+from fewshot._episode_tensors import as_labels as _as_labels  # noqa: E402
+from fewshot._episode_tensors import check_positive as _check_positive  # noqa: E402
+from fewshot._episode_tensors import episode_slice as _episode_slice  # noqa: E402
+from fewshot._episode_tensors import l2_normalize as _l2_normalize  # noqa: E402
+from fewshot._episode_tensors import safe_norm as _safe_norm  # noqa: E402
 
 
 # --------------------------------------------------------------------------- logistic regression
@@ -335,6 +300,8 @@ class LogisticRegression:
     Non-convergence of any episode emits one :class:`ConvergenceWarning` with the count.
     """
 
+    transductive = False
+
     def __init__(
         self,
         C: float = 1.0,
@@ -410,6 +377,8 @@ class SklearnLogisticRegression:
     L2-normalises rows first (default True).
     """
 
+    transductive = False
+
     def __init__(self, C: float = 1.0, max_iter: int = 100, tol: float = 1e-4, normalize: bool = True) -> None:
         self.C = C
         self.max_iter = max_iter
@@ -467,6 +436,8 @@ class PrototypeClassifier:
     distance; Wang et al. 2019, SimpleShot).
     """
 
+    transductive = False
+
     def __init__(self, device: str | torch.device | None = None) -> None:
         self.device = device
 
@@ -489,12 +460,36 @@ class PrototypeClassifier:
         return (Q @ protos.transpose(1, 2)).argmax(-1).cpu().numpy()
 
 
+from fewshot.nearest import NearestNeighbor, SimpleShot  # noqa: E402
+from fewshot.ridge import RidgeClassifier  # noqa: E402
+from fewshot.svm import LinearSVM  # noqa: E402
+from fewshot.transductive import BDCSPN, PTMAP, TIM, LaplacianShot  # noqa: E402
+
 #: Registry: classifier name -> class. ``create_classifier(name, **kwargs)`` instantiates one.
 CLASSIFIERS: dict[str, type] = {
     "logreg": LogisticRegression,
     "logreg-sklearn": SklearnLogisticRegression,
     "prototype": PrototypeClassifier,
+    "simpleshot": SimpleShot,
+    "nn": NearestNeighbor,
+    "svm": LinearSVM,
+    "ridge": RidgeClassifier,
+    "bd-cspn": BDCSPN,
+    "laplacianshot": LaplacianShot,
+    "tim": TIM,
+    "pt-map": PTMAP,
 }
+
+
+def is_transductive(name: str) -> bool:
+    """Whether the registered classifier ``name`` uses the episode's unlabelled queries.
+
+    Raises:
+        ValueError: unknown ``name``.
+    """
+    if name not in CLASSIFIERS:
+        raise ValueError(f"unknown classifier {name!r}; expected one of {', '.join(CLASSIFIERS)}")
+    return bool(getattr(CLASSIFIERS[name], "transductive", False))
 
 
 def list_classifiers() -> list[str]:

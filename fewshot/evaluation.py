@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from fewshot._device import resolve_device
 from fewshot._io import sha256_arrays
-from fewshot.classifiers import EpisodeClassifier, create_classifier
+from fewshot.classifiers import EpisodeClassifier, create_classifier, is_transductive
 from fewshot.episodes import Episodes, check_sizes, sample_episodes
 from fewshot.results import EPISODE_COLUMNS
 from fewshot.runs import check_run_name
@@ -89,7 +89,9 @@ def load_features(path: str | Path) -> FeatureSet:
     """Read a features file: ``.npz`` with ``features`` ``(N, d)`` float and ``labels`` ``(N,)`` int.
 
     Optional keys: ``class_names`` (strings), ``dataset``, ``split``, ``run`` (the training
-    run, written by ``fewshot extract --checkpoint``).
+    run, written by ``fewshot extract --checkpoint``). Files of other toolkits (easyfsl
+    parquet, ``.pt`` dicts, restricted pickles) are read by
+    :func:`fewshot.feature_formats.read_foreign_features`, chosen by the file name.
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -98,6 +100,11 @@ def load_features(path: str | Path) -> FeatureSet:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"features file not found: {path}")
+    from fewshot.feature_formats import is_foreign_features, read_foreign_features
+
+    if is_foreign_features(path):  # easyfsl parquet, restricted pickles, .pt dicts
+        features, labels, names = read_foreign_features(path)
+        return FeatureSet(features, labels, names, path=path)
     try:
         with np.load(path, allow_pickle=False) as z:
             keys = set(z.files)
@@ -137,15 +144,17 @@ def evaluate(
     device: str | torch.device | None = None,
     batch_size: int = 1000,
     progress: bool | None = False,
+    return_per_class: bool = False,
     **classifier_kwargs: Any,
-) -> np.ndarray:
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Per-episode accuracy of a classifier fitted on each episode's support set.
 
     Args:
         features: ``(N, d)`` frozen features.
         labels: ``(N,)`` integer labels (used to check that ``episodes`` belong to them).
         episodes: from :func:`fewshot.episodes.sample_episodes` on ``labels``.
-        classifier: a registry name (``"logreg"``, ``"logreg-sklearn"``, ``"prototype"``) or an
+        classifier: a registry name (:data:`fewshot.classifiers.CLASSIFIERS`: ``"logreg"``,
+            ``"svm"``, ``"simpleshot"``, the transductive ``"tim"``, ...) or an
             object with ``fit(support (E, n, d), labels (n,))`` and
             ``predict(query (E', m, d), start)`` (see :mod:`fewshot.classifiers`).
         device: torch device; ``None`` = CUDA when available, else CPU.
@@ -153,10 +162,13 @@ def evaluate(
             ``batch_size * n_way * n_shot * d`` support values, queries are gathered 250
             episodes at a time).
         progress: show a tqdm bar (``None``: only on a terminal).
+        return_per_class: also return the correct predictions per class.
         **classifier_kwargs: passed to the registry's constructor (e.g. ``C=0.5``).
 
     Returns:
-        ``(E,)`` float64 accuracies in ``[0, 1]``.
+        ``(E,)`` float64 accuracies in ``[0, 1]``; with ``return_per_class`` also ``(E, n_way)``
+        int64 counts of correctly classified queries of ``episodes.classes[e, k]`` (out of
+        ``n_query``).
 
     Raises:
         ValueError: malformed features/labels, or episodes that do not index these labels.
@@ -184,6 +196,7 @@ def evaluate(
     sbuf = torch.empty(min(batch_size, E) * ns, d, dtype=feats.dtype, device=dev)
     qbuf = torch.empty(min(qchunk, E) * nq, d, dtype=feats.dtype, device=dev)
     acc = np.empty(E, dtype=np.float64)
+    correct = np.empty((E, episodes.n_way), dtype=np.int64) if return_per_class else None
     bar = tqdm(total=E, desc="episodes", unit="ep", disable=(not progress) if progress is not None else None, leave=False)
     with torch.no_grad():
         for lo in range(0, E, batch_size):
@@ -195,10 +208,13 @@ def evaluate(
                 qhi = min(hi, qlo + qchunk)
                 q = torch.index_select(feats, 0, query_idx[qlo:qhi].reshape(-1), out=qbuf[: (qhi - qlo) * nq])
                 pred = np.asarray(clf.predict(q.view(qhi - qlo, nq, d), start=qlo - lo))
-                acc[qlo:qhi] = (pred == query_labels).mean(axis=1)
+                hits = pred == query_labels
+                acc[qlo:qhi] = hits.mean(axis=1)
+                if correct is not None:  # queries are class-major: n_query per class
+                    correct[qlo:qhi] = hits.reshape(qhi - qlo, episodes.n_way, -1).sum(-1)
             bar.update(b)
     bar.close()
-    return acc
+    return (acc, correct) if correct is not None else acc
 
 
 def run_protocol(
@@ -218,6 +234,7 @@ def run_protocol(
     device: str | torch.device | None = None,
     episodes_dir: str | Path | None = None,
     progress: bool | None = None,
+    per_class: bool = False,
 ) -> pd.DataFrame:
     """Evaluate every (shot, seed) of the protocol; one row per episode.
 
@@ -232,9 +249,13 @@ def run_protocol(
         classifier, classifier_kwargs: see :func:`evaluate`.
         episodes_dir: if given, every sampled :class:`Episodes` is saved there as
             ``{n_way}way-{shot}shot-{n_query}query-seed{seed}.npz``.
+        per_class: also keep, per episode, ``class_k`` (the name of its ``k``-th class, or
+            the label as text when the features have no class names) and ``correct_k`` (its
+            correctly classified queries, out of ``n_query``), ``k = 0 .. n_way-1``.
 
     Returns:
-        DataFrame with columns :data:`fewshot.results.EPISODE_COLUMNS`.
+        DataFrame with columns :data:`fewshot.results.EPISODE_COLUMNS` (then the per-class
+        columns when asked).
 
     Raises:
         ValueError: bad sizes or features (see :func:`evaluate` and
@@ -266,7 +287,8 @@ def run_protocol(
     for shot, seed, episodes in tqdm(jobs, desc=f"{dataset} {n_way}-way", unit="run", disable=(not progress) if progress is not None else None):
         if episodes_dir is not None:
             episodes.save(Path(episodes_dir) / _episodes_filename(n_way, shot, n_query, seed))
-        acc = evaluate(fs.features, fs.labels, episodes, classifier, device=device, **clf_kwargs)
+        out = evaluate(fs.features, fs.labels, episodes, classifier, device=device, return_per_class=per_class, **clf_kwargs)
+        acc, correct = out if per_class else (out, None)
         frames.append(
             pd.DataFrame(
                 {
@@ -282,10 +304,24 @@ def run_protocol(
                     "classifier": classifier,
                     "features_fingerprint": fs.fingerprint,
                     "episodes_fingerprint": episodes.fingerprint,
+                    **(_per_class_columns(episodes, correct, fs.class_names) if correct is not None else {}),
                 }
             )
         )
-    return pd.concat(frames, ignore_index=True).loc[:, list(EPISODE_COLUMNS)]
+    df = pd.concat(frames, ignore_index=True)
+    extra = [c for c in df.columns if c not in EPISODE_COLUMNS]
+    return df.loc[:, [*EPISODE_COLUMNS, *extra]]
+
+
+def _per_class_columns(episodes: Episodes, correct: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
+    """``class_k`` / ``correct_k`` columns of one run (see :func:`run_protocol`)."""
+    names = np.asarray(list(class_names) if class_names else [str(i) for i in range(int(episodes.classes.max()) + 1)], dtype=object)
+    cols: dict[str, Any] = {}
+    for k in range(episodes.n_way):
+        cols[f"class_{k}"] = names[episodes.classes[:, k]]
+    for k in range(episodes.n_way):
+        cols[f"correct_{k}"] = correct[:, k]
+    return cols
 
 
 def evaluate_to_directory(
@@ -299,6 +335,8 @@ def evaluate_to_directory(
     run: str | None = None,
     device: str | torch.device | None = None,
     progress: bool | None = None,
+    base_features: str | Path | None = None,
+    per_class: bool = False,
 ) -> Any:
     """Run a protocol on a features file and write a results directory (what the CLI does).
 
@@ -317,12 +355,22 @@ def evaluate_to_directory(
         run: the training run's name, written in every row and the manifest (default: the
             features file's ``run``, written by ``fewshot extract --checkpoint``); results
             with one label and several runs are replicates of that method.
+        base_features: a features file of the *base* classes; its mean feature becomes the
+            classifier's ``base_mean`` (``simpleshot``'s CL2N centring) and its path and
+            fingerprint are recorded in the manifest. Refused for classifiers without a
+            ``base_mean`` parameter.
+
+        per_class: keep per-class correct counts in the per-episode rows (see
+            :func:`run_protocol`), for ``fewshot compare --per-class``.
+
+    The summary's CI uses ``protocol.ci`` (``"t"`` or ``"z"``).
 
     Returns:
         The written :class:`fewshot.results.Results`.
     """
     from fewshot._io import atomic_dir
     from fewshot._manifest import make_manifest
+    from fewshot.feature_formats import features_image_size
     from fewshot.protocol import Protocol
     from fewshot.results import read_results, write_results
     from fewshot.stats import summarize
@@ -330,6 +378,16 @@ def evaluate_to_directory(
     protocol = protocol or Protocol()
     if run is not None:
         check_run_name(run, "run")
+    clf_kwargs = dict(classifier_kwargs or {})
+    base_record = None
+    if base_features is not None:
+        from fewshot.classifier_options import classifier_parameters
+
+        if "base_mean" not in classifier_parameters(classifier):
+            raise ValueError(f"base features are used only by classifiers with a base_mean (simpleshot), not by {classifier!r}")
+        base = load_features(base_features)
+        clf_kwargs["base_mean"] = base.features.astype(np.float64).mean(0)
+        base_record = {"path": str(base_features), "fingerprint": base.fingerprint, "n": int(base.labels.size), "dim": int(base.features.shape[1])}
     fs = load_features(features_path)
     if protocol.dataset and fs.dataset not in ("custom", protocol.dataset):
         raise ValueError(
@@ -349,10 +407,11 @@ def evaluate_to_directory(
             n_episodes=protocol.episodes,
             seeds=protocol.seeds,
             classifier=classifier,
-            classifier_kwargs=classifier_kwargs,
+            classifier_kwargs=clf_kwargs,
             device=device,
             episodes_dir=tmp / "episodes",
             progress=progress,
+            per_class=per_class,
         )
         runs = df.groupby(["n_way", "n_shot", "n_query", "seed"], sort=True).episodes_fingerprint.first()
         episode_files = {_episodes_filename(*key): fingerprint for key, fingerprint in runs.items()}
@@ -361,18 +420,28 @@ def evaluate_to_directory(
             "dataset": str(df.dataset.iloc[0]),
             "split": str(df.split.iloc[0]),
             "classifier": classifier,
-            "classifier_kwargs": dict(classifier_kwargs or {}),
+            "classifier_kwargs": {k: v for k, v in clf_kwargs.items() if k != "base_mean"},
+            "transductive": is_transductive(classifier),
+            "per_class": bool(per_class),
         }
+        if base_record is not None:
+            config["base_features"] = base_record
         manifest = make_manifest(
             "evaluate",
             config,
             label=label or out.name,
             run=str(df.run.iloc[0]),
-            features={"path": str(features_path), "fingerprint": fs.fingerprint, "n": int(fs.labels.size), "dim": int(fs.features.shape[1])},
+            features={
+                "path": str(features_path),
+                "fingerprint": fs.fingerprint,
+                "n": int(fs.labels.size),
+                "dim": int(fs.features.shape[1]),
+                "image_size": features_image_size(features_path),
+            },
             episodes=episode_files,
             protocol_file={"path": protocol.path, "sha256": protocol.sha256} if protocol.path else None,
         )
-        write_results(tmp, df, summarize(df), manifest)
+        write_results(tmp, df, summarize(df, ci=protocol.ci), manifest)
     return read_results(out)
 
 

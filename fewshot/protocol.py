@@ -9,6 +9,13 @@ A protocol fixes everything about an evaluation that does not depend on the feat
     queries = 15
     episodes = 3000
     seeds = [0, 1, 2]
+    ci = "t"                    # CI formula: "t" (Student, default) or "z" (1.96 at 95%)
+
+Optional: ``name`` and ``description`` (strings) and an ``[upstream]`` table recording, for a
+preset that mirrors another toolkit (``episodes/presets/*.toml``), what that toolkit does that
+frozen-feature evaluation here does not reproduce (``seeding``, ``support_augmentation``,
+``image_size``, ``episodes``, ``reference``, ...). ``[upstream]`` is provenance only: it is
+copied into manifests and never changes the evaluation.
 
 Every method scored with one protocol file sees the same episodes (given the same labels).
 """
@@ -24,7 +31,8 @@ from fewshot._io import sha256_file
 
 __all__ = ["Protocol", "load_protocol"]
 
-_KEYS = {"dataset", "split", "ways", "shots", "queries", "episodes", "seeds"}
+_KEYS = {"dataset", "split", "ways", "shots", "queries", "episodes", "seeds", "ci", "name", "description", "upstream"}
+_CI = ("t", "z")
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,10 @@ class Protocol:
     queries: int = 15
     episodes: int = 3000
     seeds: tuple[int, ...] = (0, 1, 2)
+    ci: str = "t"
+    name: str | None = None
+    description: str | None = None
+    upstream: dict[str, Any] | None = None
     path: str | None = None
     sha256: str | None = None
 
@@ -54,11 +66,20 @@ class Protocol:
             if not v or any(isinstance(x, bool) or not isinstance(x, int) or x < low for x in v):
                 raise ValueError(f"protocol {name} must be a non-empty list of integers >= {low}, got {v!r}")
             object.__setattr__(self, name, v)
+        if self.ci not in _CI:
+            raise ValueError(f"protocol ci must be one of {', '.join(_CI)}, got {self.ci!r}")
+        for name in ("name", "description"):
+            v = getattr(self, name)
+            if v is not None and not isinstance(v, str):
+                raise ValueError(f"protocol {name} must be a string, got {v!r}")
+        if self.upstream is not None and not isinstance(self.upstream, dict):
+            raise ValueError(f"protocol upstream must be a table, got {self.upstream!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (for manifests)."""
         d = asdict(self)
         d["shots"], d["seeds"] = list(self.shots), list(self.seeds)
+        d["upstream"] = dict(self.upstream) if self.upstream is not None else None
         return d
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,11 @@ import pandas as pd
 
 from fewshot._io import write_bytes, write_csv, write_json
 
-__all__ = ["EPISODE_COLUMNS", "EPISODES_FILE", "Results", "write_results", "read_results"]
+__all__ = ["EPISODE_COLUMNS", "EPISODES_FILE", "PER_CLASS_COLUMN", "Results", "write_results", "read_results"]
+
+#: Optional per-class columns kept after :data:`EPISODE_COLUMNS` (``fewshot evaluate
+#: --per-class``): ``class_k`` (name of the episode's k-th class) and ``correct_k``.
+PER_CLASS_COLUMN = re.compile(r"(class|correct)_\d+")
 
 #: File name of the per-episode table inside a results directory.
 EPISODES_FILE = "per_episode.csv.gz"
@@ -75,7 +80,8 @@ def write_results(
     if missing:
         raise ValueError(f"per-episode results lack columns {missing}")
     out.mkdir(parents=True, exist_ok=True)
-    text = per_episode.loc[:, list(EPISODE_COLUMNS)].to_csv(index=False, lineterminator="\n")
+    per_class = [c for c in per_episode.columns if PER_CLASS_COLUMN.fullmatch(str(c))]
+    text = per_episode.loc[:, [*EPISODE_COLUMNS, *per_class]].to_csv(index=False, lineterminator="\n")
     write_bytes(out / EPISODES_FILE, gzip.compress(text.encode("utf-8"), mtime=0))
     write_csv(out / "summary.csv", summary)
     write_json(out / "manifest.json", manifest)

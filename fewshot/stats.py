@@ -32,6 +32,7 @@ import pandas as pd
 from scipy import stats as _st
 
 __all__ = [
+    "CI_FORMULAS",
     "RUN_KEYS",
     "SUMMARY_COLUMNS",
     "MEDIAN_RUN_COLUMNS",
@@ -80,23 +81,37 @@ def _t_quantile(level: float, dof: int) -> float:
     return float(_st.t.ppf((1.0 + level) / 2.0, dof))
 
 
-def confidence_interval(
-    accuracies: Sequence[float] | np.ndarray, level: float = 0.95
-) -> tuple[float, float]:
-    """Mean and the half-width of its two-sided t confidence interval.
+#: CI formulas accepted by ``ci=``: Student's t (default) or the normal quantile (1.96 at 95%).
+CI_FORMULAS: tuple[str, ...] = ("t", "z")
 
-    ``half_width = t.ppf((1 + level) / 2, n - 1) * std(ddof=1) / sqrt(n)``.
+
+def _check_ci(ci: str) -> None:
+    if ci not in CI_FORMULAS:
+        raise ValueError(f"ci must be one of {', '.join(CI_FORMULAS)}, got ci={ci!r}")
+
+
+def confidence_interval(
+    accuracies: Sequence[float] | np.ndarray, level: float = 0.95, ci: str = "t"
+) -> tuple[float, float]:
+    """Mean and the half-width of its two-sided confidence interval.
+
+    ``half_width = q * std(ddof=1) / sqrt(n)`` with ``q = t.ppf((1 + level) / 2, n - 1)``
+    (``ci="t"``, default) or ``q = norm.ppf((1 + level) / 2)`` (``ci="z"``: 1.96 at 95%, the
+    formula of FEAT, mmfewshot and CD-FSL).
 
     Args:
         accuracies: ``(n,)`` per-episode accuracies.
         level: confidence level in (0, 1); default 0.95.
+        ci: ``"t"`` (default) or ``"z"``.
 
     Returns:
         ``(mean, half_width)`` as floats.
 
     Raises:
-        ValueError: fewer than 2 values, NaN values, not 1-D, or ``level`` outside (0, 1).
+        ValueError: fewer than 2 values, NaN values, not 1-D, ``level`` outside (0, 1), or an
+            unknown ``ci``.
     """
+    _check_ci(ci)
     if not 0.0 < float(level) < 1.0:
         raise ValueError(f"level must be in (0, 1), got level={level}")
     x = _as_1d(accuracies, "accuracies")
@@ -104,7 +119,8 @@ def confidence_interval(
     if n < 2:
         raise ValueError(f"a confidence interval needs at least 2 values, got n={n}")
     mean = float(x.mean())
-    half = _t_quantile(level, n - 1) * float(x.std(ddof=1)) / math.sqrt(n)
+    q = _t_quantile(level, n - 1) if ci == "t" else float(_st.norm.ppf((1.0 + level) / 2.0))
+    half = q * float(x.std(ddof=1)) / math.sqrt(n)
     return mean, half
 
 
@@ -116,13 +132,14 @@ def _group_keys(df: pd.DataFrame, with_seed: bool) -> list[str]:
     return keys + [c for c in _OPTIONAL_KEYS if c in df.columns]
 
 
-def summarize(df: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+def summarize(df: pd.DataFrame, level: float = 0.95, ci: str = "t") -> pd.DataFrame:
     """One row per run: mean, std, CI half-width and episode count.
 
     Args:
         df: per-episode results with columns ``dataset, n_way, n_shot, seed, accuracy``
             (``split``, ``n_query``, ``classifier`` join the grouping when present).
         level: confidence level of ``ci95`` (kept under that name for the default 0.95).
+        ci: CI formula, ``"t"`` (default) or ``"z"`` (see :func:`confidence_interval`).
 
     Returns:
         A DataFrame with the key columns ``dataset, n_way, n_shot, seed`` [``split,
@@ -132,6 +149,7 @@ def summarize(df: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     Raises:
         ValueError: missing columns, an empty frame, or NaN accuracies.
     """
+    _check_ci(ci)
     keys = _group_keys(df, with_seed=True)
     if "accuracy" not in df.columns:
         raise ValueError("per-episode results lack column 'accuracy'")
@@ -144,7 +162,7 @@ def summarize(df: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     for key, group in df.groupby(keys, sort=True, dropna=False):
         x = group["accuracy"].to_numpy(dtype=np.float64)
         if x.shape[0] >= 2:
-            mean, half = confidence_interval(x, level)
+            mean, half = confidence_interval(x, level, ci)
             std = float(x.std(ddof=1))
         else:
             mean, half, std = float(x.mean()), math.nan, math.nan

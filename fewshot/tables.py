@@ -57,13 +57,14 @@ __all__ = [
 ]
 
 #: Registry names of the paper's benchmarks, in table order; other datasets follow.
-DATASET_ORDER: tuple[str, ...] = ("cifar-fs", "fc100", "mini-imagenet", "tiered-imagenet")
+DATASET_ORDER: tuple[str, ...] = ("cifar-fs", "fc100", "mini-imagenet", "tiered-imagenet", "cub")
 #: Display names used in table headers and plot titles.
 DATASET_DISPLAY: dict[str, str] = {
     "cifar-fs": "CIFAR-FS",
     "fc100": "FC100",
     "mini-imagenet": "miniImageNet",
     "tiered-imagenet": "tieredImageNet",
+    "cub": "CUB",
 }
 
 #: Columns of :func:`table_frame`. Accuracies (``mean``, ``half_width``, ``run_mean_min``,

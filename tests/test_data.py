@@ -217,6 +217,30 @@ def gen_ravi_csv(root: Path, name: str, split: str, per_class: int = 2, drop: in
     return expected, 3
 
 
+CUB_CLASSES = [c for s in ("train", "val", "test") for c in class_names("cub", s)]
+
+
+def gen_cub(root: Path, name: str, split: str, per_class: int = 2):
+    """The official CUB_200_2011/ layout, all 200 classes, ``per_class`` tiny JPEGs each."""
+    base = root / "CUB_200_2011"
+    order = sorted(CUB_CLASSES)  # classes.txt order = sorted folder names
+    images, labels, expected = [], [], []
+    for cid, c in enumerate(order, 1):
+        (base / "images" / c).mkdir(parents=True, exist_ok=True)
+        for j in range(per_class):
+            rel = f"{c}/{c.split('.', 1)[1]}_{j:04d}.jpg"
+            img = _solid((c, j), size=8)
+            Image.fromarray(img).save(base / "images" / rel, quality=95)
+            images.append(f"{len(images) + 1} {rel}")
+            labels.append(f"{len(labels) + 1} {cid}")
+            if c in class_names("cub", split):
+                expected.append((c, img))
+    (base / "images.txt").write_text("\n".join(images) + "\n")
+    (base / "image_class_labels.txt").write_text("\n".join(labels) + "\n")
+    (base / "classes.txt").write_text("\n".join(f"{i} {c}" for i, c in enumerate(order, 1)) + "\n")
+    return expected, 3
+
+
 def _tiered_labels(path: Path, split: str, labels: list[int], label_str: list[str]) -> None:
     # Written with bytes keys and names, as a Python 2 pickle read with encoding='bytes' gives.
     d = {
@@ -287,6 +311,7 @@ GENERATORS = {
     ("tiered-imagenet", "ren-png-pickle"): gen_ren_png,
     ("tiered-imagenet", "npz"): gen_npz,
     ("digits", "sklearn"): gen_digits,
+    ("cub", "official"): gen_cub,
 }
 
 CASES = [(d, layout, "test") for d, layout in GENERATORS] + [
@@ -294,6 +319,8 @@ CASES = [(d, layout, "test") for d, layout in GENERATORS] + [
     ("fc100", "cifar-100-python", "train"),
     ("mini-imagenet", "mini-imagenet-cache", "val"),
     ("digits", "sklearn", "train"),
+    ("cub", "official", "train"),
+    ("cub", "official", "val"),
 ]
 
 
@@ -367,6 +394,7 @@ def test_npz_memory_mapped_when_stored_and_read_when_compressed(tmp_path):
     ("mini-imagenet", (64, 16, 20)),
     ("tiered-imagenet", (351, 97, 160)),
     ("digits", (5, 5)),
+    ("cub", (100, 50, 50)),
 ])
 def test_class_names_counts_and_disjoint(name, counts):
     splits = DATASETS[name].splits
@@ -400,7 +428,7 @@ def test_package_splits_match_shared_copy():
 
 
 def test_list_datasets():
-    assert list_datasets() == ["cifar-fs", "digits", "fc100", "mini-imagenet", "tiered-imagenet"]
+    assert list_datasets() == ["cifar-fs", "cub", "digits", "fc100", "mini-imagenet", "tiered-imagenet"]
     assert list_datasets("*imagenet") == ["mini-imagenet", "tiered-imagenet"]
     assert fewshot.load_split is load_split and fewshot.check_split is check_split
 
@@ -474,8 +502,8 @@ def test_unknown_layout_lists_every_path(tmp_path):
 
 
 def test_unknown_dataset_and_split():
-    with pytest.raises(ValueError, match=r"unknown dataset 'cub'; expected one of cifar-fs, digits, fc100"):
-        class_names("cub", "test")
+    with pytest.raises(ValueError, match=r"unknown dataset 'omniglot'; expected one of cifar-fs, cub, digits, fc100"):
+        class_names("omniglot", "test")
     with pytest.raises(ValueError, match=r"unknown split 'val' for digits; expected one of train, test"):
         load_split("digits", "val")
     with pytest.raises(ValueError, match=r"unknown split 'valid' for mini-imagenet"):
@@ -692,3 +720,62 @@ def test_real_mini_imagenet():
     assert dict(zip(report.splits["split"], report.splits["status"])) == {
         "train": "subset", "val": "subset", "test": "ok"}
     assert report.exit_code == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# CUB-200-2011 and LibFewShot's CSV layout
+# ---------------------------------------------------------------------------------------------
+
+def test_cub_split_is_chen_et_al_rule():
+    # CloserLookFewShot: sorted class folders; base i % 2 == 0, val i % 4 == 1, novel i % 4 == 3
+    order = sorted(CUB_CLASSES)
+    assert len(order) == 200 and order[0] == "001.Black_footed_Albatross" and order[-1] == "200.Common_Yellowthroat"
+    assert class_names("cub", "train") == order[0::2]
+    assert class_names("cub", "val") == order[1::4]
+    assert class_names("cub", "test") == order[3::4]
+    assert class_names("cub", "test")[:2] == ["004.Groove_billed_Ani", "008.Rhinoceros_Auklet"]
+
+
+def test_cub_data_check_and_errors(tmp_path, capsys):
+    gen_cub(tmp_path, "cub", "test")
+    assert main(["data", "check", "cub", "--root", str(tmp_path)]) == 0
+    assert "result: OK" in capsys.readouterr().out
+    ds = load_split("cub", "test", tmp_path / "CUB_200_2011")  # the folder itself works too
+    assert len(ds) == 100 and ds.class_names[0] == "004.Groove_billed_Ani"
+    base = tmp_path / "CUB_200_2011"
+    victim = next((base / "images" / "004.Groove_billed_Ani").iterdir())
+    victim.unlink()
+    with pytest.raises(ValueError, match=r"images\.txt: 1 listed images of the test classes are missing"):
+        load_split("cub", "test", tmp_path)
+    assert load_split("cub", "train", tmp_path).counts().tolist() == [2] * 100  # other splits unaffected
+    lines = (base / "image_class_labels.txt").read_text().splitlines()
+    lines[0] = "1 2"
+    (base / "image_class_labels.txt").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"image 1 is in folder '001.Black_footed_Albatross' but labelled '002.Laysan_Albatross'"):
+        load_split("cub", "train", tmp_path)
+
+
+def test_cub_table_column():
+    from fewshot.tables import DATASET_ORDER, dataset_display
+
+    assert DATASET_ORDER[-1] == "cub" and dataset_display("cub") == "CUB"
+
+
+def test_libfewshot_csv_layout(tmp_path):
+    # LibFewShot's miniImageNet--ravi: {split}.csv with a header row (filename,label, skipped by
+    # LibFewShot), a UTF-8 BOM written by some tools, images/ possibly in sub-folders.
+    base = tmp_path / "miniImageNet--ravi"
+    classes = class_names("mini-imagenet", "test")
+    lines = ["filename,label"]
+    for k, c in enumerate(classes):
+        sub = f"{c}/" if k % 2 else ""
+        (base / "images" / c).mkdir(parents=True, exist_ok=True)
+        for j in range(2):
+            rel = f"{sub}{c}{j + 1:08d}.jpg"
+            Image.fromarray(_solid((c, j))).save(base / "images" / rel, quality=95)
+            lines.append(f"{rel},{c}")
+    (base / "test.csv").write_text("\ufeff" + "\r\n".join(lines) + "\r\n", encoding="utf-8")
+    ds = load_split("mini-imagenet", "test", tmp_path)
+    assert ds.counts().tolist() == [2] * 20 and ds.labels[:4].tolist() == [0, 0, 1, 1]
+    assert ds.path(2).parent.name == classes[1]
+    assert check_split("mini-imagenet", tmp_path, split="test").ok

@@ -54,6 +54,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
     p.add_argument("--out", metavar="FILE.csv", help="also write the comparison as CSV (raw numbers)")
+    p.add_argument(
+        "--per-class", action="store_true",
+        help="compare class by class instead: each novel class's accuracy over the episodes "
+        "containing it, with its CI and the paired difference (results from `evaluate --per-class`; "
+        "--out then writes this table)",
+    )
     p.set_defaults(func=run)
 
 
@@ -152,6 +158,16 @@ def format_comparison(df: Any) -> str:
 def run(args: argparse.Namespace) -> int:
     from fewshot._io import write_csv
     from fewshot.comparison import compare
+
+    if args.per_class:
+        from fewshot.per_class import compare_per_class, format_per_class
+
+        df = compare_per_class(args.results, baseline=args.baseline, alpha=args.alpha)
+        print(format_per_class(df))
+        if args.out:
+            write_csv(args.out, df)
+            print(f"wrote {args.out}")
+        return 0
 
     if args.effect is not None and not (math.isfinite(args.effect) and 0 < args.effect <= 100):
         raise ValueError(f"--effect must be a difference in percentage points in (0, 100], got {args.effect}")

@@ -28,6 +28,13 @@ def register(sub: Any) -> None:
     p.add_argument("--seeds", type=int, nargs="+", help="episode seeds (default 0 1 2)")
     p.add_argument("--classifier", default="logreg", choices=list(CLASSIFIERS), help="default: logreg")
     p.add_argument("--C", type=float, dest="C", help="inverse regularisation of the logistic regressions (default 1.0)")
+    p.add_argument(
+        "--classifier-arg", action="append", default=[], metavar="KEY=VALUE",
+        help="a classifier hyper-parameter, repeatable (e.g. --classifier-arg metric=euclidean "
+        "--classifier-arg lam=50); see README 'Classifiers' for each classifier's names and defaults",
+    )
+    p.add_argument("--base-features", metavar="FILE.npz", help="features of the base classes; simpleshot centres on their mean (CL2N)")
+    p.add_argument("--per-class", action="store_true", help="keep per-class correct counts in the per-episode rows (for compare/plot --per-class)")
     p.add_argument("--label", help="method label for tables (default: the output directory's name)")
     p.add_argument("--run", metavar="NAME",
                    help="training run of these features, written in every row (default: the features file's run, "
@@ -53,7 +60,12 @@ def run(args: argparse.Namespace) -> int:
         "seeds": args.seeds,
     }
     protocol = Protocol(**{**base.to_dict(), **{k: v for k, v in overrides.items() if v is not None}})
+    from fewshot.classifier_options import parse_classifier_args
+
     clf_kwargs = {"C": args.C} if args.C is not None else {}
+    clf_kwargs.update(parse_classifier_args(args.classifier_arg))
+    if args.classifier == "simpleshot" and not args.base_features:
+        raise ValueError("simpleshot needs --base-features FILE.npz (features of the base classes, for CL2N centring)")
     results = evaluate_to_directory(
         args.features,
         args.out,
@@ -63,8 +75,10 @@ def run(args: argparse.Namespace) -> int:
         label=args.label,
         run=args.run,
         device=args.device,
+        base_features=args.base_features,
+        per_class=args.per_class,
     )
-    summary = summarize(results.episodes)
+    summary = summarize(results.episodes, ci=protocol.ci)
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print(f"wrote {results.path}")
     return 0

@@ -20,11 +20,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--order", nargs="+", metavar="LABEL", help="method labels, top to bottom (others follow)"
     )
     p.add_argument("--out", metavar="FILE.png|pdf", required=True, help="figure to write (.png or .pdf)")
+    p.add_argument(
+        "--per-class", action="store_true",
+        help="plot each novel class's accuracy ± 95%% CI instead (results from `evaluate --per-class`)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from fewshot.plots import plot_results
+
+    if args.per_class:
+        from fewshot.per_class import plot_per_class
+
+        print(f"wrote {plot_per_class(args.results, args.out)}")
+        return 0
 
     out = plot_results(args.results, args.out, order=args.order)
     print(f"wrote {out}")

@@ -70,7 +70,9 @@ def run(args: argparse.Namespace) -> int:
         test=args.test,
         quoted=args.quoted,
     )
-    text = render_table(frame, fmt)
+    from fewshot.table_notes import render_with_notes
+
+    text = render_with_notes(frame, fmt, args.results, args.quoted)
     if args.overlap_note and fmt != "csv":
         from fewshot.overlap import overlap_footnote
 
@@ -78,6 +80,6 @@ def run(args: argparse.Namespace) -> int:
         if note:
             text = text.rstrip("\n") + ("\n\n" if fmt == "md" else "\n\n% ") + note + "\n"
     write_text(args.out, text)
-    print(text if fmt != "csv" else render_table(frame, "md"), end="")
+    print(text if fmt != "csv" else render_with_notes(frame, "md", args.results, args.quoted), end="")
     print(f"wrote {args.out}")
     return 0

@@ -9,6 +9,7 @@ import os
 from fewshot.data._base import ImageSplit
 from fewshot.data._layout import DatasetSpec, finalize, resolve_root, scan
 from fewshot.data.cifar import CIFAR_FS, FC100
+from fewshot.data.cub import CUB
 from fewshot.data.digits import DIGITS
 from fewshot.data.mini_imagenet import MINI_IMAGENET
 from fewshot.data.tiered_imagenet import TIERED_IMAGENET
@@ -17,7 +18,7 @@ __all__ = ["DATASETS", "get_dataset", "list_datasets", "class_names", "load_spli
 
 #: Registered benchmarks by name.
 DATASETS: dict[str, DatasetSpec] = {
-    spec.name: spec for spec in (CIFAR_FS, FC100, MINI_IMAGENET, TIERED_IMAGENET, DIGITS)
+    spec.name: spec for spec in (CIFAR_FS, FC100, MINI_IMAGENET, TIERED_IMAGENET, CUB, DIGITS)
 }
 
 

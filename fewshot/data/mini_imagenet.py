@@ -9,8 +9,10 @@ Layouts, tried in this order under the data root (and under ``mini-imagenet/``,
     learn2learn): a dict with ``image_data`` (N x 84 x 84 x 3 uint8) and ``class_dict``
     ``{wnid: [row indices]}``. Items are the listed rows in row order.
 ``ravi-csv``
-    ``{train,val,test}.csv`` with the header ``filename,label`` (label = wnid) and a flat
-    ``images/`` folder holding the files. Items follow the CSV order.
+    ``{train,val,test}.csv`` with the header ``filename,label`` (label = wnid) and an
+    ``images/`` folder holding the files (flat, or in sub-folders named in ``filename``).
+    Items follow the CSV order. This is also LibFewShot's format (its ``miniImageNet--ravi``
+    folder, which is one of the folders looked in; a UTF-8 byte-order mark is accepted).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from fewshot.data._splits import split_classes
 
 __all__ = ["MINI_IMAGENET"]
 
-_BASES = ("", "mini-imagenet", "miniImageNet", "miniimagenet", "mini_imagenet")
+_BASES = ("", "mini-imagenet", "miniImageNet", "miniimagenet", "mini_imagenet", "miniImageNet--ravi")
 
 
 def _load_cache(paths: list[Path], spec: DatasetSpec, split: str) -> Found:
@@ -69,7 +71,7 @@ def _load_cache(paths: list[Path], spec: DatasetSpec, split: str) -> Found:
 def _load_csv(paths: list[Path], spec: DatasetSpec, split: str) -> Found:
     csv_path, image_dir = paths
     try:
-        with csv_path.open(newline="", encoding="utf-8") as fh:
+        with csv_path.open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.reader(fh)
             header = next(reader, None)
             rows = [r for r in reader if r]
@@ -82,7 +84,7 @@ def _load_csv(paths: list[Path], spec: DatasetSpec, split: str) -> Found:
         raise ValueError(f"{csv_path}: row {bad + 2} has {len(rows[bad])} fields, expected 2")
     files = [r[0].strip() for r in rows]
     present = set(os.listdir(image_dir))
-    absent = [f for f in files if f not in present]
+    absent = [f for f in files if (f not in present if "/" not in f else not (image_dir / f).is_file())]
     if absent:
         raise ValueError(
             f"{csv_path}: {len(absent)} listed images are missing from {image_dir} "
