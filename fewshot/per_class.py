@@ -8,9 +8,10 @@ interval over those episodes; two methods are compared class by class on the *sa
 (paired by dataset, n_way, n_shot, seed, episode and class): mean difference with its t CI,
 paired t-test, Holm correction over every (class, shot, method) comparison of the call.
 
-Statistics level: episodes of one checkpoint (like :func:`fewshot.stats.summarize`); classes
-are not independent of each other (they share episodes), so read the Holm-corrected p-values
-per class, not as a test of "most classes".
+Statistics level: episodes, as the checkpoint level of :mod:`fewshot.comparison` (a method
+with several training runs is averaged over its runs episode by episode first, so an episode
+counts once); classes are not independent of each other (they share episodes), so read the
+Holm-corrected p-values per class, not as a test of "most classes".
 """
 
 from __future__ import annotations
@@ -59,13 +60,16 @@ def per_class_rows(episodes: pd.DataFrame, where: str = "results") -> pd.DataFra
         raise ValueError(f"{where} have no per-class counts; evaluate with --per-class (fewshot evaluate --per-class)")
     parts = []
     for k in ways:
-        part = episodes.loc[:, [*_KEYS, "n_query", "episodes_fingerprint"]].copy()
+        part = episodes.loc[:, [*_KEYS, "n_query", "episodes_fingerprint"]].copy()  # run: averaged below
         part["class_name"] = episodes[f"class_{k}"].astype(str)
         part["correct"] = episodes[f"correct_{k}"].astype(np.int64)
         part = part[episodes[f"class_{k}"].notna().to_numpy()]  # fewer ways in some runs
         parts.append(part)
     out = pd.concat(parts, ignore_index=True)
     out["accuracy"] = out["correct"] / out["n_query"]
+    if "run" in episodes.columns and episodes["run"].nunique() > 1:  # training runs: one row per episode
+        keys = [*_KEYS, "class_name", "n_query", "episodes_fingerprint"]
+        out = out.groupby(keys, sort=False, as_index=False)[["correct", "accuracy"]].mean()
     return out
 
 

@@ -99,3 +99,18 @@ def test_refusals(tmp_path, features_file, per_class_results, run_cli):
         compare_per_class([per_class_results[0], tmp_path / "o"])
     with pytest.raises(ValueError, match="at least two methods"):
         compare_per_class([per_class_results[0]])
+
+
+def test_training_runs_are_averaged_per_episode(tmp_path, features_file, run_cli):
+    """Two runs of a label count each episode once: averaged over runs, not paired run by run."""
+    common = ("evaluate", "--features", features_file, "--ways", "4", "--shots", "1", "--queries", "5",
+              "--episodes", "30", "--seeds", "0", "--per-class")
+    for label, clf in (("A", "logreg"), ("B", "nn")):
+        for run in ("seed-0", "seed-1"):
+            status, _, err = run_cli(*common, "--classifier", clf, "--label", label, "--run", run,
+                                     "--out", tmp_path / label / run)
+            assert status == 0, err
+    paths = [tmp_path / label / run for label in ("A", "B") for run in ("seed-0", "seed-1")]
+    df = compare_per_class(paths, baseline="A")
+    single = compare_per_class([tmp_path / "A" / "seed-0", tmp_path / "B" / "seed-0"], baseline="A")
+    assert df["n_episodes"].tolist() == single["n_episodes"].tolist()  # not 4x the pairs
