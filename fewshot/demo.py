@@ -10,6 +10,8 @@
    objectives), write Table 1 as Markdown, CSV and LaTeX, and a plot. As a cautionary
    example, also compare CE's seed-0 checkpoint with its seed-1 checkpoint at the episode
    level (``compare_ce_seeds.csv``): the same objective, "significantly" different.
+5. The embedding analyses of the papers (isotropy, similarity distributions, t-SNE) on each
+   objective's first run (``analysis/``).
 
 The demo exercises the pipeline; digits from scratch is not the papers' setting (ImageNet-
 pretrained ViTs fine-tuned on CIFAR-FS/FC100/miniImageNet/tieredImageNet), so its numbers say
@@ -117,7 +119,9 @@ def run_demo(
     ``manifest.json``, checkpoints), ``out/features/<objective>-seed-<S>.npz``,
     ``out/results/<objective>/seed-<S>/`` (per-episode results, manifests), ``out/compare.csv``
     (run level), ``out/compare_ce_seeds.csv`` (CE seed 0 vs seed 1, checkpoint level),
-    ``out/table1.{md,csv,tex}``, ``out/accuracy.png`` and ``out/manifest.json``.
+    ``out/table1.{md,csv,tex}``, ``out/accuracy.png``, ``out/analysis/`` (isotropy, similarity
+    distributions and t-SNE of each objective's first run, :func:`fewshot.analyze_to_directory`)
+    and ``out/manifest.json``.
 
     Raises:
         ValueError: ``out/runs/<objective>`` exists but does not hold demo runs (the demo
@@ -137,6 +141,7 @@ def run_demo(
 def _run(out: Path, s: DemoSettings, quick: bool, progress: bool, log: Callable[[str], None]) -> dict[str, Any]:
     from fewshot._io import write_csv, write_json, write_text
     from fewshot._manifest import make_manifest
+    from fewshot.analysis import analyze_to_directory
     from fewshot.comparison import compare
     from fewshot.evaluation import evaluate_to_directory
     from fewshot.features import extract_to_file
@@ -215,6 +220,17 @@ def _run(out: Path, s: DemoSettings, quick: bool, progress: bool, log: Callable[
     write_text(out / "table1.tex", tables["latex"])
     plot_results(results, out / "accuracy.png")
     _stage(log, timings, "compare, table, plot", t0)
+
+    t0 = time.perf_counter()  # the papers' embedding analyses, on each objective's first run
+    first = seed_run_name(s.train_seeds[0])
+    analyze_to_directory(
+        [out / "features" / f"{objective}-{first}.npz" for objective in DEMO_METHODS],
+        out / "analysis",
+        labels=[f"{label} ({first})" for label in DEMO_METHODS.values()],
+        classes=["8"],
+        tsne_per_class=60 if quick else 100,
+    )
+    _stage(log, timings, "analyze", t0)
     timings["total"] = round(time.perf_counter() - start, 2)
     write_json(
         out / "manifest.json",

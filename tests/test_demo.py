@@ -44,6 +44,9 @@ def test_quick_demo_writes_the_whole_pipeline(quick_demo):
     assert "across training runs" in md
     seeds = pd.read_csv(out / "compare_ce_seeds.csv")
     assert (seeds["level"] == "checkpoint").all() and set(seeds["method"]) == {"CE seed-1"}
+    analysis = pd.read_csv(out / "analysis" / "analysis.csv")
+    assert len(analysis) == len(DEMO_METHODS) and analysis["isotropy"].between(0, 1).all()
+    assert (out / "analysis" / "tsne.png").is_file() and (out / "analysis" / "similarity-8.png").is_file()
     timings = json.loads((out / "manifest.json").read_text())["timings"]
     assert timings["total"] > 0
 
