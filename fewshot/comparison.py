@@ -236,17 +236,21 @@ def load_methods(results: Iterable[Results | str | os.PathLike]) -> list[Method]
     return methods
 
 
-def _protocol(df: pd.DataFrame) -> dict[str, list]:
-    """The feature-independent protocol of one dataset's rows."""
-    counts = df.groupby(_RUN_KEYS, sort=True).size()
-    return {
-        "split": sorted(df["split"].astype(str).unique().tolist()),
-        "ways": sorted(int(v) for v in df["n_way"].unique()),
-        "shots": sorted(int(v) for v in df["n_shot"].unique()),
-        "queries": sorted(int(v) for v in df["n_query"].unique()),
-        "episodes": sorted({int(v) for v in counts.to_numpy()}),
-        "seeds": sorted(int(v) for v in df["seed"].unique()),
-    }
+def _protocols(df: pd.DataFrame) -> dict[str, dict[str, list]]:
+    """The feature-independent protocol of each dataset's rows (one pass over the frame)."""
+    counts = df.groupby(_RUN_KEYS, sort=True).size().rename("n").reset_index()
+    episodes = counts.groupby("dataset", sort=False)["n"].agg(lambda n: sorted({int(v) for v in n}))
+    out = {}
+    for dataset, g in df.groupby("dataset", sort=False):
+        out[dataset] = {
+            "split": sorted(g["split"].astype(str).unique().tolist()),
+            "ways": sorted(int(v) for v in g["n_way"].unique()),
+            "shots": sorted(int(v) for v in g["n_shot"].unique()),
+            "queries": sorted(int(v) for v in g["n_query"].unique()),
+            "episodes": episodes[dataset],
+            "seeds": sorted(int(v) for v in g["seed"].unique()),
+        }
+    return out
 
 
 def _show(values: list) -> str:
@@ -264,8 +268,7 @@ class _Paired:
     n_seeds: int
 
 
-def _check_protocol(who: Callable[[], str], m: pd.DataFrame, b: pd.DataFrame) -> None:
-    pm, pb = _protocol(m), _protocol(b)
+def _check_protocol(who: Callable[[], str], pm: dict[str, list], pb: dict[str, list]) -> None:
     for field in PROTOCOL_FIELDS:
         if pm[field] != pb[field]:
             raise ValueError(f"{who()}: {field} differ ({_show(pm[field])} vs {_show(pb[field])})")
@@ -289,9 +292,12 @@ def _check_fingerprints(who: Callable[[], str], rows: pd.DataFrame) -> None:
     )
 
 
-def _pair(method: Method, base: Method, dataset: str, m: pd.DataFrame, b: pd.DataFrame) -> dict[tuple[int, int], _Paired]:
+def _pair(
+    method: Method, base: Method, dataset: str, m: pd.DataFrame, b: pd.DataFrame, pm: dict[str, list], pb: dict[str, list]
+) -> dict[tuple[int, int], _Paired]:
     """Accuracy matrices per (n_way, n_shot) of ``m`` and ``b`` (the two methods' rows of
-    ``dataset``), or a ValueError naming the results and what differs."""
+    ``dataset``, with protocols ``pm`` and ``pb``), or a ValueError naming the results and
+    what differs."""
     m, b = m.assign(_side="method"), b.assign(_side="baseline")
 
     def who() -> str:
@@ -300,7 +306,7 @@ def _pair(method: Method, base: Method, dataset: str, m: pd.DataFrame, b: pd.Dat
             f"{base.label!r} ({base.where(dataset)}) on {dataset}"
         )
 
-    _check_protocol(who, m, b)
+    _check_protocol(who, pm, pb)
     rows = pd.concat([m, b], ignore_index=True)
     _check_fingerprints(who, rows)
     wide = rows.pivot(index=_EPISODE_KEYS, columns=["_side", "run"], values="accuracy").sort_index()
@@ -439,19 +445,22 @@ def compare_methods(
         raise ValueError(f"unknown baseline {baseline!r}; the labels are {labels}")
     base = methods[labels.index(baseline)]
     base_rows = dict(iter(base.episodes.groupby("dataset", sort=False)))
+    base_protocols = _protocols(base.episodes)
     rows = []
     for method in methods:
         if method is base:
             continue
         own = dict(iter(method.episodes.groupby("dataset", sort=False)))
         shared = [d for d in own if d in base_rows]
+        own_protocols = _protocols(method.episodes) if shared else {}
         if not shared and require_overlap:
             raise ValueError(
                 f"{method.label!r} ({', '.join(method.sources)}) and baseline {baseline!r} "
                 f"({', '.join(base.sources)}) have no dataset in common"
             )
         for dataset in shared:
-            for (n_way, n_shot), p in _pair(method, base, dataset, own[dataset], base_rows[dataset]).items():
+            pairs = _pair(method, base, dataset, own[dataset], base_rows[dataset], own_protocols[dataset], base_protocols[dataset])
+            for (n_way, n_shot), p in pairs.items():
                 run_level = len(p.runs_m) >= 2 and len(p.runs_b) >= 2
                 stats = (
                     _run_statistics(p, method.label, run_test, float(alpha), effect, int(n_boot), int(seed))
