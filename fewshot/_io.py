@@ -160,8 +160,8 @@ def check_output_file(out: str | os.PathLike, inputs: Any = ()) -> Path:
     """Check, before any work, that a file output may be written at ``out``.
 
     Raises:
-        ValueError: ``out`` is an existing directory, is one of ``inputs`` (or lies inside an
-            input directory), or its parent exists but is not a writable directory.
+        ValueError: ``out`` is an existing directory, is one of ``inputs``, is an existing file
+            inside an input directory, or its parent exists but is not a writable directory.
     """
     out = Path(out)
     if out.is_dir():
@@ -170,7 +170,7 @@ def check_output_file(out: str | os.PathLike, inputs: Any = ()) -> Path:
         if item is None:
             continue
         item = Path(item)
-        if _same(out, item) or (item.is_dir() and _inside(out, item)):
+        if _same(out, item) or (item.is_dir() and out.exists() and _inside(out, item)):
             raise ValueError(f"output {out} would replace an input of this command ({item})")
     _check_parent(out)
     return out

@@ -78,7 +78,13 @@ def run_demo(
     Writes ``out/runs/<objective>/`` (fine-tuning runs: ``log.jsonl``, ``manifest.json``,
     checkpoints), ``out/features/<objective>.npz``, ``out/results/<objective>/`` (per-episode
     results, manifests), ``out/compare.csv``, ``out/table1.{md,csv,tex}``,
-    ``out/accuracy.png`` and ``out/manifest.json``.
+    ``out/accuracy.png`` and ``out/manifest.json`` (written first with ``status: running``,
+    so a re-run recognises an interrupted demo as its own output).
+
+    Raises:
+        ValueError: ``out`` exists and is neither empty nor demo output (no ``manifest.json``
+            of kind ``demo``), or ``out/runs/<objective>`` holds something other than a
+            fine-tuning run; nothing is deleted then.
     """
     import torch
 
@@ -92,7 +98,7 @@ def run_demo(
 
 
 def _run(out: Path, s: DemoSettings, quick: bool, progress: bool, log: Callable[[str], None]) -> dict[str, Any]:
-    from fewshot._io import write_csv, write_json, write_text
+    from fewshot._io import check_output_dir, write_csv, write_json, write_text
     from fewshot._manifest import make_manifest
     from fewshot.comparison import compare
     from fewshot.evaluation import evaluate_to_directory
@@ -102,7 +108,9 @@ def _run(out: Path, s: DemoSettings, quick: bool, progress: bool, log: Callable[
     from fewshot.tables import render_table, table_frame
     from fewshot.training import FinetuneConfig, finetune
 
+    check_output_dir(out, "demo")
     out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "manifest.json", make_manifest("demo", {**dataclasses.asdict(s), "quick": quick}, status="running"))  # marks out as demo output
     timings: dict[str, float] = {}
     start = time.perf_counter()
     protocol = Protocol(
@@ -118,6 +126,7 @@ def _run(out: Path, s: DemoSettings, quick: bool, progress: bool, log: Callable[
         t0 = time.perf_counter()
         run_dir = out / "runs" / objective
         if run_dir.exists():  # the demo's own earlier output: start afresh
+            check_output_dir(run_dir, "finetune")  # ... and nothing else
             shutil.rmtree(run_dir)
         config = FinetuneConfig(
             backbone=s.backbone,

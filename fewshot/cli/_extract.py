@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     data = p.add_argument_group("data")
     data.add_argument("--dataset", required=True, metavar="NAME", help="benchmark name (see `fewshot data`)")
     data.add_argument("--split", default="test", help="split to embed (default: test)")
-    data.add_argument("--data-root", metavar="DIR", help="directory holding the dataset files")
+    data.add_argument("--data-root", "--root", dest="data_root", metavar="DIR", help="directory holding the dataset files")
     pre = p.add_argument_group("preprocessing")
     pre.add_argument("--img-size", type=int, metavar="N",
                      help="input size N×N instead of the backbone's; images are resized to it "
@@ -69,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         num_workers=args.workers,
         device=args.device,
-        cache_dir=None if args.no_cache else args.cache_dir,
+        cache_dir=args.cache_dir,
+        use_cache=not args.no_cache,
         progress=not args.no_progress,
     )
     how = "from cache" if res.cache_hit else f"in {res.seconds:.1f}s"
