@@ -330,7 +330,7 @@ def test_cli_checkpoint_feeds_fewshot_extract(tmp_path, run_cli):
         (["--pretrained", "/nonexistent/w.safetensors"], r"pretrained weights file not found"),
         (["--pretrained", "GARBAGE"], r"cannot read safetensors file"),
         (["--epochs", "0"], r"epochs must be >= 1"),
-        (["--scheduler", "step"], r"unknown scheduler 'step'"),
+        (["--scheduler", "step"], r"invalid choice: 'step'"),
         (["--batch-size", "4096"], r"make no batch of batch_size=4096"),
         (["--device", "cuda"], r"CUDA is not available"),
         (["--projection-dim", "-1"], r"projection_dim must be >= 0"),

@@ -15,6 +15,8 @@ evaluated on the same episodes or under the same protocol.
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from fewshot._names import TEST_NAMES
+
     p = sub.add_parser(
         "compare", help="paired statistics of methods against a baseline", description=_DESCRIPTION
     )
@@ -26,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--baseline", metavar="NAME", help="label of the baseline (default: the first RESULTS)"
     )
     p.add_argument(
-        "--test", choices=("t", "wilcoxon"), default="t",
+        "--test", choices=TEST_NAMES, default="t",
         help="test whose p-value is Holm-corrected (default: t)",
     )
     p.add_argument(

@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "classes, wrong counts or an absent split; 2: cannot check.",
     )
     q.add_argument("name", help="dataset name (see `fewshot data list`)")
-    q.add_argument("--root", "--data-root", dest="root", default=None,
+    q.add_argument("--data-root", "--root", dest="root", metavar="DIR", default=None,
                    help="data root holding the dataset (not needed for digits)")
     q.add_argument("--split", default=None, help="check only this split (default: all)")
     q.add_argument("--csv", default=None, metavar="FILE",

@@ -8,6 +8,8 @@ __all__ = ["register", "run"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from fewshot.data import list_datasets
+
     p = sub.add_parser(
         "extract",
         help="extract frozen backbone features of a dataset split into an .npz",
@@ -28,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                      "(backbone name and preprocessing are read from it)")
     src.add_argument("--seed", type=int, default=0, help="seed of a random initialisation (default 0)")
     data = p.add_argument_group("data")
-    data.add_argument("--dataset", required=True, metavar="NAME", help="benchmark name (see `fewshot data`)")
+    data.add_argument("--dataset", required=True, choices=list_datasets(), help="benchmark name (see `fewshot data list`)")
     data.add_argument("--split", default="test", help="split to embed (default: test)")
     data.add_argument("--data-root", "--root", dest="data_root", metavar="DIR", help="directory holding the dataset files")
     pre = p.add_argument_group("preprocessing")
