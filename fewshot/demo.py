@@ -109,6 +109,9 @@ def _run(out: Path, s: DemoSettings, quick: bool, progress: bool, log: Callable[
     from fewshot.training import FinetuneConfig, finetune
 
     check_output_dir(out, "demo")
+    for objective in DEMO_METHODS:  # the runs it will replace must be its own, before anything is written
+        if (out / "runs" / objective).exists():
+            check_output_dir(out / "runs" / objective, "finetune")
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "manifest.json", make_manifest("demo", {**dataclasses.asdict(s), "quick": quick}, status="running"))  # marks out as demo output
     timings: dict[str, float] = {}
@@ -125,8 +128,7 @@ def _run(out: Path, s: DemoSettings, quick: bool, progress: bool, log: Callable[
     for objective, label in DEMO_METHODS.items():
         t0 = time.perf_counter()
         run_dir = out / "runs" / objective
-        if run_dir.exists():  # the demo's own earlier output: start afresh
-            check_output_dir(run_dir, "finetune")  # ... and nothing else
+        if run_dir.exists():  # the demo's own earlier output (checked above): start afresh
             shutil.rmtree(run_dir)
         config = FinetuneConfig(
             backbone=s.backbone,

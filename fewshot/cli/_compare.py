@@ -83,8 +83,11 @@ def format_comparison(df: Any) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fewshot._io import write_csv
+    from fewshot._io import check_output_file, write_csv
     from fewshot.comparison import compare
+
+    if args.out:
+        check_output_file(args.out, inputs=args.results)
 
     df = compare(args.results, baseline=args.baseline, test=args.test, alpha=args.alpha)
     print(format_comparison(df))

@@ -76,6 +76,10 @@ def run_classes(args: argparse.Namespace) -> int:
 def run_check(args: argparse.Namespace) -> int:
     from fewshot.data import check_split
 
+    if args.csv:
+        from fewshot._io import check_output_file
+
+        check_output_file(args.csv, inputs=[args.root])
     report = check_split(args.name, args.root, split=args.split)
     print(report.to_text())
     if args.csv:

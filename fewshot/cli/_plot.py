@@ -24,7 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fewshot._io import check_output_file
     from fewshot.plots import plot_results
+
+    check_output_file(args.out, inputs=args.results)
 
     out = plot_results(args.results, args.out, order=args.order)
     print(f"wrote {out}")
