@@ -151,7 +151,7 @@ def check_rows(df: pd.DataFrame, manifest: dict[str, Any], where: str | Path) ->
     bad = ~np.isfinite(acc) | (acc < 0) | (acc > 1)
     if bad.any():
         i = int(np.argmax(bad))
-        raise ValueError(f"{where}: accuracy must be a fraction in [0, 1], got {df['accuracy'].iloc[i]!r} in row {i + 2}")
+        raise ValueError(f"{where}: accuracy must be a fraction in [0, 1], got {float(acc[i])!r} in row {i + 2}")
     key = [c for c in _ROW_KEY if c in df.columns]
     dup = df.duplicated(key)
     if dup.any():

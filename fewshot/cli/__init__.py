@@ -94,7 +94,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args: argparse.Namespace | None = None
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # name the subcommand whose flags these are not
+            owner = _subparser(parser, args)
+            owner.error(f"unrecognized arguments: {' '.join(extra)}")
         status = args.func(args)
         sys.stdout.flush()
     except KeyboardInterrupt:
@@ -109,6 +112,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{prog}: error: {error_message(exc)}", file=sys.stderr)
         return EXIT_USAGE
     return int(status or 0)
+
+
+def _subparser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The innermost subcommand parser ``args`` went through (``fewshot data check``...)."""
+    current = parser
+    for dest in ("command", "data_command"):
+        actions = [a for a in current._actions if isinstance(a, argparse._SubParsersAction)]
+        name = getattr(args, dest, None)
+        if not actions or name is None or name not in actions[0].choices:
+            break
+        current = actions[0].choices[name]
+    return current
 
 
 def _silence_stdout() -> None:

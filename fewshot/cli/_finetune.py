@@ -81,11 +81,13 @@ def _docstring_entries(cls: type) -> dict[str, tuple[str, str]]:
             for n in names:
                 entries[n] = (section, text)
 
-    for line in (cls.__doc__ or "").splitlines():
+    import inspect
+
+    for line in inspect.cleandoc(cls.__doc__ or "").splitlines():
         stripped = line.strip()
         head = re.match(r"^([A-Z].*):\s*$", stripped)
         entry = re.match(r"^([a-z_][a-z0-9_, ]*):\s*(.*)$", stripped)
-        if head and len(line) - len(line.lstrip()) <= 4:
+        if head and not line[:1].isspace():
             flush()
             names, current = [], []
             section = re.sub(r"\s*\(.*\)\s*$", "", head.group(1)).strip().lower()
