@@ -318,7 +318,7 @@ def test_cli_checkpoint_feeds_fewshot_extract(tmp_path, run_cli):
     "args, message",
     [
         (["--backbone", "resnet181"], r"unknown backbone 'resnet181'; did you mean .*resnet18"),
-        (["--objective", "triplet"], r"unknown objective 'triplet'; choose one of: ce, hscl, schane, simclr, supcon"),
+        (["--objective", "triplet"], r"invalid choice: 'triplet' \(choose from 'ce', 'schane', 'supcon', 'simclr', 'hscl'\)"),
         (["--lam", "1.5"], r"lam must be in \[0, 1\], got 1.5"),
         (["--lam", "-0.1"], r"lam must be in \[0, 1\]"),
         (["--temperature", "0"], r"temperature must be > 0, got 0.0"),
@@ -326,7 +326,7 @@ def test_cli_checkpoint_feeds_fewshot_extract(tmp_path, run_cli):
         (["--batch-size", "1"], r"batch_size must be >= 2"),
         (["--split", "val"], r"dataset 'digits' has no split 'val'; it has train, test"),
         (["--dataset", "cifar-fs", "--data-root", "/nonexistent/data"], r"data root not found: /nonexistent/data"),
-        (["--dataset", "nope"], r"unknown dataset 'nope'"),
+        (["--dataset", "nope"], r"invalid choice: 'nope'"),
         (["--pretrained", "/nonexistent/w.safetensors"], r"pretrained weights file not found"),
         (["--pretrained", "GARBAGE"], r"cannot read safetensors file"),
         (["--epochs", "0"], r"epochs must be >= 1"),
