@@ -456,36 +456,39 @@ def test_finetune_bad_settings(tmp_path, run_cli, flags, match):
     refused(run_cli, tmp_path, "finetune", *FT, *flags, "--out", tmp_path / "run", match=match)
 
 
-@pytest.mark.slow
 def test_finetune_resume_damaged_state_and_kill_inside_replace(tmp_path, run_cli):
     run = tmp_path / "run"
     status, _, err = run_cli("finetune", *FT, "--objective", "ce", "--out", run)
     assert status == 0, err
-    # a last/ that was moved aside by a killed replace_dir is put back
+    # a last/ that a killed replace_dir had moved aside is put back, and resume finds it
     pid = _dead_pid()
     aside = tmp_path / "run" / f".last.{_host()}.{pid}.zz.old"
     os.replace(run / "last", aside)
     status, out, err = run_cli("finetune", "--resume", run)
     assert status == 0, err
     assert "already finished" in out and (run / "last").is_dir() and not aside.exists()
-    # a training_state.pt that is not a torch archive: refused, nothing executed
+    # a training_state.pt that is not a torch archive: refused in one line, nothing executed
     (run / "last" / "training_state.pt").write_bytes(b"\x80\x04garbage")
-    import fewshot.training.state as state
-
-    with pytest.raises(ValueError, match=r"not a training state"):
-        from fewshot.models import create_backbone  # noqa: F401
-
-        state.load_state(run / "last", *_net_and_optimiser())
+    refused(run_cli, tmp_path, "finetune", "--resume", run, match=r"training_state\.pt: not a training state")
+    # nor a zip that asks for a huge allocation
+    (run / "last" / "training_state.pt").write_bytes(b"PK\x03\x04" + b"\xff" * 60)
+    refused(run_cli, tmp_path, "finetune", "--resume", run, match=r"not a training state")
 
 
-def _net_and_optimiser():
-    from fewshot.models import ClassificationHead, create_backbone
-    from fewshot.training.loop import FinetuneNet
+def test_resume_with_other_thread_count_warns(tmp_path):
+    from fewshot.training.runner import _warn_threads
+    from fewshot.training.state import Progress
 
-    net = FinetuneNet(create_backbone("conv4", None, seed=0, width=8), ClassificationHead(8 * 1, 5), None)
-    opt = torch.optim.AdamW(net.parameters())
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
-    return net, opt, sched, torch.device("cpu")
+    progress = Progress()
+    progress.history.append({"epoch": 1, "threads": torch.get_num_threads() + 1})
+    with pytest.warns(RuntimeWarning, match=r"final weights will differ"):
+        _warn_threads(tmp_path, progress)
+    progress.history[-1]["threads"] = torch.get_num_threads()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _warn_threads(tmp_path, progress)
 
 
 def test_every_config_field_has_a_flag():
@@ -564,7 +567,8 @@ def test_demo_refuses_foreign_directories(tmp_path, run_cli):
 
 
 def test_usage_errors_are_one_line(run_cli):
-    for argv in (["evaluate"], ["nope"], ["table", "x"], ["finetune", "--epochs"], []):
+    for argv in (["evaluate"], ["nope"], ["table", "x"], ["finetune", "--epochs"], [], ["data"],
+                 ["data", "check"], ["data", "check", "digits", "--bogus"]):
         status, _, err = run_cli(*argv)
         lines = err.strip().splitlines()
         assert status == 2 and len(lines) == 1 and ": error: " in lines[0], err

@@ -9,7 +9,6 @@ extra classes, a wrong class count, or no files under the root; 2 when it cannot
 from __future__ import annotations
 
 import argparse
-import sys
 
 __all__ = ["register", "run_list", "run_classes", "run_check"]
 
@@ -22,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "against their canonical class lists.",
     )
     actions = p.add_subparsers(dest="data_command", metavar="ACTION")
-    p.set_defaults(func=lambda args: _usage(p))
+    p.set_defaults(func=lambda args: _usage(p))  # one-line usage error, exit 2
 
     q = actions.add_parser("list", help="datasets, their splits, class counts and layouts")
     q.set_defaults(func=run_list)
@@ -49,8 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return 2
+    parser.error("choose an action: list, classes or check")
 
 
 def run_list(args: argparse.Namespace) -> int:
