@@ -590,6 +590,7 @@ def test_cli_starts_without_torch(argv):
         "import sys\nfrom fewshot.cli import main\n"
         "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
         "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))[:3]\n"
+        "assert 'numpy' not in sys.modules, 'numpy imported'\n"
     )
     res = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=60,
                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
@@ -605,6 +606,9 @@ def test_name_lists_match_registries():
     assert _names.CLASSIFIER_NAMES == tuple(CLASSIFIERS)
     assert _names.OBJECTIVE_NAMES == tuple(OBJECTIVES)
     assert _names.TEST_NAMES == tuple(_TESTS)
+    from fewshot.data import list_datasets
+
+    assert _names.DATASET_NAMES == tuple(list_datasets())
     from fewshot.training.config import FinetuneConfig
 
     for policy in _names.AUGMENT_POLICIES:  # each is accepted by validation and the transform

@@ -8,7 +8,7 @@ __all__ = ["register", "run"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from fewshot.data import list_datasets
+    from fewshot._names import DATASET_NAMES
 
     p = sub.add_parser(
         "extract",
@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                      "(backbone name and preprocessing are read from it)")
     src.add_argument("--seed", type=int, default=0, help="seed of a random initialisation (default 0)")
     data = p.add_argument_group("data")
-    data.add_argument("--dataset", required=True, choices=list_datasets(), help="benchmark name (see `fewshot data list`)")
+    data.add_argument("--dataset", required=True, choices=DATASET_NAMES, help="benchmark name (see `fewshot data list`)")
     data.add_argument("--split", default="test", help="split to embed (default: test)")
     data.add_argument("--data-root", "--root", dest="data_root", metavar="DIR", help="directory holding the dataset files")
     pre = p.add_argument_group("preprocessing")

@@ -38,15 +38,14 @@ FLAGS: dict[str, tuple[str, ...]] = {
 
 
 def _choices() -> dict[str, tuple[str, ...]]:
-    from fewshot._names import AUGMENT_POLICIES, OBJECTIVE_NAMES
-    from fewshot.data import list_datasets
+    from fewshot._names import AUGMENT_POLICIES, DATASET_NAMES, OBJECTIVE_NAMES
     from fewshot.training.config import SCHEDULERS
 
     return {
         "objective": OBJECTIVE_NAMES,
         "scheduler": SCHEDULERS,
         "augment": AUGMENT_POLICIES,
-        "dataset": tuple(list_datasets()),
+        "dataset": DATASET_NAMES,
     }
 
 
