@@ -248,7 +248,7 @@ def fit_logistic_regression(
     # runs up to K * (n + 1) = 130 iterations per Newton step). Each is just large enough to
     # become an OpenMP parallel region, and on a loaded machine every region waits for its
     # worker thread to be scheduled: 5-shot ran 3-4x slower under load. One thread does
-    # them as fast on a quiet machine; the large ops (Gram matrix, gathers) stay parallel.
+    # them no slower on a quiet machine; the large ops (Gram matrix, gathers) stay parallel.
     with _cpu_threads(1 if dev.type == "cpu" else None):
         Z, T = _gram_factor(G, torch.finfo(X.dtype).eps)  # G = Z Z^T; back-transform A = W' T
         f64 = torch.float64
