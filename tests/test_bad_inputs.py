@@ -618,7 +618,8 @@ def test_name_lists_match_registries():
 
 
 def test_omp_wait_policy_default_set_before_torch():
-    code = "import os, fewshot, torch; print(os.environ['OMP_WAIT_POLICY'])"
+    # set by `import fewshot`, which loads no torch, so it is in place before torch loads OpenMP
+    code = "import os, sys, fewshot; assert 'torch' not in sys.modules; print(os.environ['OMP_WAIT_POLICY'])"
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     env["PYTHONPATH"] = str(Path(__file__).parents[1])
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
