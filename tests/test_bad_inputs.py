@@ -690,3 +690,13 @@ def test_kill_between_the_renames_is_recovered(tmp_path):
     assert recover_dir(tmp_path / "last")
     assert (tmp_path / "last" / "v").read_text() == "old"
     assert clean_debris(tmp_path / "last") == 1 and not new.exists()
+
+
+def test_unwritable_out_is_refused_before_work(tmp_path, features_file, run_cli, monkeypatch):
+    import fewshot._io as io_
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    monkeypatch.setattr(io_.os, "access", lambda path, mode: Path(path) != ro)  # as for a non-root user
+    refused(run_cli, tmp_path, "evaluate", "--features", features_file, *SMALL, "--out", ro / "res", match=r"ro is not writable")
+    refused(run_cli, tmp_path, "table", tmp_path, "--baseline", "x", "--out", ro / "t.md", match=r"not writable")
