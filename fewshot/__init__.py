@@ -7,9 +7,17 @@ The public API is re-exported here and imported lazily, so ``import fewshot`` st
 from __future__ import annotations
 
 import importlib
+import os as _os
 from typing import Any
 
 __version__ = "0.1.0"
+
+# OpenMP threads that busy-wait between parallel regions fight any other load on the cores:
+# the batched solver's many small ops then ran 3-4x slower on a loaded machine. PASSIVE makes
+# idle OpenMP threads sleep. It must be set before torch loads its OpenMP runtime, which reads
+# it once; importing fewshot before torch (the CLI always does) is enough. A value the user
+# set is kept (e.g. OMP_WAIT_POLICY=ACTIVE to restore the old behaviour).
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 _EXPORTS: dict[str, str] = {
     # episodes and evaluation

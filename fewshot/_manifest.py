@@ -10,7 +10,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["environment_info", "git_sha", "make_manifest"]
+__all__ = ["cpu_info", "environment_info", "git_sha", "make_manifest"]
 
 _LIBRARIES = ("fewshot", "numpy", "scipy", "scikit-learn", "pandas", "torch", "torchvision", "timm")
 
@@ -27,8 +27,42 @@ def git_sha(cwd: str | Path | None = None) -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``, else ``platform.processor()``), or ``"unknown"``."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                if key.strip() in ("model name", "Model", "Hardware") and value.strip():
+                    return " ".join(value.split())
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def cpu_info() -> dict[str, Any]:
+    """What decides which float kernels run on this CPU: its model, the instruction set torch
+    dispatches to (``torch.backends.cpu.get_cpu_capability()``, e.g. ``"AVX512"``; overridable
+    with ``ATEN_CPU_CAPABILITY``), the logical core count and the thread count torch uses.
+    Tables reproduce byte for byte only on the same CPU type and library versions."""
+    import os
+
+    info: dict[str, Any] = {"model": cpu_model(), "machine": platform.machine(), "logical_cores": os.cpu_count()}
+    try:
+        import torch
+
+        info["torch_capability"] = torch.backends.cpu.get_cpu_capability()
+        info["torch_threads"] = torch.get_num_threads()
+    except (ImportError, AttributeError):  # pragma: no cover - torch is a dependency
+        info["torch_capability"] = None
+    for var in ("ATEN_CPU_CAPABILITY", "OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA"):
+        if os.environ.get(var):
+            info.setdefault("env", {})[var] = os.environ[var]
+    return info
+
+
 def environment_info() -> dict[str, Any]:
-    """Python, platform and library versions."""
+    """Python, platform, CPU (:func:`cpu_info`) and library versions."""
     versions = {}
     for name in _LIBRARIES:
         try:
@@ -38,6 +72,7 @@ def environment_info() -> dict[str, Any]:
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
+        "cpu": cpu_info(),
         "versions": versions,
         "git_sha": git_sha(),
     }

@@ -36,6 +36,7 @@ Every registered class has a ``transductive`` class attribute.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -139,6 +140,20 @@ def _objective(logits: torch.Tensor, theta: torch.Tensor, y: torch.Tensor, C: fl
     return C * nll.sum(-1) + 0.5 * (theta.square() * pen).sum((-2, -1))
 
 
+@contextlib.contextmanager
+def _cpu_threads(n: int | None) -> Any:
+    """Run the block with ``n`` torch CPU threads (None: unchanged), restoring the count."""
+    if n is None or torch.get_num_threads() == n:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _bdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a * b).sum((-2, -1))
 
@@ -194,81 +209,87 @@ def fit_logistic_regression(
     if normalize:
         norms = _safe_norm(G.diagonal(dim1=-2, dim2=-1).sqrt())
         G = G / (norms.unsqueeze(-1) * norms.unsqueeze(-2))
-    Z, T = _gram_factor(G, torch.finfo(X.dtype).eps)  # G = Z Z^T; back-transform A = W' T
-    f64 = torch.float64
-    Zt = torch.cat([Z, torch.ones(E, n, 1, dtype=f64, device=dev)], dim=-1)  # (E,n,n+1)
-    p = n + 1
-    pen = torch.ones(p, dtype=f64, device=dev)
-    pen[-1] = 0.0  # intercept not penalised
-    Y = torch.nn.functional.one_hot(labels, K).to(f64)  # (E, n, K)
+    # The n-dimensional solve below is hundreds of small ops per batch (the CG loop of 5-shot
+    # runs up to K * (n + 1) = 130 iterations per Newton step). Each is just large enough to
+    # become an OpenMP parallel region, and on a loaded machine every region waits for its
+    # worker thread to be scheduled: 5-shot ran 3-4x slower under load. One thread does
+    # them no slower on a quiet machine; the large ops (Gram matrix, gathers) stay parallel.
+    with _cpu_threads(1 if dev.type == "cpu" else None):
+        Z, T = _gram_factor(G, torch.finfo(X.dtype).eps)  # G = Z Z^T; back-transform A = W' T
+        f64 = torch.float64
+        Zt = torch.cat([Z, torch.ones(E, n, 1, dtype=f64, device=dev)], dim=-1)  # (E,n,n+1)
+        p = n + 1
+        pen = torch.ones(p, dtype=f64, device=dev)
+        pen[-1] = 0.0  # intercept not penalised
+        Y = torch.nn.functional.one_hot(labels, K).to(f64)  # (E, n, K)
 
-    # Böhning preconditioner on the class-centred subspace: ((C/2) Z~^T Z~ + R)^-1
-    B = 0.5 * C * (Zt.transpose(1, 2) @ Zt) + torch.diag(pen)
-    Binv = torch.cholesky_inverse(torch.linalg.cholesky(B))
+        # Böhning preconditioner on the class-centred subspace: ((C/2) Z~^T Z~ + R)^-1
+        B = 0.5 * C * (Zt.transpose(1, 2) @ Zt) + torch.diag(pen)
+        Binv = torch.cholesky_inverse(torch.linalg.cholesky(B))
 
-    def precondition(v: torch.Tensor) -> torch.Tensor:
-        mean = v.mean(dim=1, keepdim=True)
-        return (v - mean) @ Binv + mean * pen
+        def precondition(v: torch.Tensor) -> torch.Tensor:
+            mean = v.mean(dim=1, keepdim=True)
+            return (v - mean) @ Binv + mean * pen
 
-    theta = torch.zeros(E, K, p, dtype=f64, device=dev)
-    n_iter = torch.zeros(E, dtype=torch.long, device=dev)
-    scale = C * n
-    active = torch.ones(E, dtype=torch.bool, device=dev)
-    logits = Zt @ theta.transpose(1, 2)  # (E, n, K), kept in step with theta
-    f = _objective(logits, theta, labels, C, pen)
-    for _ in range(max_iter + 1):
-        P = torch.softmax(logits, dim=-1)
-        grad = C * (P - Y).transpose(1, 2) @ Zt + theta * pen
-        gmax = grad.abs().amax((-2, -1)) / scale
-        active = active & (gmax > tol)
-        if not bool(active.any()) or int(n_iter.max()) >= max_iter:
-            break
-
-        # --- Newton direction by preconditioned CG on H dx = -grad (inactive episodes frozen)
-        def hvp(v: torch.Tensor) -> torch.Tensor:
-            u = Zt @ v.transpose(1, 2)  # (E, n, K)
-            su = P * u - P * (P * u).sum(-1, keepdim=True)
-            return C * su.transpose(1, 2) @ Zt + v * pen
-
-        forcing = torch.clamp(gmax.sqrt(), max=0.1)
-        r = -grad * active[:, None, None]
-        x = torch.zeros_like(theta)
-        z = precondition(r)
-        dirn = z
-        rz = _bdot(r, z)
-        r0 = r.norm(dim=(-2, -1))
-        for _cg in range(K * p):
-            cg_active = r.norm(dim=(-2, -1)) > forcing * r0
-            if not bool(cg_active.any()):
+        theta = torch.zeros(E, K, p, dtype=f64, device=dev)
+        n_iter = torch.zeros(E, dtype=torch.long, device=dev)
+        scale = C * n
+        active = torch.ones(E, dtype=torch.bool, device=dev)
+        logits = Zt @ theta.transpose(1, 2)  # (E, n, K), kept in step with theta
+        f = _objective(logits, theta, labels, C, pen)
+        for _ in range(max_iter + 1):
+            P = torch.softmax(logits, dim=-1)
+            grad = C * (P - Y).transpose(1, 2) @ Zt + theta * pen
+            gmax = grad.abs().amax((-2, -1)) / scale
+            active = active & (gmax > tol)
+            if not bool(active.any()) or int(n_iter.max()) >= max_iter:
                 break
-            Hd = hvp(dirn)
-            dHd = _bdot(dirn, Hd)
-            alpha = torch.where(cg_active & (dHd > 0), rz / torch.where(dHd > 0, dHd, 1.0), 0.0)
-            x = x + alpha[:, None, None] * dirn
-            r = r - alpha[:, None, None] * Hd
+
+            # --- Newton direction by preconditioned CG on H dx = -grad (inactive episodes frozen)
+            def hvp(v: torch.Tensor) -> torch.Tensor:
+                u = Zt @ v.transpose(1, 2)  # (E, n, K)
+                su = P * u - P * (P * u).sum(-1, keepdim=True)
+                return C * su.transpose(1, 2) @ Zt + v * pen
+
+            forcing = torch.clamp(gmax.sqrt(), max=0.1)
+            r = -grad * active[:, None, None]
+            x = torch.zeros_like(theta)
             z = precondition(r)
-            rz_new = _bdot(r, z)
-            beta = torch.where(rz > 0, rz_new / torch.where(rz > 0, rz, 1.0), 0.0)
-            dirn = z + beta[:, None, None] * dirn
-            rz = rz_new
+            dirn = z
+            rz = _bdot(r, z)
+            r0 = r.norm(dim=(-2, -1))
+            for _cg in range(K * p):
+                cg_active = r.norm(dim=(-2, -1)) > forcing * r0
+                if not bool(cg_active.any()):
+                    break
+                Hd = hvp(dirn)
+                dHd = _bdot(dirn, Hd)
+                alpha = torch.where(cg_active & (dHd > 0), rz / torch.where(dHd > 0, dHd, 1.0), 0.0)
+                x = x + alpha[:, None, None] * dirn
+                r = r - alpha[:, None, None] * Hd
+                z = precondition(r)
+                rz_new = _bdot(r, z)
+                beta = torch.where(rz > 0, rz_new / torch.where(rz > 0, rz, 1.0), 0.0)
+                dirn = z + beta[:, None, None] * dirn
+                rz = rz_new
 
-        # --- Armijo backtracking, per episode (the full Newton step is almost always taken)
-        slope = _bdot(grad, x)
-        step = torch.ones(E, dtype=f64, device=dev)
-        accepted = ~active
-        for _ls in range(40):
-            cand = theta + step[:, None, None] * x
-            cand_logits = Zt @ cand.transpose(1, 2)
-            fc = _objective(cand_logits, cand, labels, C, pen)
-            ok = (~accepted) & (fc <= f + 1e-4 * step * slope + 1e-12 * f.abs())
-            theta = torch.where(ok[:, None, None], cand, theta)
-            logits = torch.where(ok[:, None, None], cand_logits, logits)
-            f = torch.where(ok, fc, f)
-            accepted = accepted | ok
-            if bool(accepted.all()):
-                break
-            step = torch.where(accepted, step, 0.5 * step)
-        n_iter = n_iter + active.long()
+            # --- Armijo backtracking, per episode (the full Newton step is almost always taken)
+            slope = _bdot(grad, x)
+            step = torch.ones(E, dtype=f64, device=dev)
+            accepted = ~active
+            for _ls in range(40):
+                cand = theta + step[:, None, None] * x
+                cand_logits = Zt @ cand.transpose(1, 2)
+                fc = _objective(cand_logits, cand, labels, C, pen)
+                ok = (~accepted) & (fc <= f + 1e-4 * step * slope + 1e-12 * f.abs())
+                theta = torch.where(ok[:, None, None], cand, theta)
+                logits = torch.where(ok[:, None, None], cand_logits, logits)
+                f = torch.where(ok, fc, f)
+                accepted = accepted | ok
+                if bool(accepted.all()):
+                    break
+                step = torch.where(accepted, step, 0.5 * step)
+            n_iter = n_iter + active.long()
 
     converged = ~active
     # back to feature space: W = A X with A = W' T

@@ -65,39 +65,28 @@ DEMO_FULL = DemoSettings()
 DEMO_QUICK = DemoSettings(epochs=2, episodes=200, batch_size=128, train_seeds=(0, 1))
 
 
-def _clear_own_runs(runs_dir: Path) -> None:
-    """Remove the demo's own earlier runs of one objective; refuse anything else."""
-    if not runs_dir.exists():
+def _check_own_runs(runs_dir: Path) -> None:
+    """Refuse ``runs_dir`` unless it is missing or holds only the demo's fine-tuning runs
+    (``seed-<S>/`` run directories, or one run directly, as older demos wrote)."""
+    from fewshot._io import manifest_kind
+
+    if not runs_dir.exists() or manifest_kind(runs_dir) == "finetune":
         return
     if not runs_dir.is_dir():
         raise ValueError(f"{runs_dir} is not a directory; choose another --out")
-    if not _is_finetune_manifest(runs_dir / "manifest.json"):  # else: one run (an older demo's layout)
-        for child in runs_dir.iterdir():
-            if not (child.is_dir() and _is_finetune_manifest(child / "manifest.json")):
-                raise ValueError(f"refusing to replace {runs_dir}: {child} is not a demo training run; choose another --out")
-    shutil.rmtree(runs_dir)
+    for child in runs_dir.iterdir():
+        if not (child.is_dir() and manifest_kind(child) == "finetune"):
+            raise ValueError(f"refusing to replace {runs_dir}: {child} is not a demo training run; choose another --out")
 
 
 def _clear_old_results(results_dir: Path) -> None:
     """Remove an older demo's single results directory of one objective (``results/<objective>/``
     holding ``manifest.json`` of kind evaluate); per-run directories below it are replaced one
     by one by :func:`fewshot.evaluation.evaluate_to_directory`."""
-    if _is_manifest_of(results_dir / "manifest.json", "evaluate"):
+    from fewshot._io import manifest_kind
+
+    if manifest_kind(results_dir) == "evaluate":
         shutil.rmtree(results_dir)
-
-
-def _is_finetune_manifest(path: Path) -> bool:
-    return _is_manifest_of(path, "finetune")
-
-
-def _is_manifest_of(path: Path, kind: str) -> bool:
-    import json
-
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and data.get("kind") == kind
 
 
 def _stage(log: Callable[[str], None], timings: dict[str, float], name: str, t0: float) -> None:
@@ -123,9 +112,13 @@ def run_demo(
     distributions and t-SNE of each objective's first run, :func:`fewshot.analyze_to_directory`)
     and ``out/manifest.json``.
 
+    ``out/manifest.json`` is written first with ``status: running``, so a re-run recognises
+    an interrupted demo as its own output.
+
     Raises:
-        ValueError: ``out/runs/<objective>`` exists but does not hold demo runs (the demo
-            replaces only its own earlier output).
+        ValueError: ``out`` exists and is neither empty nor demo output (no ``manifest.json``
+            of kind ``demo``), or ``out/runs/<objective>`` holds something other than demo
+            fine-tuning runs; nothing is deleted then.
     """
     import torch
 
@@ -139,7 +132,7 @@ def run_demo(
 
 
 def _run(out: Path, s: DemoSettings, quick: bool, progress: bool, log: Callable[[str], None]) -> dict[str, Any]:
-    from fewshot._io import write_csv, write_json, write_text
+    from fewshot._io import check_output_dir, write_csv, write_json, write_text
     from fewshot._manifest import make_manifest
     from fewshot.analysis import analyze_to_directory
     from fewshot.comparison import compare
@@ -151,7 +144,11 @@ def _run(out: Path, s: DemoSettings, quick: bool, progress: bool, log: Callable[
     from fewshot.tables import render_table, table_frame
     from fewshot.training import FinetuneConfig, finetune
 
+    check_output_dir(out, "demo")
+    for objective in DEMO_METHODS:  # the runs it will replace must be its own, before anything is written
+        _check_own_runs(out / "runs" / objective)
     out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "manifest.json", make_manifest("demo", {**dataclasses.asdict(s), "quick": quick}, status="running"))  # marks out as demo output
     timings: dict[str, float] = {}
     start = time.perf_counter()
     protocol = Protocol(
@@ -167,7 +164,8 @@ def _run(out: Path, s: DemoSettings, quick: bool, progress: bool, log: Callable[
     by_run: dict[tuple[str, int], Any] = {}
     for objective, label in DEMO_METHODS.items():
         runs_dir = out / "runs" / objective
-        _clear_own_runs(runs_dir)
+        if runs_dir.exists():  # the demo's own earlier runs (checked above): start afresh
+            shutil.rmtree(runs_dir)
         _clear_old_results(out / "results" / objective)
         for seed in s.train_seeds:
             name = seed_run_name(seed)

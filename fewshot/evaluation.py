@@ -7,6 +7,9 @@ that let later comparisons check they pair identical tasks on identical features
 
 from __future__ import annotations
 
+import logging
+import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +27,7 @@ from fewshot.episodes import Episodes, check_sizes, sample_episodes
 from fewshot.results import EPISODE_COLUMNS
 from fewshot.runs import check_run_name
 
+logger = logging.getLogger(__name__)
 __all__ = ["FeatureSet", "load_features", "evaluate", "run_protocol", "evaluate_to_directory"]
 
 
@@ -82,7 +86,26 @@ def _validate_features(features: Any, labels: Any, where: str) -> tuple[np.ndarr
         raise ValueError(
             f"{where}: features contain NaN or Inf in {int(bad.sum())} row(s), first at row {int(np.argmax(bad))}"
         )
+    X = _representable(X, where)
     return np.ascontiguousarray(X), y.astype(np.int64)
+
+
+def _representable(X: np.ndarray, where: str) -> np.ndarray:
+    """``X``, promoted to float64 when its squared norms would overflow or underflow float32
+    (the solvers form Gram matrices ``X X^T``); refused when even float64 cannot hold them."""
+    peak = float(np.abs(X).max())
+    if peak == 0.0:
+        return X
+    scale = peak * np.sqrt(X.shape[1])
+    if X.dtype == np.float32 and not 1e-15 < scale < 1e18:
+        logger.warning("%s: features reach %.3g; evaluating in float64 so X X^T stays finite", where, peak)
+        X = X.astype(np.float64)
+    if not 1e-140 < scale < 1e140:
+        raise ValueError(
+            f"{where}: features of magnitude {peak:.3g} cannot be evaluated (their squared norms "
+            "overflow or underflow float64); rescale them"
+        )
+    return X
 
 
 def load_features(path: str | Path) -> FeatureSet:
@@ -120,8 +143,9 @@ def load_features(path: str | Path) -> FeatureSet:
         if str(exc).startswith(str(path)):
             raise
         raise ValueError(f"{path}: not a readable .npz features file ({exc})") from None
-    except (OSError, EOFError) as exc:
-        raise ValueError(f"{path}: not a readable .npz features file ({exc})") from None
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, MemoryError, KeyError, TypeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"{path}: not a readable .npz features file ({first})") from None
     return FeatureSet(features, labels, names, dataset, split, path, run)
 
 
@@ -276,10 +300,14 @@ def run_protocol(
     seeds = [int(s) for s in seeds] if not isinstance(seeds, (int, np.integer)) else [int(seeds)]
     if not shots or not seeds:
         raise ValueError("shots and seeds must each list at least one value")
+    for name, values in (("shots", shots), ("seeds", seeds)):
+        if len(set(values)) != len(values):
+            raise ValueError(f"{name} must not repeat a value (every row would be written twice), got {values}")
     for shot in shots:
         check_sizes(n_way, shot, n_query, n_episodes)
     clf_kwargs = dict(classifier_kwargs or {})
     create_classifier(classifier, **clf_kwargs)  # validate the name and arguments up front
+    resolve_device(device)  # and the device
     # sample everything first: any size problem surfaces before minutes of work
     jobs = [(shot, seed, sample_episodes(fs.labels, n_way, shot, n_query, n_episodes, seed)) for shot in shots for seed in seeds]
 
@@ -346,7 +374,9 @@ def evaluate_to_directory(
 
     Args:
         features_path: a features ``.npz`` (see :func:`load_features`).
-        out_dir: the results directory (replaced if it exists).
+        out_dir: the results directory; an existing one is replaced only when it is empty or
+            holds an earlier ``fewshot evaluate`` result (its manifest says so), and it may
+            not be or contain the features or protocol file.
         protocol: a :class:`fewshot.protocol.Protocol` (default: the papers' protocol).
             ``protocol.dataset``/``split`` of None take the features file's; a protocol naming a
             different dataset than the file records is refused.
@@ -375,7 +405,10 @@ def evaluate_to_directory(
     from fewshot.results import read_results, write_results
     from fewshot.stats import summarize
 
+    from fewshot._io import check_output_dir
+
     protocol = protocol or Protocol()
+    check_output_dir(out_dir, "evaluate", inputs=[features_path, protocol.path, base_features])
     if run is not None:
         check_run_name(run, "run")
     clf_kwargs = dict(classifier_kwargs or {})

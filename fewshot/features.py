@@ -52,6 +52,8 @@ __all__ = [
     "write_features",
     "save_features",
     "feature_cache_key",
+    "content_fingerprint",
+    "check_input_size",
     "split_identity",
     "model_identity",
     "default_num_workers",
@@ -243,7 +245,35 @@ def extract_features(
         model.train(was_training)
     if out is None or start != n:
         raise RuntimeError(f"the loader yielded {start} items for a split of {n}")
+    bad = ~np.isfinite(out).all(axis=1)
+    if bad.any():
+        raise ValueError(
+            f"the backbone produced NaN or Inf features for {int(bad.sum())} of {n} images "
+            f"(first: item {int(np.argmax(bad))}); are its weights finite?"
+        )
     return out, labels
+
+
+def check_input_size(model: nn.Module, preprocessing: Preprocessing) -> None:
+    """Run one blank image of ``preprocessing.input_size`` through ``model`` (on the CPU,
+    before any output is written) to catch an input size the backbone cannot take.
+
+    Raises:
+        ValueError: the forward pass fails (e.g. ``img_size`` too small for the backbone's
+            downsampling, or not a multiple of a ViT's patch size).
+    """
+    was_training = model.training
+    x = torch.zeros(1, *preprocessing.input_size)
+    try:
+        with torch.inference_mode():
+            model.eval()
+            _embed(model, x)
+    except (RuntimeError, ValueError, AssertionError, IndexError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        size = "×".join(map(str, preprocessing.input_size[1:]))
+        raise ValueError(f"input size {size} does not fit this backbone ({first}); choose another --img-size") from None
+    finally:
+        model.train(was_training)
 
 
 def save_features(
@@ -295,7 +325,8 @@ def save_features(
 
 def split_identity(split: Any) -> dict[str, Any]:
     """What identifies a split's content without decoding images: name, split, source,
-    size, classes and the SHA-256 of its labels."""
+    size, classes, the SHA-256 of its labels and a fingerprint of its pixels
+    (:func:`content_fingerprint`)."""
     labels = np.asarray(split.labels, dtype=np.int64)
     return {
         "dataset": str(getattr(split, "name", "")),
@@ -304,7 +335,48 @@ def split_identity(split: Any) -> dict[str, Any]:
         "n": int(labels.shape[0]),
         "class_names": list(getattr(split, "class_names", [])),
         "labels_sha256": sha256_arrays(labels),
+        "content": content_fingerprint(split),
     }
+
+
+def content_fingerprint(split: Any) -> str:
+    """SHA-256 that changes when the images of ``split`` change on disk or in memory.
+
+    Image files (:class:`~fewshot.data.FileSplit`): each file's path, size and modification
+    time (``stat``, no decoding; rewriting an image changes its mtime). Arrays
+    (:class:`~fewshot.data.ArraySplit`) and encoded blobs (``EncodedSplit``): their bytes (and
+    the row map). Anything else: the ``stat`` of its ``source``.
+    """
+    h = hashlib.sha256()
+    paths = getattr(split, "paths", None)
+    if paths is not None:
+        for p in paths:
+            try:
+                st = os.stat(p)
+                h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+            except OSError:
+                h.update(f"{p}|missing\n".encode())
+        return h.hexdigest()
+    rows = getattr(split, "rows", None)
+    if rows is not None:
+        h.update(sha256_arrays(np.asarray(rows)).encode())
+    images = getattr(split, "images", None)
+    if isinstance(images, np.ndarray):
+        h.update(sha256_arrays(images).encode())
+        return h.hexdigest()
+    blobs = getattr(split, "blobs", None)
+    if blobs is not None:
+        for blob in blobs:
+            data = blob if isinstance(blob, (bytes, bytearray)) else np.asarray(blob).tobytes()
+            h.update(hashlib.sha256(data).digest())
+        return h.hexdigest()
+    source = str(getattr(split, "source", ""))
+    try:
+        st = os.stat(source)
+        h.update(f"{source}|{st.st_size}|{st.st_mtime_ns}".encode())
+    except OSError:
+        h.update(source.encode())
+    return h.hexdigest()
 
 
 def model_identity(model: nn.Module) -> dict[str, Any]:
@@ -334,7 +406,7 @@ def feature_cache_key(
         "preprocessing": preprocessing.to_dict(),
         "precision": precision,
         "run": run,
-        "version": 1,
+        "version": 2,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -569,6 +641,13 @@ def extract_to_file(
         raise ValueError(f"output must end in .npz, got {out}")
     if run is not None:
         check_run_name(run, "run")
+    from fewshot._io import check_output_file
+
+    inputs = [checkpoint, data_root]
+    if pretrained not in (None, "hub"):
+        inputs.append(pretrained)
+    check_output_file(out, inputs=inputs)
+    resolve_device(device)  # a device this machine has, before any work
 
     source: dict[str, Any]
     if checkpoint is not None:
@@ -595,6 +674,7 @@ def extract_to_file(
         weights = pretrained if pretrained in (None, "hub") else str(Path(pretrained).resolve())
         source = {"pretrained": weights, "seed": seed if pretrained is None else None}
 
+    check_input_size(model, pp)
     from fewshot.overlap import label_set_of_model, label_set_synsets, warn_overlap
 
     if pretrained_on is not None:
@@ -618,7 +698,10 @@ def extract_to_file(
     t0 = time.perf_counter()
     hit = False
     if use_cache:
-        cached, hit = extract_cached(model, split_data, cache_dir or default_cache_dir(), **options)
+        cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        if out.parent.resolve() == cache.resolve():
+            raise ValueError(f"output {out} lies in the feature cache {cache}; write it elsewhere or pass --no-cache")
+        cached, hit = extract_cached(model, split_data, cache, **options)
         if cached.resolve() != out.resolve():
             write_bytes(out, cached.read_bytes())
     else:

@@ -65,6 +65,8 @@ class Protocol:
             low = 1 if name == "shots" else 0
             if not v or any(isinstance(x, bool) or not isinstance(x, int) or x < low for x in v):
                 raise ValueError(f"protocol {name} must be a non-empty list of integers >= {low}, got {v!r}")
+            if len(set(v)) != len(v):
+                raise ValueError(f"protocol {name} must not repeat a value (every row would be written twice), got {list(v)}")
             object.__setattr__(self, name, v)
         if self.ci not in _CI:
             raise ValueError(f"protocol ci must be one of {', '.join(_CI)}, got {self.ci!r}")

@@ -249,7 +249,12 @@ def read_quoted(quoted: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
     else:
         if not os.path.isfile(quoted):
             raise FileNotFoundError(f"quoted results file not found: {quoted}")
-        df, where = pd.read_csv(quoted, dtype={"method": str, "dataset": str}), str(quoted)
+        where = str(quoted)
+        try:
+            df = pd.read_csv(quoted, dtype={"method": str, "dataset": str})
+        except (ValueError, OSError, EOFError, MemoryError) as exc:  # ParserError, EmptyDataError, UnicodeDecodeError
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ValueError(f"{where}: not a readable CSV of quoted results ({first})") from None
     missing = [c for c in QUOTED_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(

@@ -206,10 +206,10 @@ def toy_data(monkeypatch):
 
 def test_cli_extract_backbone(tmp_path, toy_data, capsys):
     out = tmp_path / "feats.npz"
-    argv = ["extract", "--backbone", "conv4", "--dataset", "toy", "--split", "test", "--data-root", str(tmp_path),
+    argv = ["extract", "--backbone", "conv4", "--dataset", "digits", "--split", "test", "--data-root", str(tmp_path),
             "--img-size", "32", "--no-progress", "--out", str(out)]
     assert main(argv) == 0
-    assert toy_data == [("toy", "test", str(tmp_path))]
+    assert toy_data == [("digits", "test", str(tmp_path))]
     with np.load(out, allow_pickle=False) as data:
         assert data["features"].shape == (12, 64)
         manifest = json.loads(str(data["manifest"]))
@@ -223,7 +223,7 @@ def test_cli_extract_checkpoint_uses_recorded_preprocessing_and_cache(tmp_path, 
     pp = resolve_preprocessing(backbone, img_size=24)
     save_checkpoint(tmp_path / "best", backbone, backbone_name="conv4", backbone_kwargs={"width": 8},
                     preprocessing=pp)
-    argv = ["extract", "--checkpoint", str(tmp_path / "best"), "--dataset", "toy", "--no-progress",
+    argv = ["extract", "--checkpoint", str(tmp_path / "best"), "--dataset", "digits", "--no-progress",
             "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "a.npz")]
     assert main(argv) == 0
     assert main(argv[:-1] + [str(tmp_path / "b.npz")]) == 0
@@ -247,7 +247,7 @@ def test_cli_extract_checkpoint_uses_recorded_preprocessing_and_cache(tmp_path, 
 )
 def test_cli_extract_bad_input(tmp_path, toy_data, capsys, monkeypatch, extra, message):
     monkeypatch.chdir(tmp_path)
-    assert main(["extract", "--dataset", "toy", "--out", "f.npz", *extra]) == 2
+    assert main(["extract", "--dataset", "digits", "--out", "f.npz", *extra]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 

@@ -20,6 +20,8 @@ results that were not evaluated on the same episodes or under the same protocol.
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from fewshot._names import TEST_NAMES
+
     p = sub.add_parser(
         "compare", help="statistics of methods against a baseline (training runs or checkpoints)",
         description=_DESCRIPTION,
@@ -33,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--baseline", metavar="NAME", help="label of the baseline (default: the first RESULTS)"
     )
     p.add_argument(
-        "--test", choices=("t", "wilcoxon"), default="t",
+        "--test", choices=TEST_NAMES, default="t",
         help="test whose p-value is Holm-corrected: t or the rank test at the row's level (default: t)",
     )
     p.add_argument(
@@ -156,9 +158,11 @@ def format_comparison(df: Any) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fewshot._io import write_csv
+    from fewshot._io import check_output_file, write_csv
     from fewshot.comparison import compare
 
+    if args.out:
+        check_output_file(args.out, inputs=args.results)
     if args.per_class:
         from fewshot.per_class import compare_per_class, format_per_class
 

@@ -9,7 +9,6 @@ extra classes, a wrong class count, or no files under the root; 2 when it cannot
 from __future__ import annotations
 
 import argparse
-import sys
 
 __all__ = ["register", "run_list", "run_classes", "run_check", "run_overlap"]
 
@@ -22,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "against their canonical class lists.",
     )
     actions = p.add_subparsers(dest="data_command", metavar="ACTION")
-    p.set_defaults(func=lambda args: _usage(p))
+    p.set_defaults(func=lambda args: _usage(p))  # one-line usage error, exit 2
 
     q = actions.add_parser("list", help="datasets, their splits, class counts and layouts")
     q.set_defaults(func=run_list)
@@ -40,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "classes, wrong counts or an absent split; 2: cannot check.",
     )
     q.add_argument("name", help="dataset name (see `fewshot data list`)")
-    q.add_argument("--root", "--data-root", dest="root", default=None,
+    q.add_argument("--data-root", "--root", dest="root", metavar="DIR", default=None,
                    help="data root holding the dataset (not needed for digits)")
     q.add_argument("--split", default=None, help="check only this split (default: all)")
     q.add_argument("--csv", default=None, metavar="FILE",
@@ -66,8 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return 2
+    parser.error("choose an action: list, classes or check")
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -93,6 +91,10 @@ def run_classes(args: argparse.Namespace) -> int:
 def run_check(args: argparse.Namespace) -> int:
     from fewshot.data import check_split
 
+    if args.csv:
+        from fewshot._io import check_output_file
+
+        check_output_file(args.csv, inputs=[args.root])
     report = check_split(args.name, args.root, split=args.split)
     print(report.to_text())
     if args.csv:

@@ -7,7 +7,7 @@ from typing import Any
 
 
 def register(sub: Any) -> None:
-    from fewshot.classifiers import CLASSIFIERS
+    from fewshot._names import CLASSIFIER_NAMES
 
     p = sub.add_parser(
         "evaluate",
@@ -26,7 +26,7 @@ def register(sub: Any) -> None:
     p.add_argument("--queries", type=int, help="query items per class (default 15)")
     p.add_argument("--episodes", type=int, help="episodes per shot and seed (default 3000)")
     p.add_argument("--seeds", type=int, nargs="+", help="episode seeds (default 0 1 2)")
-    p.add_argument("--classifier", default="logreg", choices=list(CLASSIFIERS), help="default: logreg")
+    p.add_argument("--classifier", default="logreg", choices=CLASSIFIER_NAMES, help="default: logreg")
     p.add_argument("--C", type=float, dest="C", help="inverse regularisation of the logistic regressions (default 1.0)")
     p.add_argument(
         "--classifier-arg", action="append", default=[], metavar="KEY=VALUE",
@@ -40,7 +40,9 @@ def register(sub: Any) -> None:
                    help="training run of these features, written in every row (default: the features file's run, "
                    "e.g. seed-0); results with one --label and distinct runs are replicates of that method")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
-    p.add_argument("--out", required=True, help="results directory to write")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--out", required=True,
+                   help="results directory to write (replaced only when it holds an earlier `fewshot evaluate` result)")
     p.set_defaults(func=run)
 
 
@@ -77,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         base_features=args.base_features,
         per_class=args.per_class,
+        progress=False if args.no_progress else None,
     )
     summary = summarize(results.episodes, ci=protocol.ci)
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))

@@ -8,6 +8,8 @@ __all__ = ["register", "run"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from fewshot._names import DATASET_NAMES
+
     p = sub.add_parser(
         "extract",
         help="extract frozen backbone features of a dataset split into an .npz",
@@ -33,9 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--run", metavar="NAME", default=None,
                      help="training run recorded in the features file (default: the checkpoint's, e.g. seed-0)")
     data = p.add_argument_group("data")
-    data.add_argument("--dataset", required=True, metavar="NAME", help="benchmark name (see `fewshot data`)")
+    data.add_argument("--dataset", required=True, choices=DATASET_NAMES, help="benchmark name (see `fewshot data list`)")
     data.add_argument("--split", default="test", help="split to embed (default: test)")
-    data.add_argument("--data-root", metavar="DIR", help="directory holding the dataset files")
+    data.add_argument("--data-root", "--root", dest="data_root", metavar="DIR", help="directory holding the dataset files")
     pre = p.add_argument_group("preprocessing")
     pre.add_argument("--img-size", type=int, metavar="N",
                      help="input size N×N instead of the backbone's; images are resized to it "
@@ -74,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         num_workers=args.workers,
         device=args.device,
-        cache_dir=None if args.no_cache else args.cache_dir,
+        cache_dir=args.cache_dir,
+        use_cache=not args.no_cache,
         progress=not args.no_progress,
         run=args.run,
         pretrained_on=args.pretrained_on,

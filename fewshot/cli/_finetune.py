@@ -1,109 +1,237 @@
-"""``fewshot finetune``: fine-tune a backbone on base classes with SCHaNe or a baseline."""
+"""``fewshot finetune``: fine-tune a backbone on base classes with SCHaNe or a baseline.
+
+The setting flags are generated from the fields of
+:class:`~fewshot.training.config.FinetuneConfig`, so every setting can be given on the command
+line and each default is stated once, in the dataclass. A field ``name`` becomes
+``--name`` (``_`` -> ``-``); its help text, group and choices come from (in this order):
+
+1. the field's metadata, ``dataclasses.field(..., metadata={"help": ..., "choices": ...,
+   "flags": ("--x", "--y"), "metavar": ...})`` -- all keys optional;
+2. the ``name: text`` entry in the class docstring (its section heading, e.g.
+   ``Optimisation:``, is the help group);
+3. :data:`CHOICES` and :data:`FLAGS` below (registry names, kept torch-free).
+
+The type follows the annotation: ``int``/``float``/``str`` (``| None`` allowed), ``bool``
+(``--x``/``--no-x``), ``dict[...]`` (``--x KEY=VALUE ...``, values read as TOML, e.g.
+``--objective-options beta=1.0``) and ``tuple[float, float]`` (``--x LO HI``). A new field of
+another type must say how it is parsed with ``metadata={"type": callable, "nargs": ...}``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
+import re
 import sys
+from typing import Any
 
-__all__ = ["register", "run"]
+__all__ = ["register", "run", "CHOICES", "FLAGS", "config_flags"]
 
 _S = argparse.SUPPRESS  # flags that are not given do not override the config file
+
+#: Extra spellings of some settings' flags (the first is shown first in ``--help``).
+FLAGS: dict[str, tuple[str, ...]] = {
+    "num_workers": ("--workers", "--num-workers"),
+    "data_root": ("--data-root", "--root"),
+}
+
+
+def _choices() -> dict[str, tuple[str, ...]]:
+    from fewshot._names import AUGMENT_POLICIES, DATASET_NAMES, OBJECTIVE_NAMES
+    from fewshot.training.config import SCHEDULERS
+
+    return {
+        "objective": OBJECTIVE_NAMES,
+        "scheduler": SCHEDULERS,
+        "augment": AUGMENT_POLICIES,
+        "dataset": DATASET_NAMES,
+    }
+
+
+#: Registry choices by setting (filled on first use; torch-free).
+CHOICES: dict[str, tuple[str, ...]] = {}
+
+_DESCRIPTION = (
+    "Fine-tune a timm backbone on the base classes of a benchmark with "
+    "(1 - lam) CE + lam * contrastive, two AutoAugment views per image, timm's optimiser (AdamW by "
+    "default) and a cosine schedule; hold out a seeded part of the base images for early stopping; write "
+    "OUT/best and OUT/last checkpoints (for `fewshot extract --checkpoint OUT/best`), "
+    "OUT/log.jsonl and OUT/manifest.json. Settings come from --config (TOML; YAML only if "
+    "PyYAML is installed, it is not a dependency) and flags override it; the defaults shown "
+    "are FinetuneConfig's. Several processes: `torchrun --nproc_per_node=N -m fewshot "
+    "finetune ...` (DDP; NCCL on GPUs, gloo on CPU); --batch-size is the global batch and "
+    "the contrastive term sees all of it. There is no gradient accumulation: it would not add "
+    "negatives to the contrastive term."
+)
+
+
+def _docstring_entries(cls: type) -> dict[str, tuple[str, str]]:
+    """``{field: (section, text)}`` from a Google-style attribute list in ``cls.__doc__``."""
+    entries: dict[str, tuple[str, str]] = {}
+    section, current, names = "settings", [], []
+    fields = {f.name for f in dataclasses.fields(cls)}
+
+    def flush() -> None:
+        if names:
+            text = " ".join(" ".join(current).split())
+            text = re.sub(r"``([^`]*)``", r"\1", text).replace("**", "")
+            text = re.sub(r":(?:class|func|data|meth):`~?([^`]*)`", r"\1", text)
+            for n in names:
+                entries[n] = (section, text)
+
+    import inspect
+
+    for line in inspect.cleandoc(cls.__doc__ or "").splitlines():
+        stripped = line.strip()
+        head = re.match(r"^([A-Z].*):\s*$", stripped)
+        entry = re.match(r"^([a-z_][a-z0-9_, ]*):\s*(.*)$", stripped)
+        if head and not line[:1].isspace():
+            flush()
+            names, current = [], []
+            section = re.sub(r"\s*\(.*\)\s*$", "", head.group(1)).strip().lower()
+            if section.startswith(("raises", "returns", "example")):
+                section = "settings"
+        elif entry and all(n.strip() in fields for n in entry.group(1).split(",")):
+            flush()
+            names = [n.strip() for n in entry.group(1).split(",")]
+            current = [entry.group(2)]
+        elif names and stripped:
+            current.append(stripped)
+    flush()
+    return entries
+
+
+def _key_value(text: str) -> tuple[str, Any]:
+    import tomllib
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        parsed = tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value  # a bare word is a string
+    return key.strip(), parsed
+
+
+class _DictAction(argparse.Action):
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: Any = None) -> None:
+        setattr(namespace, self.dest, dict(values))
+
+
+def _drop_restated_default(text: str, field: dataclasses.Field) -> str:
+    """The docstring entry without its own statement of the default (the dataclass's is
+    appended instead), e.g. ``"... in [0, 1] (0.9)."`` -> ``"... in [0, 1]."``."""
+    default = field.default
+    if default is dataclasses.MISSING or default is None or isinstance(default, bool):
+        return text
+
+    def same(token: str) -> bool:
+        token = token.strip().strip('"').strip("'")
+        if isinstance(default, str):
+            return token == default
+        try:
+            return float(token) == float(default)
+        except ValueError:
+            return False
+
+    def sub(m: re.Match) -> str:
+        head, rest = m.group(1), m.group(2)
+        if not same(head):
+            return m.group(0)
+        return "" if rest == ")" else "("
+
+    text = re.sub(r"\s?\(([^(),;]+)(\)|[,;]\s*)", lambda m: sub(m) if m.group(2) == ")" else (" (" if same(m.group(1)) else m.group(0)), text)
+    return re.sub(r"\s+([.,;])", r"\1", text).strip()
+
+
+def _default_text(field: dataclasses.Field) -> str:
+    if field.default is not dataclasses.MISSING:
+        value = field.default
+    elif field.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        value = field.default_factory()  # type: ignore[misc]
+    else:
+        return "required, here or in --config"
+    if value is None:
+        return "default: unset"
+    if isinstance(value, bool):
+        return f"default: {'on' if value else 'off'}"
+    if isinstance(value, dict):
+        return "default: none" if not value else f"default: {value}"
+    return f"default: {value}"
+
+
+def config_flags(cls: type | None = None) -> list[dict[str, Any]]:
+    """One record per config field: ``name``, ``flags``, ``group`` and ``kwargs`` for
+    ``add_argument`` (what :func:`register` adds; tests check every field is covered).
+
+    Raises:
+        TypeError: a field whose annotation has no known parser and no ``metadata["type"]``.
+    """
+    if cls is None:
+        from fewshot.training.config import FinetuneConfig as cls  # type: ignore[no-redef]
+    if not CHOICES:
+        CHOICES.update(_choices())
+    docs = _docstring_entries(cls)
+    records = []
+    for f in dataclasses.fields(cls):
+        meta = dict(f.metadata or {})
+        section, text = docs.get(f.name, ("other settings", ""))
+        help_text = meta.get("help") or _drop_restated_default(text, f) or f"the {f.name} setting of FinetuneConfig"
+        help_text = f"{help_text} ({_default_text(f)})".replace("%", "%%")
+        flags = tuple(meta.get("flags") or FLAGS.get(f.name) or (f"--{f.name.replace('_', '-')}",))
+        kwargs: dict[str, Any] = {"dest": f.name, "default": _S, "help": help_text}
+        annotation = str(f.type).replace(" ", "")
+        base = annotation.removesuffix("|None")
+        if "type" in meta:
+            kwargs["type"] = meta["type"]
+            if "nargs" in meta:
+                kwargs["nargs"] = meta["nargs"]
+        elif base == "bool":
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif base in ("int", "float", "str"):
+            kwargs["type"] = {"int": int, "float": float, "str": str}[base]
+        elif base.startswith("dict["):
+            kwargs.update(type=_key_value, nargs="+", action=_DictAction, metavar="KEY=VALUE")
+        elif base == "tuple[float,float]":
+            kwargs.update(type=float, nargs=2, metavar=("LO", "HI"))
+        else:
+            raise TypeError(
+                f"FinetuneConfig.{f.name}: no command-line parser for {f.type!r}; give "
+                "dataclasses.field(metadata={'type': ..., 'nargs': ...})"
+            )
+        choices = meta.get("choices") or CHOICES.get(f.name)
+        if choices:
+            kwargs["choices"] = tuple(choices)
+        if "metavar" in meta:
+            kwargs["metavar"] = meta["metavar"]
+        elif "choices" not in kwargs and "metavar" not in kwargs and "action" not in kwargs:
+            kwargs["metavar"] = f.name.upper()
+        records.append({"name": f.name, "flags": flags, "group": section, "kwargs": kwargs})
+    return records
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "finetune",
         help="fine-tune a timm backbone on the base classes (CE, SCHaNe, SupCon, SimCLR, H-SCL)",
-        description="Fine-tune a timm backbone on the base classes of a benchmark with "
-        "(1 - lam) CE + lam * contrastive, two AutoAugment views per image, timm's optimiser (AdamW by default) and a cosine "
-        "schedule; hold out a seeded part of the base images for early stopping; write "
-        "OUT/best and OUT/last checkpoints (for `fewshot extract --checkpoint OUT/best`), "
-        "OUT/log.jsonl and OUT/manifest.json. Settings come from --config (TOML; YAML only if "
-        "PyYAML is installed, it is not a dependency) and flags override it. Several "
-        "processes: `torchrun --nproc_per_node=N -m fewshot finetune ...` (DDP; NCCL on GPUs, "
-        "gloo on CPU); --batch-size is the global batch and the contrastive term sees all of "
-        "it. There is no gradient accumulation: it would not add negatives to the contrastive "
-        "term.",
+        description=_DESCRIPTION,
     )
     p.add_argument("--config", metavar="FILE", default=None,
                    help="TOML file of settings (keys as the long flags, '-' or '_'); flags override it")
     p.add_argument("--resume", metavar="RUN_DIR", default=None,
                    help="continue the run in RUN_DIR from RUN_DIR/last (model, optimiser, schedule, data "
                    "position, RNG); settings given must match the run's")
-
-    model = p.add_argument_group("model and data")
-    model.add_argument("--backbone", metavar="NAME", default=_S, help="timm model name (e.g. resnet18, vit_small_patch16_224, conv4, resnet12)")
-    model.add_argument("--pretrained", metavar="PATH|hub", default=_S,
-                       help="initial weights: a .safetensors/.pth state dict, or 'hub' (needs internet); default: random init")
-    model.add_argument("--dataset", metavar="NAME", default=_S, help="benchmark (see `fewshot data`), e.g. cifar-fs, mini-imagenet, digits")
-    model.add_argument("--data-root", metavar="DIR", default=_S, help="directory holding the dataset files")
-    model.add_argument("--split", default=_S, help="split with the base classes (default: train)")
-    model.add_argument("--img-size", type=int, metavar="N", default=_S, help="input size N×N instead of the backbone's")
-
-    obj = p.add_argument_group("objective")
-    obj.add_argument("--objective", metavar="NAME", default=_S,
-                     help="ce, schane (default), supcon, supcon-in, simclr or hscl")
-    obj.add_argument("--lam", type=float, default=_S, help="weight of the contrastive term in [0, 1] (default 0.9)")
-    obj.add_argument("--temperature", type=float, default=_S, help="temperature tau > 0 (default 0.5)")
-    obj.add_argument("--projection-dim", type=int, metavar="D", default=_S,
-                     help="contrastive term on a 2-layer MLP projection of D dims; default 0: on the backbone embedding (as the papers)")
-
-    opt = p.add_argument_group("optimisation")
-    opt.add_argument("--epochs", type=int, default=_S, help="maximum epochs (default 100)")
-    opt.add_argument("--batch-size", type=int, default=_S,
-                     help="global images per step over all processes (default 1024; two views each)")
-    opt.add_argument("--optimizer", metavar="NAME", default=_S,
-                     help="timm optimiser: adamw (default), adam, sgd (Nesterov, momentum 0.9) or lamb")
-    opt.add_argument("--lr", type=float, default=_S, help="peak learning rate (default 1e-4)")
-    opt.add_argument("--weight-decay", type=float, default=_S,
-                     help="weight decay, not on 1-D params nor the model's no_weight_decay() set (default 0.05)")
-    opt.add_argument("--layer-decay", type=float, metavar="F", default=_S,
-                     help="layer-wise lr decay in (0, 1] over timm's layer groups (BEiT-3: 0.65); default off")
-    opt.add_argument("--dropout", type=float, default=_S, help="dropout before the classifier (default 0.1)")
-    opt.add_argument("--drop-path", type=float, metavar="P", default=_S,
-                     help="stochastic depth rate of the backbone (timm drop_path_rate; default 0)")
-    opt.add_argument("--scheduler", default=_S, help="cosine (default, per step to --min-lr) or constant (timm)")
-    opt.add_argument("--warmup-epochs", type=int, default=_S, help="linear warm-up epochs from --warmup-lr (default 0)")
-    opt.add_argument("--warmup-lr", type=float, default=_S, help="lr at the start of the warm-up (default 1e-6)")
-    opt.add_argument("--min-lr", type=float, default=_S, help="lr at the end of the cosine schedule (default 0)")
-    opt.add_argument("--ema-decay", type=float, metavar="D", default=_S,
-                     help="model EMA decay (timm ModelEmaV3, e.g. 0.9999): validation and best/ use the EMA; default 0: off")
-    opt.add_argument("--patience", type=int, default=_S,
-                     help="stop after this many epochs without a lower validation loss (default 10; 0: never)")
-    opt.add_argument("--val-fraction", type=float, default=_S,
-                     help="share of each base class held out for validation (default 0.1; 0: none)")
-    opt.add_argument("--seed", type=int, default=_S, help="seed of split, init, data order, augmentation, dropout (default 0)")
-    opt.add_argument("--seeds", type=int, nargs="+", metavar="S", default=None,
-                     help="train one run per training seed into OUT/seed-S/ (the replicates of this objective; "
-                     "an existing run there is resumed, a finished one kept); conflicts with --seed and --resume")
-    opt.add_argument("--run", metavar="NAME", default=_S,
-                     help="name of this training run, recorded in its checkpoints, features and results (default: seed-SEED)")
-
-    aug = p.add_argument_group("augmentation")
-    aug.add_argument("--augment", metavar="POLICY", default=_S, help="AutoAugment policy: imagenet (default), cifar10, svhn")
-    aug.add_argument("--hflip", type=float, default=_S, help="horizontal flip probability (default 0.5)")
-    aug.add_argument("--crop-pct", type=float, metavar="F", default=_S,
-                     help="centre-crop fraction of training and extraction framing (default: the backbone's; recorded in the checkpoint)")
-    aug.add_argument("--mixup", type=float, metavar="ALPHA", default=_S,
-                     help="Mixup alpha on the CE term; the contrastive term sees the un-mixed views (default 0: off)")
-    aug.add_argument("--cutmix", type=float, metavar="ALPHA", default=_S, help="CutMix alpha on the CE term (default 0: off)")
-    aug.add_argument("--mixup-prob", type=float, default=_S, help="probability of mixing a batch (default 1)")
-    aug.add_argument("--mixup-switch-prob", type=float, default=_S,
-                     help="probability of CutMix instead of Mixup when both are on (default 0.5)")
-    aug.add_argument("--smoothing", type=float, default=_S, help="label smoothing of the mixed targets (default 0)")
-
-    ex = p.add_argument_group("execution")
-    ex.add_argument("--save-every-steps", type=int, metavar="K", default=_S,
-                    help="also checkpoint last/ every K steps inside an epoch (default 0: per epoch)")
-    ex.add_argument("--workers", dest="num_workers", type=int, metavar="N", default=_S,
-                    help="DataLoader workers per process (default: 0 on CPU, up to 8 on CUDA)")
-    ex.add_argument("--device", default=_S, help="cpu, cuda, cuda:1 (default: cuda if available; torchrun: cuda:LOCAL_RANK)")
-    ex.add_argument("--threads", type=int, default=_S, help="CPU threads per process (default: torch's)")
-    ex.add_argument("--compile", action="store_true", default=_S, help="torch.compile the model")
-    ex.add_argument("--no-progress", dest="progress", action="store_false", default=_S, help="hide progress bars")
-
-    p.add_argument("--out", metavar="RUN_DIR", default=_S, help="run directory to create")
+    groups: dict[str, Any] = {}
+    for rec in config_flags():
+        group = groups.get(rec["group"])
+        if group is None:
+            group = groups[rec["group"]] = p.add_argument_group(rec["group"])
+        group.add_argument(*rec["flags"], **rec["kwargs"])
+    p.add_argument("--seeds", type=int, nargs="+", metavar="S", default=None,
+                   help="train one run per training seed into OUT/seed-S/ (the replicates of this objective; "
+                   "an existing run there is resumed, a finished one kept); conflicts with --seed and --resume")
     p.set_defaults(func=run)
 
 

@@ -16,6 +16,8 @@ _EXTENSIONS = {".md": "md", ".markdown": "md", ".tex": "latex", ".latex": "latex
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from fewshot._names import TEST_NAMES
+
     p = sub.add_parser(
         "table", help="render the results table (md, LaTeX, CSV)", description=_DESCRIPTION
     )
@@ -42,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--alpha", type=float, default=0.01, help="significance level after Holm (default: 0.01)"
     )
     p.add_argument(
-        "--test", choices=("t", "wilcoxon"), default="t", help="paired test for the † marks (default: t)"
+        "--test", choices=TEST_NAMES, default="t", help="paired test for the † marks (default: t)"
     )
     p.add_argument(
         "--overlap-note", action="store_true",
@@ -54,9 +56,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fewshot._io import write_text
+    from fewshot._io import check_output_file, write_text
     from fewshot.tables import render_table, table_frame
 
+    check_output_file(args.out, inputs=[*args.results, args.quoted])
     fmt = args.fmt or _EXTENSIONS.get(Path(args.out).suffix.lower())
     if fmt is None:
         raise ValueError(

@@ -10,10 +10,17 @@
 Modules: ``config`` (settings), ``data`` (held-out split, two views, deterministic sampler),
 ``distributed`` (torchrun, gather with gradient), ``loop`` (step, epoch, validation),
 ``state`` (run directory, resume state), ``runner`` (:func:`finetune`).
+
+Names are imported lazily: ``fewshot.training.config`` (and so ``fewshot finetune --help``)
+needs no torch; ``finetune``, ``RunResult`` and ``resume_config`` load it on first use.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from fewshot.training.config import RESUME_FREE_KEYS, FinetuneConfig, config_diff, load_config
-from fewshot.training.runner import RunResult, finetune, finetune_seeds, resume_config
 
 __all__ = [
     "finetune",
@@ -25,3 +32,19 @@ __all__ = [
     "config_diff",
     "RESUME_FREE_KEYS",
 ]
+
+_LAZY = {"finetune": "fewshot.training.runner", "finetune_seeds": "fewshot.training.runner",
+         "RunResult": "fewshot.training.runner", "resume_config": "fewshot.training.runner"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fewshot.training' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -131,12 +131,17 @@ def finetune(config: FinetuneConfig, *, resume: bool = False, split: Any = None)
     Writes ``config.out``: ``best/``, ``last/``, ``log.jsonl`` (one JSON object per epoch:
     ``epoch``, ``total``, ``ce``, ``contrastive``, ``val_loss``, ``val_ce``,
     ``val_contrastive``, ``val_acc``, ``lr`` (of the epoch's last step), ``images_per_s``,
-    ``time`` (seconds), ``steps``, ``best``), and ``manifest.json``. Only process 0 writes.
+    ``time`` (seconds), ``steps``, ``threads`` (CPU threads used), ``best``), and
+    ``manifest.json``. Only process 0 writes. Resuming with another thread count than the
+    run used warns (a ``RuntimeWarning``): the result then differs from an uninterrupted run.
 
     Raises:
         ValueError: any bad setting (see :meth:`FinetuneConfig.validate`); ``resume`` with a
             config that differs from the run's (the message names the keys); a fresh run
-            into a directory that already holds one; a training set smaller than one batch.
+            into a directory that already holds one, or into an existing directory that is
+            neither empty nor a fewshot run; an ``img_size`` the backbone cannot take
+            (checked with one blank image before anything is written); a training set
+            smaller than one batch.
         FileNotFoundError: missing data, weights, or (``resume``) no ``last/`` checkpoint.
         FloatingPointError: the training loss became NaN or infinite.
     """
@@ -249,6 +254,10 @@ def _run(config: FinetuneConfig, ctx: Any, *, resume: bool, split: Any) -> RunRe
     cfg = config.to_dict()
     if not resume and (run_dir / LAST).exists():  # every process looks before process 0 writes (barrier below)
         raise ValueError(f"{run_dir} already holds a run ({LAST}/); pass --resume {run_dir} to continue it, or choose another --out")
+    if not resume:
+        from fewshot._io import check_output_dir
+
+        check_output_dir(run_dir, "finetune", inputs=[config.pretrained if config.pretrained != "hub" else None, config.data_root])
 
     # ---------------------------------------------------------------- data
     if split is None:
@@ -271,6 +280,9 @@ def _run(config: FinetuneConfig, ctx: Any, *, resume: bool, split: Any) -> RunRe
     backbone = create_backbone(config.backbone, None if weights_file else config.pretrained, seed=config.seed, **backbone_options)
     load_report = load_weights(backbone, config.pretrained) if weights_file else None
     preprocessing = resolve_preprocessing(backbone, img_size=config.img_size, crop_pct=config.crop_pct)
+    from fewshot.features import check_input_size
+
+    check_input_size(backbone, preprocessing)  # before anything is written
     objective = create_objective(config.objective, lam=config.lam, temperature=config.temperature, **config.objective_options)
     classifier = ClassificationHead(backbone.num_features, n_classes, dropout=config.dropout, seed=config.seed + 1)
     projection = None
@@ -335,6 +347,7 @@ def _run(config: FinetuneConfig, ctx: Any, *, resume: bool, split: Any) -> RunRe
                 _write_outputs(run_dir, progress, cfg, data_info, run_info)
             barrier()
             return _result(run_dir, progress)
+        _warn_threads(run_dir, progress)
         if main:
             print(f"resuming {run_dir} at epoch {progress.epoch + 1}, step {progress.step}/{steps_per_epoch}", flush=True)
     else:
@@ -390,6 +403,7 @@ def _run(config: FinetuneConfig, ctx: Any, *, resume: bool, split: Any) -> RunRe
             "images_per_s": stats["images"] / stats["seconds"] if stats["seconds"] > 0 else None,
             "time": seconds,
             "steps": steps_per_epoch,
+            "threads": torch.get_num_threads(),
         }
         if val is not None and not math.isfinite(val["val_loss"]):
             raise FloatingPointError(f"the validation loss is {val['val_loss']} in epoch {epoch + 1}; lower lr")
@@ -424,6 +438,23 @@ def _run(config: FinetuneConfig, ctx: Any, *, resume: bool, split: Any) -> RunRe
         _write_outputs(run_dir, progress, cfg, data_info, run_info)
     barrier()
     return _result(run_dir, progress)
+
+
+def _warn_threads(run_dir: Path, progress: Any) -> None:
+    """Warn when a resumed run computes with another number of CPU threads than it did:
+    float reductions then sum in another order, so the final weights differ (slightly) from
+    an uninterrupted run's. Every epoch's ``log.jsonl`` record keeps its thread count."""
+    import warnings
+
+    before = next((r.get("threads") for r in reversed(progress.history) if r.get("threads") is not None), None)
+    now = torch.get_num_threads()
+    if before is not None and before != now:
+        warnings.warn(
+            f"resuming {run_dir} with {now} CPU threads where it ran with {before}: the final weights "
+            "will differ from an uninterrupted run's (pass --threads to keep them equal)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def _write_log(run_dir: Path, progress: Progress) -> None:

@@ -22,11 +22,14 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
+import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from fewshot._io import recover_dir
 from fewshot.checkpoint import read_checkpoint_meta, save_checkpoint
 from fewshot.models import Preprocessing, load_weights
 
@@ -170,6 +173,7 @@ def stored_config(run_dir: str | os.PathLike) -> dict[str, Any]:
     last = Path(run_dir) / LAST
     if not Path(run_dir).is_dir():
         raise FileNotFoundError(f"run directory not found: {run_dir}")
+    recover_dir(last)  # a kill inside replace_dir may have left last/ moved aside
     if not (last / "checkpoint.json").is_file():
         raise FileNotFoundError(f"nothing to resume in {run_dir}: no {LAST}/checkpoint.json")
     meta = read_checkpoint_meta(last)
@@ -210,9 +214,10 @@ def load_state(
         scheduler.load_state_dict(state["scheduler"])
         if ema is not None:
             ema.load_state_dict(state["ema"])
-    except (KeyError, RuntimeError, ValueError, OSError) as exc:
+    except (KeyError, RuntimeError, ValueError, OSError, EOFError, TypeError, AttributeError,
+            MemoryError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ValueError(f"cannot restore {state_path}: {first}") from None
+        raise ValueError(f"cannot restore {state_path}: not a training state written by fewshot finetune ({first})") from None
     rng = state.get("rng", {})
     if "torch" in rng:
         torch.set_rng_state(rng["torch"].cpu())
