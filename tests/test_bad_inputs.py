@@ -151,7 +151,7 @@ def test_evaluate_refuses_bad_arrays(tmp_path, run_cli, arrays, match):
         (["--queries", "1000"], r"quer|items|images"),
         (["--seeds", "0", "0"], r"seeds must not repeat"),
         (["--shots", "1", "1"], r"shots must not repeat"),
-        (["--classifier", "svm"], r"invalid choice: 'svm'"),
+        (["--classifier", "svm2"], r"invalid choice: 'svm2'"),
         (["--ways", "five"], r"invalid int value"),
         (["--bogus"], r"unrecognized arguments: --bogus"),
     ],

@@ -488,7 +488,7 @@ def test_cli_checkpoint_feeds_fewshot_extract(tmp_path, run_cli):
         (["--batch-size", "4096"], r"make no batch of batch_size=4096"),
         (["--device", "cuda"], r"CUDA is not available"),
         (["--projection-dim", "-1"], r"projection_dim must be >= 0"),
-        (["--optimizer", "rmsprop"], r"unknown optimizer 'rmsprop'; expected one of adamw, adam, sgd, lamb"),
+        (["--optimizer", "rmsprop"], r"invalid choice: 'rmsprop' \(choose from 'adamw', 'adam', 'sgd', 'lamb'\)"),
         (["--layer-decay", "0"], r"layer_decay must be in \(0, 1\] or None, got 0.0"),
         (["--drop-path", "1"], r"drop_path must be in \[0, 1\), got 1.0"),
         (["--drop-path", "0.1"], r"backbone 'conv4' does not take these arguments \(\['drop_path_rate', 'width'\]\)"),

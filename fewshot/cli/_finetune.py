@@ -39,9 +39,10 @@ FLAGS: dict[str, tuple[str, ...]] = {
 
 def _choices() -> dict[str, tuple[str, ...]]:
     from fewshot._names import AUGMENT_POLICIES, DATASET_NAMES, OBJECTIVE_NAMES
-    from fewshot.training.config import SCHEDULERS
+    from fewshot.training.config import OPTIMIZERS, SCHEDULERS
 
     return {
+        "optimizer": OPTIMIZERS,
         "objective": OBJECTIVE_NAMES,
         "scheduler": SCHEDULERS,
         "augment": AUGMENT_POLICIES,
@@ -229,7 +230,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         if group is None:
             group = groups[rec["group"]] = p.add_argument_group(rec["group"])
         group.add_argument(*rec["flags"], **rec["kwargs"])
-    p.add_argument("--seeds", type=int, nargs="+", metavar="S", default=None,
+    p.add_argument("--seeds", type=int, nargs="+", metavar="S", default=_S,
                    help="train one run per training seed into OUT/seed-S/ (the replicates of this objective; "
                    "an existing run there is resumed, a finished one kept); conflicts with --seed and --resume")
     p.set_defaults(func=run)
@@ -240,12 +241,13 @@ def run(args: argparse.Namespace) -> int:
     from fewshot.training.config import read_config_file
 
     given = {k: v for k, v in vars(args).items() if k not in ("config", "resume", "command", "func", "seeds")}
-    if args.seeds is not None:
+    seeds = getattr(args, "seeds", None)
+    if seeds is not None:
         if args.resume is not None or "seed" in given:
             raise ValueError("--seeds conflicts with --resume and --seed (each seed's run in OUT/seed-S/ is resumed when it exists)")
         config = load_config(args.config, **given)
         try:
-            results = finetune_seeds(config, args.seeds)
+            results = finetune_seeds(config, seeds)
         except FloatingPointError as exc:
             print(f"fewshot finetune: {exc}", file=sys.stderr)
             return 1
