@@ -73,6 +73,22 @@ def _pp(x: float) -> str:
     return "–" if x != x else f"{100 * x:+.2f}"
 
 
+def _leading_columns(rows: Any) -> dict[str, Any]:
+    """The columns both levels show first: what is compared, the accuracies, the difference."""
+    return {
+        "dataset": rows["dataset"],
+        "shot": [f"{w}w{s}s" for w, s in zip(rows["n_way"], rows["n_shot"])],
+        "method": rows["method"],
+        "runs": [f"{a} vs {b}" for a, b in zip(rows["n_runs_method"], rows["n_runs_baseline"])],
+        "acc": rows["mean_method"].map(lambda x: f"{100 * x:.2f}"),
+        "baseline": rows["mean_baseline"].map(lambda x: f"{100 * x:.2f}"),
+        "diff [95% CI]": [
+            f"{_pp(d)} [{_pp(lo)}, {_pp(hi)}]"
+            for d, lo, hi in zip(rows["mean_diff"], rows["ci95_low"], rows["ci95_high"])
+        ],
+    }
+
+
 def format_comparison(df: Any) -> str:
     """The comparison as terminal text: one block per level, accuracies in percent."""
     import pandas as pd
@@ -89,16 +105,7 @@ def format_comparison(df: Any) -> str:
     if len(runs):
         view = pd.DataFrame(
             {
-                "dataset": runs["dataset"],
-                "shot": [f"{w}w{s}s" for w, s in zip(runs["n_way"], runs["n_shot"])],
-                "method": runs["method"],
-                "runs": [f"{a} vs {b}" for a, b in zip(runs["n_runs_method"], runs["n_runs_baseline"])],
-                "acc": runs["mean_method"].map(lambda x: f"{100 * x:.2f}"),
-                "baseline": runs["mean_baseline"].map(lambda x: f"{100 * x:.2f}"),
-                "diff [95% CI]": [
-                    f"{_pp(d)} [{_pp(lo)}, {_pp(hi)}]"
-                    for d, lo, hi in zip(runs["mean_diff"], runs["ci95_low"], runs["ci95_high"])
-                ],
+                **_leading_columns(runs),
                 "boot 95% CI": [f"[{_pp(lo)}, {_pp(hi)}]" for lo, hi in zip(runs["boot_ci95_low"], runs["boot_ci95_high"])],
                 "test": runs["run_test"],
                 "T": runs["T"].map(lambda x: f"{x:.2f}"),
@@ -131,16 +138,7 @@ def format_comparison(df: Any) -> str:
     if len(ckpt):
         view = pd.DataFrame(
             {
-                "dataset": ckpt["dataset"],
-                "shot": [f"{w}w{s}s" for w, s in zip(ckpt["n_way"], ckpt["n_shot"])],
-                "method": ckpt["method"],
-                "runs": [f"{a} vs {b}" for a, b in zip(ckpt["n_runs_method"], ckpt["n_runs_baseline"])],
-                "acc": ckpt["mean_method"].map(lambda x: f"{100 * x:.2f}"),
-                "baseline": ckpt["mean_baseline"].map(lambda x: f"{100 * x:.2f}"),
-                "diff [95% CI]": [
-                    f"{_pp(d)} [{_pp(lo)}, {_pp(hi)}]"
-                    for d, lo, hi in zip(ckpt["mean_diff"], ckpt["ci95_low"], ckpt["ci95_high"])
-                ],
+                **_leading_columns(ckpt),
                 "T": ckpt["T"].map(lambda x: f"{x:.2f}"),
                 "p_t": ckpt["p_val"].map(_p),
                 "p_wilcoxon": ckpt["p_wilcoxon"].map(_p),
