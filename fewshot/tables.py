@@ -1,10 +1,12 @@
-"""The paper's Table 1: median-run accuracy ± 95% CI per method, dataset and shot.
+"""The paper's Table 1: accuracy ± 95% CI per method, dataset and shot, marked by evidence level.
 
 Two steps, so the numbers stay tidy until the last moment:
 
 1. :func:`table_frame` computes one row per cell (method × dataset × shot) with raw numbers:
-   the median run's mean and half-width (percent), Holm-corrected p against the baseline,
-   ``significant``, ``best``, ``quoted``.
+   for a method with several training runs the mean over runs and the 95% half-width over
+   run means, for a one-run method its median episode seed's mean and episode half-width
+   (percent); the level, Holm-corrected p against the baseline, ``significant``, ``best``,
+   ``quoted``.
 2. :func:`render_table` formats such a frame as Markdown, LaTeX (booktabs) or CSV.
 
 Layout: rows are methods (quoted rows first, in file order, then results in input order,
@@ -12,8 +14,9 @@ unless ``order`` says otherwise); columns are dataset × shot with the datasets 
 CIFAR-FS, FC100, miniImageNet, tieredImageNet, then any other dataset in first-seen order.
 A cell reads ``87.00±0.70``; the best value of a column (compared at the two decimals
 shown; ties all bold) is bold; ``†`` marks a method significantly better than the baseline
-after Holm correction at ``alpha``; ``‡`` marks a quoted (published, not re-run) row;
-a missing cell shows ``–``.
+across training runs (run level) after Holm correction at ``alpha``, ``*`` one significantly
+better at the checkpoint level only (one training run on a side); ``‡`` marks a quoted
+(published, not re-run) row; a missing cell shows ``–``.
 
 Quoted results (``quoted=``) are a CSV file (or DataFrame) with the columns
 

@@ -9,8 +9,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "plot",
         help="plot accuracy ± 95%% CI per method",
-        description="Plot each method's median run (mean accuracy ± 95% CI; band: range of "
-        "run means), one panel per dataset and shot. Headless; PNG or PDF.",
+        description="Plot each method's table cell (mean accuracy ± 95% CI: over training runs when "
+        "a method has several, with each run's mean as a dot; else the median episode seed), one "
+        "panel per dataset and shot. Headless; PNG or PDF.",
     )
     p.add_argument(
         "results", nargs="+", metavar="RESULTS",
