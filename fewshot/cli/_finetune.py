@@ -40,6 +40,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     model.add_argument("--data-root", metavar="DIR", default=_S, help="directory holding the dataset files")
     model.add_argument("--split", default=_S, help="split with the base classes (default: train)")
     model.add_argument("--img-size", type=int, metavar="N", default=_S, help="input size N×N instead of the backbone's")
+    model.add_argument("--freeze-backbone", action="store_true", default=_S,
+                       help="keep the backbone frozen (eval mode, no gradients) and train the neck and heads (needs "
+                       "--neck-dims); with --augment none --hflip 0 its features come from the feature cache")
+    model.add_argument("--neck-dims", type=int, nargs="+", metavar="D", default=_S,
+                       help="MLP neck on the backbone features (e.g. 1024 512); its output is the embedding, "
+                       "saved in the checkpoint and applied by `fewshot extract --checkpoint`")
 
     obj = p.add_argument_group("objective")
     obj.add_argument("--objective", metavar="NAME", default=_S,
@@ -81,7 +87,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="name of this training run, recorded in its checkpoints, features and results (default: seed-SEED)")
 
     aug = p.add_argument_group("augmentation")
-    aug.add_argument("--augment", metavar="POLICY", default=_S, help="AutoAugment policy: imagenet (default), cifar10, svhn")
+    aug.add_argument("--augment", metavar="POLICY", default=_S, help="AutoAugment policy: imagenet (default), cifar10, svhn, or none")
     aug.add_argument("--hflip", type=float, default=_S, help="horizontal flip probability (default 0.5)")
     aug.add_argument("--crop-pct", type=float, metavar="F", default=_S,
                      help="centre-crop fraction of training and extraction framing (default: the backbone's; recorded in the checkpoint)")
