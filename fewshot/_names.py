@@ -28,7 +28,7 @@ CLASSIFIER_NAMES: tuple[str, ...] = (
 OBJECTIVE_NAMES: tuple[str, ...] = ("ce", "schane", "supcon", "supcon-in", "simclr", "hscl")
 
 #: AutoAugment policies of the training transform.
-AUGMENT_POLICIES: tuple[str, ...] = ("imagenet", "cifar10", "svhn")
+AUGMENT_POLICIES: tuple[str, ...] = ("imagenet", "cifar10", "svhn", "none")
 
 #: Paired tests whose p-value is Holm-corrected in compare/table.
 TEST_NAMES: tuple[str, ...] = ("t", "wilcoxon")

@@ -617,7 +617,9 @@ def extract_to_file(
     Pretraining overlap: the label set the weights were trained on is ``pretrained_on`` (a
     key of :data:`fewshot.overlap.LABEL_SETS`), else, for timm's weights (``pretrained="hub"``,
     or a checkpoint fine-tuned from them), the one its pretrained tag names
-    (:func:`fewshot.overlap.label_set_of_model`). When the split shares classes with it, one
+    (:func:`fewshot.overlap.label_set_of_model`). A checkpoint with a neck (``fewshot finetune
+    --neck-dims``) gives the neck's output: the backbone's features (through the cache, so the
+    frozen backbone of many runs is run once per split) mapped by the neck in float32. When the split shares classes with it, one
     :class:`~fewshot.overlap.PretrainingOverlapWarning` is issued and the feature file's
     manifest records ``pretraining_overlap`` (:func:`fewshot.overlap.overlap_summary`).
 
@@ -650,12 +652,17 @@ def extract_to_file(
     resolve_device(device)  # a device this machine has, before any work
 
     source: dict[str, Any]
+    neck: nn.Module | None = None
     if checkpoint is not None:
         from fewshot.checkpoint import checkpoint_run, load_checkpoint
 
         if pretrained is not None:
             raise ValueError("pretrained weights conflict with a checkpoint (the checkpoint holds the weights)")
         model, pp, meta = load_checkpoint(checkpoint)
+        if "neck" in (meta.get("heads") or {}):
+            from fewshot.checkpoint import load_heads
+
+            neck = load_heads(checkpoint)["neck"]
         name = meta["backbone"]["name"]
         if backbone is not None and backbone != name:
             raise ValueError(f"backbone {backbone} differs from the checkpoint's backbone {name}")
@@ -697,10 +704,12 @@ def extract_to_file(
     )
     t0 = time.perf_counter()
     hit = False
-    if use_cache:
-        cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        if out.parent.resolve() == cache.resolve():
-            raise ValueError(f"output {out} lies in the feature cache {cache}; write it elsewhere or pass --no-cache")
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if use_cache and out.parent.resolve() == cache.resolve():
+        raise ValueError(f"output {out} lies in the feature cache {cache}; write it elsewhere or pass --no-cache")
+    if neck is not None:  # backbone features (cached: a frozen backbone's are shared by every run), then the neck
+        hit = _write_necked(out, model, neck, split_data, use_cache=use_cache, cache_dir=cache, options=options)
+    elif use_cache:
         cached, hit = extract_cached(model, split_data, cache, **options)
         if cached.resolve() != out.resolve():
             write_bytes(out, cached.read_bytes())
@@ -708,4 +717,39 @@ def extract_to_file(
         write_features(model, split_data, out, **options)
     with np.load(out, allow_pickle=False) as data:
         shape, fingerprint = data["features"].shape, str(data["fingerprint"])
+    if neck is not None:
+        name = f"{name}+neck"
     return ExtractResult(out, fingerprint, int(shape[0]), int(shape[1]), name, tuple(pp.input_size), hit, time.perf_counter() - t0)
+
+
+def _write_necked(
+    out: Path, backbone: nn.Module, neck: nn.Module, split: Any, *, use_cache: bool,
+    cache_dir: str | os.PathLike | None, options: dict[str, Any],
+) -> bool:
+    """Write ``neck(backbone features)`` of ``split`` to ``out``; whether the backbone's came from the cache."""
+    options = dict(options)
+    manifest, run = dict(options.pop("manifest")), options.pop("run")
+    if use_cache:
+        path, hit = extract_cached(backbone, split, cache_dir or default_cache_dir(), **options, run="")
+    else:
+        path, hit = Path(str(out) + ".backbone.npz"), False
+        write_features(backbone, split, path, **options)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            base, labels, key = data["features"], data["labels"], str(data["cache_key"])
+    finally:
+        if not use_cache:
+            path.unlink(missing_ok=True)
+    neck = neck.eval().float().cpu()
+    with torch.inference_mode():
+        feats = torch.cat([neck(torch.from_numpy(c)) for c in np.array_split(base, max(1, len(base) // 4096))]).numpy()
+    from fewshot.models import state_dict_sha256
+
+    neck_sha = state_dict_sha256(neck)
+    manifest.update(neck={"dims": list(getattr(neck, "dims", ())), "weights_sha256": neck_sha}, backbone_cache_key=key)
+    sid = split_identity(split)
+    save_features(
+        out, feats, labels, class_names=sid["class_names"], dataset=sid["dataset"], split=sid["split"], run=run,
+        cache_key=hashlib.sha256(f"{key}|neck|{neck_sha}|{run}".encode()).hexdigest(), manifest=manifest,
+    )
+    return hit

@@ -51,6 +51,8 @@ __all__ = [
     "state_dict_sha256",
     "ClassificationHead",
     "ProjectionHead",
+    "NeckHead",
+    "NeckedBackbone",
     "HEADS",
     "head_from_config",
     "WEIGHT_SUFFIXES",
@@ -256,7 +258,8 @@ def train_transform(
 
     Args:
         preprocessing: the backbone's :class:`Preprocessing`.
-        policy: AutoAugment policy, ``"imagenet"``, ``"cifar10"`` or ``"svhn"``.
+        policy: AutoAugment policy, ``"imagenet"``, ``"cifar10"`` or ``"svhn"``; ``"none"``
+            leaves AutoAugment out.
         hflip: probability of a horizontal flip.
         scale: area range of a random resized crop; None resizes the whole image.
         views: with ``views > 1`` each call returns a tuple of that many independent views.
@@ -271,8 +274,8 @@ def train_transform(
     from torchvision.transforms import AutoAugmentPolicy, InterpolationMode
 
     policies = {p.value: p for p in AutoAugmentPolicy}
-    if policy not in policies:
-        raise ValueError(f"unknown AutoAugment policy {policy!r}; expected one of {sorted(policies)}")
+    if policy not in policies and policy != "none":
+        raise ValueError(f"unknown AutoAugment policy {policy!r}; expected one of {sorted(policies) + ['none']}")
     if not 0.0 <= hflip <= 1.0:
         raise ValueError(f"hflip must be a probability in [0, 1], got {hflip}")
     p = preprocessing
@@ -288,7 +291,7 @@ def train_transform(
         [
             first,
             T.RandomHorizontalFlip(hflip),
-            T.AutoAugment(policies[policy]),
+            *([] if policy == "none" else [T.AutoAugment(policies[policy])]),
             T.ToTensor(),
             T.Normalize(p.mean, p.std),
         ]
@@ -561,8 +564,65 @@ class ProjectionHead(nn.Module):
         }
 
 
+class NeckHead(nn.Module):
+    """A trainable MLP neck on a backbone's pooled features; its output is the embedding.
+
+    ``(B, in_features)`` → ``(B, dims[-1])``: ``Linear(in, dims[0])``, then ReLU and
+    ``Linear(dims[i-1], dims[i])`` for each further size (no activation after the last).
+
+    Args:
+        in_features: backbone feature dims (``backbone.num_features``).
+        dims: output sizes of the linear layers, at least one.
+        seed: seed the initialisation without touching torch's global RNG.
+
+    Raises:
+        ValueError: no sizes, or a size < 1.
+    """
+
+    def __init__(self, in_features: int, dims: Sequence[int], *, seed: int | None = None) -> None:
+        super().__init__()
+        dims = [int(d) for d in dims]
+        if not dims or min([int(in_features), *dims]) < 1:
+            raise ValueError(f"NeckHead needs in_features >= 1 and at least one size >= 1, got {in_features}, {dims}")
+        self.in_features, self.dims = int(in_features), tuple(dims)
+        sizes = [self.in_features, *dims]
+        layers: list[nn.Module] = []
+        with _seeded(seed):
+            for i in range(len(dims)):
+                if i:
+                    layers.append(nn.ReLU())
+                layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        self.mlp = nn.Sequential(*layers)
+
+    @property
+    def out_features(self) -> int:
+        return self.dims[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(x)
+
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments, for a checkpoint to rebuild the head."""
+        return {"in_features": self.in_features, "dims": list(self.dims)}
+
+
+class NeckedBackbone(nn.Module):
+    """A backbone followed by its :class:`NeckHead`: ``(B, 3, H, W)`` → ``(B, neck.out_features)``,
+    what ``fewshot extract --checkpoint`` embeds with when a checkpoint has a neck."""
+
+    def __init__(self, backbone: nn.Module, neck: nn.Module) -> None:
+        super().__init__()
+        self.backbone, self.neck = backbone, neck
+        self.num_features = int(neck.out_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.neck(self.backbone(x))
+
+
 #: Head types a checkpoint can rebuild, by class name.
-HEADS: dict[str, type[nn.Module]] = {"ClassificationHead": ClassificationHead, "ProjectionHead": ProjectionHead}
+HEADS: dict[str, type[nn.Module]] = {
+    "ClassificationHead": ClassificationHead, "ProjectionHead": ProjectionHead, "NeckHead": NeckHead,
+}
 
 
 def head_from_config(type_name: str, config: Mapping[str, Any]) -> nn.Module:

@@ -74,6 +74,18 @@ class FinetuneConfig:
         projection_dim: 0 (default): the contrastive term sees the backbone's pooled
             embedding, as in the papers; ``> 0``: it sees a 2-layer MLP projection of that
             size (:class:`fewshot.models.ProjectionHead`), saved as head ``"projection"``.
+        freeze_backbone: train with the backbone frozen (eval mode, no gradients; its
+            BatchNorm statistics stay as loaded); only the neck, the classifier (and a
+            projection) learn. Needs ``neck_dims``. With ``augment="none"``, ``hflip=0`` and
+            no ``crop_scale`` the images have one fixed view, so the backbone's features of
+            the training images come from the feature cache
+            (:func:`fewshot.features.extract_cached`, ``$FEWSHOT_CACHE_DIR``) and an epoch
+            never runs the backbone; otherwise the backbone runs on every view.
+        neck_dims: sizes of a trainable MLP neck on the backbone's pooled features
+            (:class:`fewshot.models.NeckHead`: linear layers with ReLU between, none after
+            the last); its output is the embedding: the classifier, the contrastive term and
+            ``fewshot extract --checkpoint`` (saved as head ``"neck"``) all see it. Empty
+            (default): no neck.
 
     Optimisation:
         epochs: maximum number of epochs (100).
@@ -109,7 +121,8 @@ class FinetuneConfig:
             one objective with distinct names are its training replicates.
 
     Augmentation (two views per image, :func:`fewshot.models.train_transform`):
-        augment: AutoAugment policy, ``"imagenet"``, ``"cifar10"`` or ``"svhn"``.
+        augment: AutoAugment policy, ``"imagenet"``, ``"cifar10"`` or ``"svhn"``; ``"none"``:
+            no AutoAugment (the framing, the flip and a ``crop_scale`` crop still apply).
         hflip: probability of a horizontal flip (0.5).
         crop_scale: area range ``[lo, hi]`` of a random resized crop, or None (default) to
             frame the image as extraction does (timm's resize + centre crop at ``crop_pct``).
@@ -155,6 +168,11 @@ class FinetuneConfig:
     temperature: float = 0.5
     objective_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     projection_dim: int = 0
+    freeze_backbone: bool = dataclasses.field(
+        default=False, metadata={"help": "backbone frozen (eval mode, no gradients); train the neck and heads (needs --neck-dims)"})
+    neck_dims: tuple[int, ...] = dataclasses.field(
+        default=(), metadata={"help": "MLP neck sizes on the backbone features, e.g. 1024 512; its output is the embedding (default: none)",
+                              "type": int, "nargs": "+", "metavar": "D"})
     epochs: int = 100
     batch_size: int = 1024
     optimizer: str = dataclasses.field(default="adamw", metadata={"help": "adamw (default), adam, sgd or lamb (timm)"})
@@ -221,7 +239,14 @@ class FinetuneConfig:
         out = dataclasses.asdict(self)
         if out["crop_scale"] is not None:
             out["crop_scale"] = list(out["crop_scale"])
+        out["neck_dims"] = list(out["neck_dims"])
         return out
+
+    @property
+    def features_cached(self) -> bool:
+        """Whether training reads the backbone's features from the feature cache: a frozen
+        backbone and one fixed view per image (``augment="none"``, ``hflip=0``, no ``crop_scale``)."""
+        return self.freeze_backbone and self.augment == "none" and self.hflip == 0.0 and self.crop_scale is None
 
     @property
     def run_name(self) -> str:
@@ -288,6 +313,13 @@ class FinetuneConfig:
             if not 0.0 < lo <= hi <= 1.0:
                 raise ValueError(f"crop_scale must be [lo, hi] with 0 < lo <= hi <= 1, got {list(self.crop_scale)}")
         _at_least("projection_dim", self.projection_dim, 0)
+        if any(d < 1 for d in self.neck_dims):
+            raise ValueError(f"neck_dims must be positive sizes, got {list(self.neck_dims)}")
+        if self.freeze_backbone and not self.neck_dims:
+            raise ValueError("freeze_backbone needs neck_dims (a trainable neck); a frozen backbone alone learns no embedding")
+        if self.freeze_backbone and self.features_cached and (self.mixup or self.cutmix):
+            raise ValueError("mixup/cutmix mix images, but a frozen backbone without augmentation trains on cached "
+                             "features; set augment, hflip or crop_scale to run the backbone per view")
         _at_least("save_every_steps", self.save_every_steps, 0)
         if self.img_size is not None:
             _at_least("img_size", self.img_size, 1)
@@ -337,7 +369,7 @@ class FinetuneConfig:
                 raise ValueError(f"dataset {self.dataset!r} needs data_root (--data-root DIR)")
             if not Path(self.data_root).is_dir():
                 raise FileNotFoundError(f"data root not found: {self.data_root}")
-        policies = ("imagenet", "cifar10", "svhn")
+        policies = ("imagenet", "cifar10", "svhn", "none")
         if self.augment not in policies:
             raise ValueError(f"unknown AutoAugment policy {self.augment!r}; expected one of {', '.join(policies)}")
         if self.pretrained not in (None, "hub"):
@@ -435,7 +467,7 @@ _FLOAT = {"lam", "temperature", "lr", "weight_decay", "dropout", "val_fraction",
 _OPT_FLOAT = {"layer_decay", "crop_pct"}
 _STR = {"backbone", "dataset", "out", "split", "objective", "scheduler", "augment", "optimizer"}
 _OPT_STR = {"pretrained", "data_root", "device", "run"}
-_BOOL = {"compile", "progress", "sync_batchnorm"}
+_BOOL = {"compile", "progress", "sync_batchnorm", "freeze_backbone"}
 _DICT = {"backbone_kwargs", "objective_options"}
 
 
@@ -493,6 +525,16 @@ def _coerce(name: str, value: Any) -> Any:
         if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
             raise _type_error(name, "a table of settings", value)
         return dict(value)
+    if name == "neck_dims":
+        if value is None:
+            return ()
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, (list, tuple)) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and int(v) == v for v in value
+        ):
+            raise _type_error(name, "a list of integers", value)
+        return tuple(int(v) for v in value)
     if name == "crop_scale":
         if not isinstance(value, (list, tuple)) or len(value) != 2 or not all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in value

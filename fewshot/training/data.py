@@ -28,6 +28,7 @@ import torch
 __all__ = [
     "holdout_split",
     "TwoViews",
+    "FeatureViews",
     "TrainBatchSampler",
     "ValBatchSampler",
     "step_seed",
@@ -117,6 +118,36 @@ class TwoViews(torch.utils.data.Dataset):
         torch.default_generator.manual_seed(int(seed))
         views = torch.stack([self.transform(image) for _ in range(self.views)])
         return views, int(self.labels[position]), index
+
+
+class FeatureViews(torch.utils.data.Dataset):
+    """Items ``(views, label, instance_id)`` of precomputed features, for a frozen backbone
+    trained without augmentation: the ``views`` views of an image are its feature row,
+    repeated (the key's seed is ignored: nothing random happens).
+
+    Args:
+        features: ``(N, D)`` float32 backbone features of the whole split.
+        labels: ``(N,)`` labels of the split.
+        indices: the split's items this dataset holds.
+        views: views per item (2).
+
+    Returns per item:
+        views: ``(views, D)`` float32; label: int; instance_id: int (index in the split).
+    """
+
+    def __init__(self, features: torch.Tensor, labels: np.ndarray, indices: np.ndarray, views: int = 2) -> None:
+        self.features = torch.as_tensor(features, dtype=torch.float32)
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.labels = np.asarray(labels, dtype=np.int64)[self.indices]
+        self.views = int(views)
+
+    def __len__(self) -> int:
+        return int(self.indices.size)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int, int]:
+        position, _ = key
+        index = int(self.indices[position])
+        return self.features[index].expand(self.views, -1), int(self.labels[position]), index
 
 
 def collate_views(items: list[tuple[torch.Tensor, int, int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:

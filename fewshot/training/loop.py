@@ -39,28 +39,57 @@ __all__ = ["FinetuneNet", "compute_loss", "make_optimizer", "make_scheduler", "m
 
 
 class FinetuneNet(nn.Module):
-    """A backbone with a classification head and an optional projection head.
+    """A backbone with an optional neck, a classification head and an optional projection head.
 
-    ``forward(x)`` maps ``(B, 3, H, W)`` to ``(logits (B, num_classes), embeddings (B, d))``;
-    ``embeddings`` are the backbone's pooled features, or ``projection(features)`` when a
-    projection head is given (not normalised; the losses normalise).
+    ``forward(x)`` maps ``(B, 3, H, W)`` images — or ``(B, D)`` backbone features, which skip
+    the backbone (a frozen backbone's cached features) — to ``(logits (B, num_classes),
+    embeddings (B, d))``. The embedding is the backbone's pooled features, or ``neck(features)``
+    with a neck; the classifier sees the embedding; the contrastive term sees it, or
+    ``projection(embedding)`` when a projection head is given (not normalised; the losses
+    normalise).
+
+    With ``freeze_backbone`` the backbone's parameters get ``requires_grad=False``, it runs
+    under ``torch.no_grad`` and stays in eval mode whatever :meth:`train` is asked.
     """
 
-    def __init__(self, backbone: nn.Module, classifier: nn.Module, projection: nn.Module | None = None) -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        classifier: nn.Module,
+        projection: nn.Module | None = None,
+        *,
+        neck: nn.Module | None = None,
+        freeze_backbone: bool = False,
+    ) -> None:
         super().__init__()
         self.backbone = backbone
+        self.neck = neck
         self.classifier = classifier
         self.projection = projection
+        self.freeze_backbone = bool(freeze_backbone)
+        if self.freeze_backbone:
+            self.backbone.requires_grad_(False)
+            self.backbone.eval()
+
+    def train(self, mode: bool = True) -> FinetuneNet:
+        super().train(mode)
+        if self.freeze_backbone:
+            self.backbone.eval()
+        return self
 
     @property
     def embed_dim(self) -> int:
         if self.projection is not None:
             return int(self.projection.out_features)
+        if self.neck is not None:
+            return int(self.neck.out_features)
         return int(self.backbone.num_features)
 
     def heads(self) -> dict[str, nn.Module]:
-        """The heads by checkpoint name: ``classifier`` and, when present, ``projection``."""
+        """The heads by checkpoint name: ``classifier`` and, when present, ``neck`` and ``projection``."""
         out = {"classifier": self.classifier}
+        if self.neck is not None:
+            out["neck"] = self.neck
         if self.projection is not None:
             out["projection"] = self.projection
         return out
@@ -96,7 +125,15 @@ class FinetuneNet(nn.Module):
         return match
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        features = self.backbone(x)
+        if x.ndim == 2:  # backbone features already (a frozen backbone's cache)
+            features = x
+        elif self.freeze_backbone:
+            with torch.no_grad():
+                features = self.backbone(x)
+        else:
+            features = self.backbone(x)
+        if self.neck is not None:
+            features = self.neck(features)
         logits = self.classifier(features)
         embeddings = features if self.projection is None else self.projection(features)
         return logits, embeddings
@@ -120,7 +157,8 @@ def compute_loss(
         model: maps ``(R, 3, H, W)`` to ``(logits (R, C), embeddings (R, d))``
             (a :class:`FinetuneNet`, possibly wrapped in DDP or compiled).
         objective: the :class:`~fewshot.losses.Objective`.
-        views: ``(b, V, 3, H, W)`` images, ``V`` views each.
+        views: ``(b, V, 3, H, W)`` images, ``V`` views each, or ``(b, V, D)`` backbone
+            features (a frozen backbone's cache; the model skips its backbone).
         labels: ``(b,)`` int64 labels; repeated for each view.
         instance_ids: ``(b,)`` int64 image ids; repeated for each view (SimCLR's positives).
         gather: all-gather embeddings, labels and ids over processes, so the contrastive
@@ -140,7 +178,7 @@ def compute_loss(
     """
     b, v = views.shape[:2]
     x = views.flatten(0, 1)
-    if channels_last:
+    if channels_last and x.ndim == 4:
         x = x.contiguous(memory_format=torch.channels_last)
     y = labels.repeat_interleave(v)
     ids = instance_ids.repeat_interleave(v)
@@ -446,7 +484,7 @@ class Trainer:
                     views_t, labels, instance_ids = (t.to(dev, non_blocking=True) for t in batch)
                     views = views_t.shape[1]
                     x = views_t.flatten(0, 1)
-                    if self.channels_last:
+                    if self.channels_last and x.ndim == 4:
                         x = x.contiguous(memory_format=torch.channels_last)
                     with self.autocast():
                         logits, z = net(x)

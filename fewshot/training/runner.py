@@ -238,6 +238,7 @@ def _run(config: FinetuneConfig, ctx: Any, *, resume: bool, split: Any) -> RunRe
     from fewshot.losses import create_objective
     from fewshot.models import (
         ClassificationHead,
+        NeckHead,
         ProjectionHead,
         create_backbone,
         load_weights,
@@ -284,13 +285,19 @@ def _run(config: FinetuneConfig, ctx: Any, *, resume: bool, split: Any) -> RunRe
 
     check_input_size(backbone, preprocessing)  # before anything is written
     objective = create_objective(config.objective, lam=config.lam, temperature=config.temperature, **config.objective_options)
-    classifier = ClassificationHead(backbone.num_features, n_classes, dropout=config.dropout, seed=config.seed + 1)
+    neck = NeckHead(backbone.num_features, config.neck_dims, seed=config.seed + 3) if config.neck_dims else None
+    embed_dim = backbone.num_features if neck is None else neck.out_features
+    classifier = ClassificationHead(embed_dim, n_classes, dropout=config.dropout, seed=config.seed + 1)
     projection = None
     if config.projection_dim > 0 and objective.uses_contrastive:
-        projection = ProjectionHead(backbone.num_features, config.projection_dim, seed=config.seed + 2)
-    net = FinetuneNet(backbone, classifier, projection).to(ctx.device)
+        projection = ProjectionHead(embed_dim, config.projection_dim, seed=config.seed + 2)
+    net = FinetuneNet(backbone, classifier, projection, neck=neck, freeze_backbone=config.freeze_backbone).to(ctx.device)
 
-    transform = train_transform(preprocessing, policy=config.augment, hflip=config.hflip, scale=config.crop_scale)
+    if config.features_cached:  # one fixed view per image: the frozen backbone's features, computed once
+        items = _cached_feature_items(config, backbone, split, preprocessing, ctx)
+    else:
+        transform = train_transform(preprocessing, policy=config.augment, hflip=config.hflip, scale=config.crop_scale)
+        items = lambda idx: TwoViews(split, idx, transform)  # noqa: E731
     sampler = TrainBatchSampler(len(train_idx), config.batch_size, config.seed, rank=ctx.rank, world_size=ctx.world_size)
     workers = _default_workers(config, ctx.device)
     loader_options: dict[str, Any] = dict(
@@ -301,11 +308,11 @@ def _run(config: FinetuneConfig, ctx: Any, *, resume: bool, split: Any) -> RunRe
         prefetch_factor=4 if workers > 0 else None,
         generator=torch.Generator().manual_seed(config.seed),
     )
-    train_loader = torch.utils.data.DataLoader(TwoViews(split, train_idx, transform), batch_sampler=sampler, **loader_options)
+    train_loader = torch.utils.data.DataLoader(items(train_idx), batch_sampler=sampler, **loader_options)
     val_loader = None
     if val_idx.size:
         val_sampler = ValBatchSampler(len(val_idx), config.batch_size, config.seed, rank=ctx.rank, world_size=ctx.world_size)
-        val_loader = torch.utils.data.DataLoader(TwoViews(split, val_idx, transform), batch_sampler=val_sampler, **loader_options)
+        val_loader = torch.utils.data.DataLoader(items(val_idx), batch_sampler=val_sampler, **loader_options)
 
     steps_per_epoch = sampler.steps_per_epoch
     trainer = Trainer(
@@ -455,6 +462,30 @@ def _warn_threads(run_dir: Path, progress: Any) -> None:
             RuntimeWarning,
             stacklevel=3,
         )
+
+
+def _cached_feature_items(config: FinetuneConfig, backbone: Any, split: Any, preprocessing: Any, ctx: Any) -> Any:
+    """``indices -> FeatureViews``: the frozen backbone's features of ``split`` from the feature
+    cache (:func:`fewshot.features.extract_cached`); process 0 computes a missing entry, the
+    others then read it."""
+    import numpy as np
+
+    from fewshot.features import default_cache_dir, extract_cached
+    from fewshot.training.data import FeatureViews
+    from fewshot.training.distributed import barrier
+
+    options = dict(preprocessing=preprocessing, device=ctx.device, progress=config.progress,
+                   num_workers=_default_workers(config, ctx.device), manifest={"kind": "finetune-cache"})
+    if ctx.is_main:
+        path, hit = extract_cached(backbone, split, default_cache_dir(), **options)
+        _log.info("backbone features of %s/%s %s: %s", config.dataset, config.split, "from cache" if hit else "computed", path)
+    barrier()
+    if not ctx.is_main:
+        path, _ = extract_cached(backbone, split, default_cache_dir(), **options)
+    with np.load(path, allow_pickle=False) as data:
+        features = torch.from_numpy(np.ascontiguousarray(data["features"]))
+    backbone.eval()  # extraction restores the training mode; the frozen backbone stays in eval mode
+    return lambda idx: FeatureViews(features, split.labels, idx)
 
 
 def _write_log(run_dir: Path, progress: Progress) -> None:
