@@ -46,7 +46,7 @@ class DemoSettings:
 
     backbone: str = "conv4"
     img_size: int = 16
-    epochs: int = 20
+    epochs: int = 15
     batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 0.05
