@@ -17,13 +17,7 @@ FEWSHOT=${FEWSHOT:-.venv/bin/fewshot}
 export FEWSHOT_CACHE_DIR=${FEWSHOT_CACHE_DIR:-$OUT/.cache}
 
 mkdir -p "$OUT"
-: > "$OUT/timings.txt"
-stage() {  # stage NAME CMD...: run CMD, append its wall time to timings.txt
-    local name=$1; shift
-    local t0=$SECONDS
-    "$@"
-    printf '%-28s %6ds\n' "$name" $((SECONDS - t0)) | tee -a "$OUT/timings.txt"
-}
+. benchmarks/_stage.sh  # stage NAME CMD...: run CMD, append its wall time to timings.txt
 
 stage "data check" "$FEWSHOT" data check mini-imagenet --root "$ROOT" --csv "$OUT/data_check.csv"
 

