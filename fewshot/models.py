@@ -5,7 +5,7 @@ normalised ``(B, 3, H, W)`` float batch to timm's pooled pre-logits features
 ``(B, backbone.num_features)``. :func:`create_backbone` builds one from timm's registry
 (which also holds this package's ``conv4``, ``resnet12``, ``resnet12_narrow`` and
 ``resnet12_fsl``, see :mod:`fewshot.backbones`) and optionally loads weights from the hub or a
-local file (through :func:`fewshot.weights.load_weights`, which converts published layouts).
+local file (through :func:`fewshot.backbones.weights.load_weights`, which converts published layouts).
 
 The input pipeline comes from the backbone itself: :func:`resolve_preprocessing` reads timm's
 data config (input size, interpolation, crop, mean/std) into a JSON-serialisable
@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from fewshot import backbones as _backbones  # noqa: F401  (registers conv4, resnet12, ...)
-from fewshot.weights import WEIGHT_SUFFIXES, LoadReport, load_weights, read_state_dict
+from fewshot.backbones.weights import WEIGHT_SUFFIXES, LoadReport, load_weights, read_state_dict
 
 __all__ = [
     "Preprocessing",
@@ -412,7 +412,7 @@ def create_backbone(
             (``"resnet18.a1_in1k"``); includes ``conv4``, ``resnet12``, ``resnet12_narrow``.
         pretrained: None (random init), ``"hub"`` (timm's weights from the Hugging Face Hub;
             needs internet), or a path to a ``.safetensors`` or ``.pth``/``.pt`` file, loaded by
-            :func:`fewshot.weights.load_weights`: wrappers and prefixes removed, community
+            :func:`fewshot.backbones.weights.load_weights`: wrappers and prefixes removed, community
             layouts (torchvision, lukemelas EfficientNet, FEAT/RFS ResNet-12) and timm's own
             ``checkpoint_filter_fn`` (BEiT-3, CLIP, position-embedding resampling, ...)
             applied, classifier keys dropped; the report is logged. With a pretrained tag in
@@ -462,7 +462,7 @@ def create_backbone(
 
 
 # --------------------------------------------------------------------------- weights
-# Reading weight files and converting their layouts live in fewshot.weights; re-exported here.
+# Reading weight files and converting their layouts live in fewshot.backbones.weights; re-exported here.
 
 
 def state_dict_sha256(model: nn.Module) -> str:

@@ -1,4 +1,4 @@
-"""fewshot.weights: community layouts and timm's converters, checked against the source networks.
+"""fewshot.backbones.weights: community layouts and timm's converters, checked against the source networks.
 
 Each converter test builds the source architecture (written here from the published layout),
 randomises its weights and BatchNorm statistics, saves it the way its project does, loads the
@@ -18,7 +18,7 @@ from torch import nn
 
 import fewshot.models  # noqa: F401  (registers resnet12_fsl)
 from fewshot.models import create_backbone, resolve_preprocessing
-from fewshot.weights import CONVERTERS, load_weights
+from fewshot.backbones.weights import CONVERTERS, load_weights
 
 
 def _randomise(module: nn.Module, seed: int = 0) -> nn.Module:

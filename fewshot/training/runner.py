@@ -6,7 +6,7 @@ One run, in order:
    launched by ``torchrun``;
 2. hold out ``val_fraction`` of every base class's images for validation (seeded, stratified);
 3. build the backbone (timm, ``num_classes=0``; a ``pretrained`` file goes through
-   :func:`fewshot.weights.load_weights`, whose report is written to the manifest), a
+   :func:`fewshot.backbones.weights.load_weights`, whose report is written to the manifest), a
    classification head (dropout + linear) and, with ``projection_dim > 0``, a projection head;
    timm's optimiser, per-step schedule, Mixup/CutMix and model EMA as configured;
 4. every epoch: two AutoAugment views per image (framed like extraction: timm's resize and
