@@ -23,7 +23,8 @@ from PIL import Image
 
 from fewshot.data._base import ImageSplit
 from fewshot.features import extract_cached, extract_features
-from fewshot.models import create_backbone, eval_transform, resolve_preprocessing
+from fewshot.models import create_backbone
+from fewshot.transforms import eval_transform, resolve_preprocessing
 
 
 class MemorySplit(ImageSplit):

@@ -35,8 +35,9 @@ import torch
 from torch import nn
 
 from fewshot._io import atomic_dir, sha256_file, write_bytes, write_json
-from fewshot.models import Preprocessing, create_backbone, head_from_config, load_weights
+from fewshot.models import create_backbone, head_from_config, load_weights
 from fewshot.runs import check_run_name, seed_run_name
+from fewshot.transforms import Preprocessing
 
 __all__ = [
     "save_checkpoint",
@@ -109,7 +110,7 @@ def save_checkpoint(
         backbone: the backbone module (its full state dict is saved, buffers included).
         backbone_name: timm name to rebuild it with :func:`fewshot.models.create_backbone`.
         backbone_kwargs: the other ``create_backbone``/timm kwargs it was built with (JSON).
-        preprocessing: the backbone's :class:`~fewshot.models.Preprocessing`.
+        preprocessing: the backbone's :class:`~fewshot.transforms.Preprocessing`.
         heads: named head modules (e.g. ``{"classifier": ..., "projection": ...}``); their
             weights go to ``heads.safetensors`` and their ``config()`` (when they have one)
             to ``checkpoint.json``.
@@ -245,7 +246,7 @@ def load_checkpoint(
 
     Returns:
         ``(backbone, preprocessing, metadata)``: the backbone (train mode, CPU) with its
-        weights, its :class:`~fewshot.models.Preprocessing`, and the parsed
+        weights, its :class:`~fewshot.transforms.Preprocessing`, and the parsed
         ``checkpoint.json``.
 
     Raises:

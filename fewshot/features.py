@@ -40,8 +40,9 @@ from torch import nn
 
 from fewshot._device import resolve_device
 from fewshot._io import save_npz, sha256_arrays
-from fewshot.models import Preprocessing, eval_transform, resolve_preprocessing, state_dict_sha256
+from fewshot.models import state_dict_sha256
 from fewshot.runs import check_run_name
+from fewshot.transforms import Preprocessing, eval_transform, resolve_preprocessing
 
 __all__ = [
     "ExtractResult",

@@ -17,16 +17,13 @@ from fewshot import checkpoint as ckpt
 from fewshot import models
 from fewshot.models import (
     ClassificationHead,
-    Preprocessing,
     ProjectionHead,
     create_backbone,
-    eval_transform,
     head_from_config,
     load_weights,
-    resolve_preprocessing,
     state_dict_sha256,
-    train_transform,
 )
+from fewshot.transforms import Preprocessing, eval_transform, resolve_preprocessing, train_transform
 
 REGISTERED = ("conv4", "resnet12", "resnet12_narrow")
 DIMS = {"conv4": 64, "resnet12": 640, "resnet12_narrow": 256}

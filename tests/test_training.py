@@ -154,7 +154,7 @@ def test_sampler_ranks_partition_the_global_batch_and_resume_mid_epoch():
 
 
 def test_views_depend_only_on_the_item_seed():
-    from fewshot.models import Preprocessing, train_transform
+    from fewshot.transforms import Preprocessing, train_transform
 
     pp = Preprocessing((3, 16, 16), "bilinear", (0.5,) * 3, (0.25,) * 3)
     data = TwoViews(ColourSplit(), np.arange(10, 20), train_transform(pp))
@@ -269,7 +269,7 @@ def test_mixup_mixes_the_ce_term_only_and_the_contrastive_term_sees_clean_views(
 
 
 def test_training_views_are_framed_like_extraction_at_crop_pct():
-    from fewshot.models import Preprocessing, eval_transform, frame_transform, train_transform
+    from fewshot.transforms import Preprocessing, eval_transform, frame_transform, train_transform
 
     pp = Preprocessing((3, 24, 24), "bilinear", (0.5,) * 3, (0.5,) * 3, crop_pct=0.75)
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 30, 3), dtype=np.uint8))

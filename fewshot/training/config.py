@@ -120,7 +120,7 @@ class FinetuneConfig:
             files and results (:mod:`fewshot.runs`); None (default): ``seed-<seed>``. Runs of
             one objective with distinct names are its training replicates.
 
-    Augmentation (two views per image, :func:`fewshot.models.train_transform`):
+    Augmentation (two views per image, :func:`fewshot.transforms.train_transform`):
         augment: AutoAugment policy, ``"imagenet"``, ``"cifar10"`` or ``"svhn"``; ``"none"``:
             no AutoAugment (the framing, the flip and a ``crop_scale`` crop still apply).
         hflip: probability of a horizontal flip (0.5).

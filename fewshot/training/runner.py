@@ -242,13 +242,12 @@ def _run(config: FinetuneConfig, ctx: Any, *, resume: bool, split: Any) -> RunRe
         ProjectionHead,
         create_backbone,
         load_weights,
-        resolve_preprocessing,
-        train_transform,
     )
     from fewshot.training.data import TrainBatchSampler, TwoViews, ValBatchSampler, collate_views, holdout_split
     from fewshot.training.distributed import barrier, broadcast_flag
     from fewshot.training.loop import FinetuneNet, Trainer, make_mixup
     from fewshot.training.state import load_state, save_best, save_state
+    from fewshot.transforms import resolve_preprocessing, train_transform
 
     run_dir = Path(config.out)
     main = ctx.is_main
