@@ -35,7 +35,8 @@ import torch
 from torch import nn
 
 from fewshot._io import atomic_dir, sha256_file, write_bytes, write_json
-from fewshot.models import create_backbone, head_from_config, load_weights
+from fewshot.heads import head_from_config
+from fewshot.models import create_backbone, load_weights
 from fewshot.runs import check_run_name, seed_run_name
 from fewshot.transforms import Preprocessing
 
@@ -276,7 +277,7 @@ def load_heads(
 
     With ``heads`` given, their weights are loaded into those modules (strictly); otherwise
     each head is rebuilt from its recorded type and ``config`` (see
-    :data:`fewshot.models.HEADS`).
+    :data:`fewshot.heads.HEADS`).
 
     Returns:
         ``{name: module}``; empty when the checkpoint has no heads.

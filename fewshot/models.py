@@ -1,4 +1,4 @@
-"""Backbones and the heads used for fine-tuning.
+"""Backbones: creating them from timm's registry, with weights from the hub or a file.
 
 A *backbone* is any timm model created with ``num_classes=0``: ``backbone(x)`` maps a
 normalised ``(B, 3, H, W)`` float batch to timm's pooled pre-logits features
@@ -9,18 +9,15 @@ local file (through :func:`fewshot.backbones.weights.load_weights`, which conver
 
 The input pipeline comes from the backbone itself (:func:`fewshot.transforms.resolve_preprocessing`).
 
-Heads (:class:`ClassificationHead`, :class:`ProjectionHead`) are separate modules, so a
-checkpoint's backbone loads without them.
+The heads trained on top of a backbone live in :mod:`fewshot.heads`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import hashlib
 import os
 import socket
-from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -30,6 +27,7 @@ import torch
 from torch import nn
 
 from fewshot import backbones as _backbones  # noqa: F401  (registers conv4, resnet12, ...)
+from fewshot._rng import seeded
 from fewshot.backbones.weights import WEIGHT_SUFFIXES, LoadReport, load_weights, read_state_dict
 
 __all__ = [
@@ -39,12 +37,6 @@ __all__ = [
     "LoadReport",
     "suggest_models",
     "state_dict_sha256",
-    "ClassificationHead",
-    "ProjectionHead",
-    "NeckHead",
-    "NeckedBackbone",
-    "HEADS",
-    "head_from_config",
     "WEIGHT_SUFFIXES",
 ]
 
@@ -76,17 +68,6 @@ def _check_model_name(name: str) -> None:
         tags = [n.partition(".")[2] for n in timm.list_pretrained(f"{arch}.*")]
         known = f"; its tags: {', '.join(tags)}" if tags else f"; {arch} has no pretrained tags"
         raise ValueError(f"unknown pretrained tag {tag!r} of backbone {arch!r}{known}")
-
-
-@contextlib.contextmanager
-def _seeded(seed: int | None) -> Iterator[None]:
-    """Run the block with torch's CPU RNG seeded by ``seed``, restoring it afterwards."""
-    if seed is None:
-        yield
-        return
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed))
-        yield
 
 
 def _hub_offline() -> bool:
@@ -199,7 +180,7 @@ def create_backbone(
         pretrained = None
     if pretrained not in (None, "hub") and seed is None:
         seed = 0  # the file overwrites the init; leave torch's global RNG untouched
-    with _seeded(seed):
+    with seeded(seed):
         if pretrained == "hub":
             return _create_from_hub(name, kwargs)
         path = None if pretrained is None else Path(pretrained)
@@ -226,167 +207,3 @@ def state_dict_sha256(model: nn.Module) -> str:
         h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
-
-
-# --------------------------------------------------------------------------- heads
-
-
-class ClassificationHead(nn.Module):
-    """Linear classifier for the cross-entropy term: dropout, then ``Linear``.
-
-    ``(B, in_features)`` → ``(B, num_classes)`` logits.
-
-    Args:
-        in_features: embedding dims (``backbone.num_features``).
-        num_classes: number of (base) classes.
-        dropout: dropout probability on the embedding (active in train mode only).
-        seed: seed the initialisation without touching torch's global RNG.
-    """
-
-    def __init__(
-        self, in_features: int, num_classes: int, dropout: float = 0.0, *, seed: int | None = None
-    ) -> None:
-        super().__init__()
-        if in_features < 1 or num_classes < 1:
-            raise ValueError(f"in_features and num_classes must be >= 1, got {in_features}, {num_classes}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        self.in_features, self.num_classes, self.dropout_p = int(in_features), int(num_classes), float(dropout)
-        with _seeded(seed):
-            self.dropout = nn.Dropout(self.dropout_p)
-            self.fc = nn.Linear(self.in_features, self.num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.dropout(x))
-
-    def config(self) -> dict[str, Any]:
-        """Constructor arguments, for a checkpoint to rebuild the head."""
-        return {"in_features": self.in_features, "num_classes": self.num_classes, "dropout": self.dropout_p}
-
-
-class ProjectionHead(nn.Module):
-    """MLP projection for the contrastive term: ``num_layers`` linear layers with ReLU between.
-
-    ``(B, in_features)`` → ``(B, out_features)`` (not normalised; the loss normalises).
-
-    Args:
-        in_features: embedding dims (``backbone.num_features``).
-        out_features: projection dims (128).
-        hidden_features: width of the hidden layers (default ``in_features``).
-        num_layers: number of linear layers (2; 1 is a linear projection).
-        seed: seed the initialisation without touching torch's global RNG.
-    """
-
-    def __init__(
-        self,
-        in_features: int,
-        out_features: int = 128,
-        hidden_features: int | None = None,
-        num_layers: int = 2,
-        *,
-        seed: int | None = None,
-    ) -> None:
-        super().__init__()
-        hidden = int(hidden_features or in_features)
-        if min(in_features, out_features, hidden) < 1 or num_layers < 1:
-            raise ValueError(
-                f"ProjectionHead needs positive sizes and num_layers >= 1, got in={in_features}, "
-                f"out={out_features}, hidden={hidden}, num_layers={num_layers}"
-            )
-        self.in_features, self.out_features = int(in_features), int(out_features)
-        self.hidden_features, self.num_layers = hidden, int(num_layers)
-        dims = [self.in_features] + [hidden] * (self.num_layers - 1) + [self.out_features]
-        layers: list[nn.Module] = []
-        with _seeded(seed):
-            for i in range(self.num_layers):
-                if i:
-                    layers.append(nn.ReLU(inplace=True))
-                layers.append(nn.Linear(dims[i], dims[i + 1]))
-        self.mlp = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.mlp(x)
-
-    def config(self) -> dict[str, Any]:
-        """Constructor arguments, for a checkpoint to rebuild the head."""
-        return {
-            "in_features": self.in_features,
-            "out_features": self.out_features,
-            "hidden_features": self.hidden_features,
-            "num_layers": self.num_layers,
-        }
-
-
-class NeckHead(nn.Module):
-    """A trainable MLP neck on a backbone's pooled features; its output is the embedding.
-
-    ``(B, in_features)`` → ``(B, dims[-1])``: ``Linear(in, dims[0])``, then ReLU and
-    ``Linear(dims[i-1], dims[i])`` for each further size (no activation after the last).
-
-    Args:
-        in_features: backbone feature dims (``backbone.num_features``).
-        dims: output sizes of the linear layers, at least one.
-        seed: seed the initialisation without touching torch's global RNG.
-
-    Raises:
-        ValueError: no sizes, or a size < 1.
-    """
-
-    def __init__(self, in_features: int, dims: Sequence[int], *, seed: int | None = None) -> None:
-        super().__init__()
-        dims = [int(d) for d in dims]
-        if not dims or min([int(in_features), *dims]) < 1:
-            raise ValueError(f"NeckHead needs in_features >= 1 and at least one size >= 1, got {in_features}, {dims}")
-        self.in_features, self.dims = int(in_features), tuple(dims)
-        sizes = [self.in_features, *dims]
-        layers: list[nn.Module] = []
-        with _seeded(seed):
-            for i in range(len(dims)):
-                if i:
-                    layers.append(nn.ReLU())
-                layers.append(nn.Linear(sizes[i], sizes[i + 1]))
-        self.mlp = nn.Sequential(*layers)
-
-    @property
-    def out_features(self) -> int:
-        return self.dims[-1]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.mlp(x)
-
-    def config(self) -> dict[str, Any]:
-        """Constructor arguments, for a checkpoint to rebuild the head."""
-        return {"in_features": self.in_features, "dims": list(self.dims)}
-
-
-class NeckedBackbone(nn.Module):
-    """A backbone followed by its :class:`NeckHead`: ``(B, 3, H, W)`` → ``(B, neck.out_features)``,
-    what ``fewshot extract --checkpoint`` embeds with when a checkpoint has a neck."""
-
-    def __init__(self, backbone: nn.Module, neck: nn.Module) -> None:
-        super().__init__()
-        self.backbone, self.neck = backbone, neck
-        self.num_features = int(neck.out_features)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.neck(self.backbone(x))
-
-
-#: Head types a checkpoint can rebuild, by class name.
-HEADS: dict[str, type[nn.Module]] = {
-    "ClassificationHead": ClassificationHead, "ProjectionHead": ProjectionHead, "NeckHead": NeckHead,
-}
-
-
-def head_from_config(type_name: str, config: Mapping[str, Any]) -> nn.Module:
-    """Rebuild a head recorded as ``{"type": type_name, "config": config}``.
-
-    Raises:
-        ValueError: an unknown head type or arguments it does not take.
-    """
-    if type_name not in HEADS:
-        raise ValueError(f"unknown head type {type_name!r}; expected one of {sorted(HEADS)}")
-    try:
-        return HEADS[type_name](**dict(config))
-    except TypeError as exc:
-        raise ValueError(f"bad config for {type_name}: {exc}") from exc

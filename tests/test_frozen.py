@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 from fewshot.checkpoint import load_checkpoint, load_heads, read_checkpoint_meta
 from fewshot.data import load_split
 from fewshot.features import extract_features
-from fewshot.models import NeckHead
+from fewshot.heads import NeckHead
 from fewshot.training import FinetuneConfig, finetune
 from fewshot.training.runner import TEST_EXIT_ENV
 

@@ -15,14 +15,8 @@ from safetensors.torch import save_file
 
 from fewshot import checkpoint as ckpt
 from fewshot import models
-from fewshot.models import (
-    ClassificationHead,
-    ProjectionHead,
-    create_backbone,
-    head_from_config,
-    load_weights,
-    state_dict_sha256,
-)
+from fewshot.heads import ClassificationHead, ProjectionHead, head_from_config
+from fewshot.models import create_backbone, load_weights, state_dict_sha256
 from fewshot.transforms import Preprocessing, eval_transform, resolve_preprocessing, train_transform
 
 REGISTERED = ("conv4", "resnet12", "resnet12_narrow")

@@ -189,7 +189,7 @@ def test_lr_schedule_is_timms_warmup_then_cosine():
 
 
 def _net(backbone):
-    from fewshot.models import ClassificationHead, ProjectionHead
+    from fewshot.heads import ClassificationHead, ProjectionHead
 
     return FinetuneNet(backbone, ClassificationHead(backbone.num_features, 3), ProjectionHead(backbone.num_features, 4))
 
