@@ -23,7 +23,7 @@ from PIL import Image
 
 from fewshot.data._base import ImageSplit
 from fewshot.features import extract_cached, extract_features
-from fewshot.models import create_backbone
+from fewshot.backbones import create_backbone
 from fewshot.transforms import eval_transform, resolve_preprocessing
 
 

@@ -88,7 +88,7 @@ _EXPORTS: dict[str, str] = {
     "class_names": "fewshot.data",
     "list_datasets": "fewshot.data",
     "check_split": "fewshot.data",
-    "create_backbone": "fewshot.models",
+    "create_backbone": "fewshot.backbones",
     "Preprocessing": "fewshot.transforms",
     "resolve_preprocessing": "fewshot.transforms",
     "eval_transform": "fewshot.transforms",

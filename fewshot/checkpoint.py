@@ -36,7 +36,8 @@ from torch import nn
 
 from fewshot._io import atomic_dir, sha256_file, write_bytes, write_json
 from fewshot.heads import head_from_config
-from fewshot.models import create_backbone, load_weights
+from fewshot.backbones import create_backbone
+from fewshot.backbones.weights import load_weights
 from fewshot.runs import check_run_name, seed_run_name
 from fewshot.transforms import Preprocessing
 
@@ -109,7 +110,7 @@ def save_checkpoint(
         directory: the checkpoint directory; an existing checkpoint there is replaced (an
             existing directory that is not a checkpoint is refused).
         backbone: the backbone module (its full state dict is saved, buffers included).
-        backbone_name: timm name to rebuild it with :func:`fewshot.models.create_backbone`.
+        backbone_name: timm name to rebuild it with :func:`fewshot.backbones.create_backbone`.
         backbone_kwargs: the other ``create_backbone``/timm kwargs it was built with (JSON).
         preprocessing: the backbone's :class:`~fewshot.transforms.Preprocessing`.
         heads: named head modules (e.g. ``{"classifier": ..., "projection": ...}``); their

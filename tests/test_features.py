@@ -14,7 +14,7 @@ from fewshot.checkpoint import save_checkpoint
 from fewshot.cli import main
 from fewshot.data._base import ImageSplit
 from fewshot.features import FEATURE_KEYS, extract_cached, extract_features, save_features
-from fewshot.models import create_backbone
+from fewshot.backbones import create_backbone
 from fewshot.transforms import eval_transform, resolve_preprocessing
 
 

@@ -84,7 +84,7 @@ def _pretrained(tmp_path: Path) -> str:
     """A conv4 state dict to start from, so the frozen weights are not a fresh random init."""
     from safetensors.torch import save_file
 
-    from fewshot.models import create_backbone
+    from fewshot.backbones import create_backbone
 
     net = create_backbone("conv4", None, seed=7, width=8)
     path = tmp_path / "start.safetensors"

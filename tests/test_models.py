@@ -14,9 +14,10 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from fewshot import checkpoint as ckpt
-from fewshot import models
+from fewshot.backbones import _hub
 from fewshot.heads import ClassificationHead, ProjectionHead, head_from_config
-from fewshot.models import create_backbone, load_weights, state_dict_sha256
+from fewshot.backbones import create_backbone
+from fewshot.backbones.weights import load_weights, state_dict_sha256
 from fewshot.transforms import Preprocessing, eval_transform, resolve_preprocessing, train_transform
 
 REGISTERED = ("conv4", "resnet12", "resnet12_narrow")
@@ -201,7 +202,7 @@ def _no_download(*args, **kwargs):
 def test_hub_refused_when_unreachable(monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TIMM_OFFLINE", raising=False)
-    monkeypatch.setattr(models, "_reachable", lambda url, timeout=3.0: False)
+    monkeypatch.setattr(_hub, "_reachable", lambda url, timeout=3.0: False)
     monkeypatch.setattr(timm, "create_model", _no_download)
     with pytest.raises(ConnectionError, match=r"huggingface\.co.* unreachable.*pass a local weights file"):
         create_backbone("resnet10t", "hub")
@@ -210,7 +211,7 @@ def test_hub_refused_when_unreachable(monkeypatch):
 def test_hub_download_failure_is_one_clear_error(monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TIMM_OFFLINE", raising=False)
-    monkeypatch.setattr(models, "_reachable", lambda url, timeout=3.0: True)
+    monkeypatch.setattr(_hub, "_reachable", lambda url, timeout=3.0: True)
 
     def failing(name, pretrained=False, **kwargs):
         raise OSError("Name or service not known\nmore detail")

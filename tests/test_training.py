@@ -234,7 +234,7 @@ def test_weight_decay_groups_of_a_resnet_and_layer_decay():
 
 
 def test_layer_decay_reaches_the_learning_rates_through_timms_scheduler():
-    from fewshot.models import create_backbone
+    from fewshot.backbones import create_backbone
 
     net = _net(create_backbone("conv4", width=4))
     opt = make_optimizer(net, 1.0, 0.0, layer_decay=0.5)
@@ -245,7 +245,7 @@ def test_layer_decay_reaches_the_learning_rates_through_timms_scheduler():
 
 def test_mixup_mixes_the_ce_term_only_and_the_contrastive_term_sees_clean_views():
     from fewshot.losses import create_objective
-    from fewshot.models import create_backbone
+    from fewshot.backbones import create_backbone
     from fewshot.training.loop import _numpy_seeded, compute_loss, make_mixup
 
     net = _net(create_backbone("conv4", width=4, seed=0)).eval()  # eval: BatchNorm independent of the batch
@@ -347,7 +347,7 @@ def test_log_manifest_and_checkpoint_layout(tmp_path):
     from safetensors.torch import save_file
 
     from fewshot._io import sha256_file
-    from fewshot.models import create_backbone
+    from fewshot.backbones import create_backbone
 
     weights = tmp_path / "init.safetensors"
     save_file(create_backbone("conv4", width=8, seed=7).state_dict(), str(weights))

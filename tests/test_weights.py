@@ -16,10 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import fewshot.models  # noqa: F401  (registers resnet12_fsl)
-from fewshot.models import create_backbone
-from fewshot.transforms import resolve_preprocessing
+from fewshot.backbones import create_backbone  # importing fewshot.backbones registers resnet12_fsl
 from fewshot.backbones.weights import CONVERTERS, load_weights
+from fewshot.transforms import resolve_preprocessing
 
 
 def _randomise(module: nn.Module, seed: int = 0) -> nn.Module:

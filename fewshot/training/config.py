@@ -351,7 +351,7 @@ class FinetuneConfig:
 
         from fewshot.data import get_dataset
         from fewshot.losses import create_objective
-        from fewshot.models import suggest_models
+        from fewshot.backbones import suggest_models
 
         arch = self.backbone.split(".", 1)[0]
         if not timm.is_model(arch):

@@ -237,7 +237,8 @@ def _run(config: FinetuneConfig, ctx: Any, *, resume: bool, split: Any) -> RunRe
     from fewshot._manifest import make_manifest
     from fewshot.heads import ClassificationHead, NeckHead, ProjectionHead
     from fewshot.losses import create_objective
-    from fewshot.models import create_backbone, load_weights
+    from fewshot.backbones import create_backbone
+    from fewshot.backbones.weights import load_weights
     from fewshot.training.data import TrainBatchSampler, TwoViews, ValBatchSampler, collate_views, holdout_split
     from fewshot.training.distributed import barrier, broadcast_flag
     from fewshot.training.loop import FinetuneNet, Trainer, make_mixup

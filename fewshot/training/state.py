@@ -31,7 +31,7 @@ import torch
 
 from fewshot._io import recover_dir
 from fewshot.checkpoint import read_checkpoint_meta, save_checkpoint
-from fewshot.models import load_weights
+from fewshot.backbones.weights import load_weights
 from fewshot.transforms import Preprocessing
 
 __all__ = [

@@ -1,50 +1,31 @@
-"""Backbones: creating them from timm's registry, with weights from the hub or a file.
+"""``create_backbone``: a timm model with pooled features, and weights from the hub or a file.
 
 A *backbone* is any timm model created with ``num_classes=0``: ``backbone(x)`` maps a
 normalised ``(B, 3, H, W)`` float batch to timm's pooled pre-logits features
 ``(B, backbone.num_features)``. :func:`create_backbone` builds one from timm's registry
 (which also holds this package's ``conv4``, ``resnet12``, ``resnet12_narrow`` and
-``resnet12_fsl``, see :mod:`fewshot.backbones`) and optionally loads weights from the hub or a
-local file (through :func:`fewshot.backbones.weights.load_weights`, which converts published layouts).
-
-The input pipeline comes from the backbone itself (:func:`fewshot.transforms.resolve_preprocessing`).
-
-The heads trained on top of a backbone live in :mod:`fewshot.heads`.
+``resnet12_fsl``) and optionally loads weights from the hub (:mod:`fewshot.backbones._hub`) or
+a local file (through :func:`fewshot.backbones.weights.load_weights`, which converts published
+layouts). The input pipeline comes from the backbone itself
+(:func:`fewshot.transforms.resolve_preprocessing`); the heads trained on top of it live in
+:mod:`fewshot.heads`.
 """
 
 from __future__ import annotations
 
 import difflib
-import hashlib
 import os
-import socket
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import timm
-import torch
 from torch import nn
 
-from fewshot import backbones as _backbones  # noqa: F401  (registers conv4, resnet12, ...)
 from fewshot._rng import seeded
-from fewshot.backbones.weights import WEIGHT_SUFFIXES, LoadReport, load_weights, read_state_dict
+from fewshot.backbones._hub import create_from_hub
+from fewshot.backbones.weights import load_weights
 
-__all__ = [
-    "create_backbone",
-    "load_weights",
-    "read_state_dict",
-    "LoadReport",
-    "suggest_models",
-    "state_dict_sha256",
-    "WEIGHT_SUFFIXES",
-]
-
-
-_OFFLINE_VALUES = {"1", "true", "yes", "on"}
-
-
-# --------------------------------------------------------------------------- backbones
+__all__ = ["create_backbone", "suggest_models"]
 
 
 def suggest_models(name: str, n: int = 5) -> list[str]:
@@ -68,63 +49,6 @@ def _check_model_name(name: str) -> None:
         tags = [n.partition(".")[2] for n in timm.list_pretrained(f"{arch}.*")]
         known = f"; its tags: {', '.join(tags)}" if tags else f"; {arch} has no pretrained tags"
         raise ValueError(f"unknown pretrained tag {tag!r} of backbone {arch!r}{known}")
-
-
-def _hub_offline() -> bool:
-    return any(
-        os.environ.get(var, "").strip().lower() in _OFFLINE_VALUES
-        for var in ("HF_HUB_OFFLINE", "TIMM_OFFLINE")
-    )
-
-
-def _reachable(url: str, timeout: float = 3.0) -> bool:
-    """Whether a TCP connection to ``url``'s host opens within ``timeout`` seconds."""
-    parsed = urlparse(url)
-    host = parsed.hostname
-    if not host:
-        return False
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def _hub_url(name: str) -> str:
-    cfg = timm.models.get_pretrained_cfg(name)
-    if cfg is not None and cfg.hf_hub_id:
-        return os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    if cfg is not None and cfg.url:
-        return cfg.url
-    return ""
-
-
-def _offline_error(name: str, reason: str) -> ConnectionError:
-    return ConnectionError(
-        f"cannot fetch pretrained weights for {name!r} from the hub ({reason}); "
-        f"pass a local weights file instead (pretrained=PATH / --pretrained FILE.safetensors|.pth)"
-    )
-
-
-def _create_from_hub(name: str, kwargs: dict[str, Any]) -> nn.Module:
-    if not timm.models.is_model_pretrained(name):
-        raise ValueError(
-            f"backbone {name!r} has no pretrained weights on the hub; "
-            f"pass a weights file or pretrained=None to train from scratch"
-        )
-    if _hub_offline():
-        raise _offline_error(name, "HF_HUB_OFFLINE is set")
-    url = _hub_url(name)
-    if not _reachable(url):
-        raise _offline_error(name, f"{urlparse(url).hostname or url!r} is unreachable; offline?")
-    try:
-        return timm.create_model(name, pretrained=True, num_classes=0, **kwargs)
-    except TypeError:
-        raise
-    except Exception as exc:  # network and hub errors come in many types
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        raise _offline_error(name, f"download failed: {type(exc).__name__}: {first}") from exc
 
 
 def create_backbone(
@@ -182,7 +106,7 @@ def create_backbone(
         seed = 0  # the file overwrites the init; leave torch's global RNG untouched
     with seeded(seed):
         if pretrained == "hub":
-            return _create_from_hub(name, kwargs)
+            return create_from_hub(name, kwargs)
         path = None if pretrained is None else Path(pretrained)
         if path is not None and not path.is_file():
             raise FileNotFoundError(f"weights file not found: {path} (or pass pretrained='hub')")
@@ -193,17 +117,3 @@ def create_backbone(
     if path is not None:
         load_weights(model, path, strict=strict)
     return model
-
-
-# --------------------------------------------------------------------------- weights
-# Reading weight files and converting their layouts live in fewshot.backbones.weights; re-exported here.
-
-
-def state_dict_sha256(model: nn.Module) -> str:
-    """SHA-256 of a module's state dict (names, dtypes, shapes and bytes, in sorted order)."""
-    h = hashlib.sha256()
-    for key, value in sorted(model.state_dict().items()):
-        t = value.detach().to("cpu").contiguous()
-        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
