@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from fewshot.backbones import create_backbone
 from fewshot.data._base import ImageSplit
 from fewshot.features import extract_cached, extract_features
-from fewshot.backbones import create_backbone
 from fewshot.transforms import eval_transform, resolve_preprocessing
 
 

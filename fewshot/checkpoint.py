@@ -35,9 +35,9 @@ import torch
 from torch import nn
 
 from fewshot._io import atomic_dir, sha256_file, write_bytes, write_json
-from fewshot.heads import head_from_config
 from fewshot.backbones import create_backbone
 from fewshot.backbones.weights import load_weights
+from fewshot.heads import head_from_config
 from fewshot.runs import check_run_name, seed_run_name
 from fewshot.transforms import Preprocessing
 

@@ -632,8 +632,8 @@ def extract_to_file(
 
     from fewshot._io import write_bytes
     from fewshot._manifest import environment_info
-    from fewshot.data import load_split
     from fewshot.backbones import create_backbone
+    from fewshot.data import load_split
 
     if checkpoint is None and backbone is None:
         raise ValueError("give a backbone name (--backbone) or a checkpoint directory (--checkpoint)")

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fewshot.backbones import create_backbone  # importing fewshot.backbones registers resnet12_fsl
+from fewshot.backbones import create_backbone  # registers resnet12_fsl
 from fewshot.backbones.weights import CONVERTERS, load_weights
 from fewshot.transforms import resolve_preprocessing
 

@@ -349,9 +349,9 @@ class FinetuneConfig:
         """
         import timm
 
+        from fewshot.backbones import suggest_models
         from fewshot.data import get_dataset
         from fewshot.losses import create_objective
-        from fewshot.backbones import suggest_models
 
         arch = self.backbone.split(".", 1)[0]
         if not timm.is_model(arch):

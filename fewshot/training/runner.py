@@ -235,10 +235,10 @@ def _default_workers(config: FinetuneConfig, device: torch.device) -> int:
 def _run(config: FinetuneConfig, ctx: Any, *, resume: bool, split: Any) -> RunResult:
     from fewshot._io import sha256_arrays, sha256_file, write_json
     from fewshot._manifest import make_manifest
-    from fewshot.heads import ClassificationHead, NeckHead, ProjectionHead
-    from fewshot.losses import create_objective
     from fewshot.backbones import create_backbone
     from fewshot.backbones.weights import load_weights
+    from fewshot.heads import ClassificationHead, NeckHead, ProjectionHead
+    from fewshot.losses import create_objective
     from fewshot.training.data import TrainBatchSampler, TwoViews, ValBatchSampler, collate_views, holdout_split
     from fewshot.training.distributed import barrier, broadcast_flag
     from fewshot.training.loop import FinetuneNet, Trainer, make_mixup
