@@ -21,9 +21,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from fewshot.backbones import create_backbone
 from fewshot.data._base import ImageSplit
 from fewshot.features import extract_cached, extract_features
-from fewshot.models import create_backbone, eval_transform, resolve_preprocessing
+from fewshot.transforms import eval_transform, resolve_preprocessing
 
 
 class MemorySplit(ImageSplit):

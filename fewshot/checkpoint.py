@@ -35,8 +35,11 @@ import torch
 from torch import nn
 
 from fewshot._io import atomic_dir, sha256_file, write_bytes, write_json
-from fewshot.models import Preprocessing, create_backbone, head_from_config, load_weights
+from fewshot.backbones import create_backbone
+from fewshot.backbones.weights import load_weights
+from fewshot.heads import head_from_config
 from fewshot.runs import check_run_name, seed_run_name
+from fewshot.transforms import Preprocessing
 
 __all__ = [
     "save_checkpoint",
@@ -107,9 +110,9 @@ def save_checkpoint(
         directory: the checkpoint directory; an existing checkpoint there is replaced (an
             existing directory that is not a checkpoint is refused).
         backbone: the backbone module (its full state dict is saved, buffers included).
-        backbone_name: timm name to rebuild it with :func:`fewshot.models.create_backbone`.
+        backbone_name: timm name to rebuild it with :func:`fewshot.backbones.create_backbone`.
         backbone_kwargs: the other ``create_backbone``/timm kwargs it was built with (JSON).
-        preprocessing: the backbone's :class:`~fewshot.models.Preprocessing`.
+        preprocessing: the backbone's :class:`~fewshot.transforms.Preprocessing`.
         heads: named head modules (e.g. ``{"classifier": ..., "projection": ...}``); their
             weights go to ``heads.safetensors`` and their ``config()`` (when they have one)
             to ``checkpoint.json``.
@@ -245,7 +248,7 @@ def load_checkpoint(
 
     Returns:
         ``(backbone, preprocessing, metadata)``: the backbone (train mode, CPU) with its
-        weights, its :class:`~fewshot.models.Preprocessing`, and the parsed
+        weights, its :class:`~fewshot.transforms.Preprocessing`, and the parsed
         ``checkpoint.json``.
 
     Raises:
@@ -275,7 +278,7 @@ def load_heads(
 
     With ``heads`` given, their weights are loaded into those modules (strictly); otherwise
     each head is rebuilt from its recorded type and ``config`` (see
-    :data:`fewshot.models.HEADS`).
+    :data:`fewshot.heads.HEADS`).
 
     Returns:
         ``{name: module}``; empty when the checkpoint has no heads.

@@ -40,8 +40,9 @@ from torch import nn
 
 from fewshot._device import resolve_device
 from fewshot._io import save_npz, sha256_arrays
-from fewshot.models import Preprocessing, eval_transform, resolve_preprocessing, state_dict_sha256
+from fewshot.backbones.weights import state_dict_sha256
 from fewshot.runs import check_run_name
+from fewshot.transforms import Preprocessing, eval_transform, resolve_preprocessing
 
 __all__ = [
     "ExtractResult",
@@ -231,7 +232,7 @@ def extract_features(
                 if f.ndim != 2 or f.shape[0] != x.shape[0]:
                     raise ValueError(
                         f"backbone output has shape {tuple(f.shape)}, expected (batch, features); "
-                        f"create it with num_classes=0 (fewshot.models.create_backbone)"
+                        f"create it with num_classes=0 (fewshot.backbones.create_backbone)"
                     )
                 f = f.float().cpu().numpy()
                 if out is None:
@@ -631,8 +632,8 @@ def extract_to_file(
 
     from fewshot._io import write_bytes
     from fewshot._manifest import environment_info
+    from fewshot.backbones import create_backbone
     from fewshot.data import load_split
-    from fewshot.models import create_backbone
 
     if checkpoint is None and backbone is None:
         raise ValueError("give a backbone name (--backbone) or a checkpoint directory (--checkpoint)")
@@ -743,7 +744,7 @@ def _write_necked(
     neck = neck.eval().float().cpu()
     with torch.inference_mode():
         feats = torch.cat([neck(torch.from_numpy(c)) for c in np.array_split(base, max(1, len(base) // 4096))]).numpy()
-    from fewshot.models import state_dict_sha256
+    from fewshot.backbones.weights import state_dict_sha256
 
     neck_sha = state_dict_sha256(neck)
     manifest.update(neck={"dims": list(getattr(neck, "dims", ())), "weights_sha256": neck_sha}, backbone_cache_key=key)

@@ -384,7 +384,7 @@ def test_extract_cuda_without_gpu(tmp_path, run_cli, monkeypatch):
 def test_extract_refuses_nan_weights(tmp_path, run_cli, monkeypatch):
     from safetensors.torch import save_file
 
-    from fewshot.models import create_backbone
+    from fewshot.backbones import create_backbone
 
     monkeypatch.setenv("FEWSHOT_CACHE_DIR", str(tmp_path / "cache"))
     model = create_backbone("conv4", None, seed=0)

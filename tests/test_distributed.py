@@ -48,7 +48,7 @@ class TinyNet(nn.Module):
 
 
 def make_net(seed: int = 0) -> FinetuneNet:
-    from fewshot.models import ClassificationHead, ProjectionHead
+    from fewshot.heads import ClassificationHead, ProjectionHead
 
     torch.manual_seed(seed)
     return FinetuneNet(TinyNet(), ClassificationHead(12, 3, seed=seed + 1), ProjectionHead(12, 6, seed=seed + 2))

@@ -10,11 +10,12 @@ import torch
 from PIL import Image
 
 from fewshot._io import sha256_arrays
+from fewshot.backbones import create_backbone
 from fewshot.checkpoint import save_checkpoint
 from fewshot.cli import main
 from fewshot.data._base import ImageSplit
 from fewshot.features import FEATURE_KEYS, extract_cached, extract_features, save_features
-from fewshot.models import create_backbone, eval_transform, resolve_preprocessing
+from fewshot.transforms import eval_transform, resolve_preprocessing
 
 
 class MemorySplit(ImageSplit):

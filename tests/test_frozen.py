@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 from fewshot.checkpoint import load_checkpoint, load_heads, read_checkpoint_meta
 from fewshot.data import load_split
 from fewshot.features import extract_features
-from fewshot.models import NeckHead
+from fewshot.heads import NeckHead
 from fewshot.training import FinetuneConfig, finetune
 from fewshot.training.runner import TEST_EXIT_ENV
 
@@ -84,7 +84,7 @@ def _pretrained(tmp_path: Path) -> str:
     """A conv4 state dict to start from, so the frozen weights are not a fresh random init."""
     from safetensors.torch import save_file
 
-    from fewshot.models import create_backbone
+    from fewshot.backbones import create_backbone
 
     net = create_backbone("conv4", None, seed=7, width=8)
     path = tmp_path / "start.safetensors"

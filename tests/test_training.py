@@ -154,7 +154,7 @@ def test_sampler_ranks_partition_the_global_batch_and_resume_mid_epoch():
 
 
 def test_views_depend_only_on_the_item_seed():
-    from fewshot.models import Preprocessing, train_transform
+    from fewshot.transforms import Preprocessing, train_transform
 
     pp = Preprocessing((3, 16, 16), "bilinear", (0.5,) * 3, (0.25,) * 3)
     data = TwoViews(ColourSplit(), np.arange(10, 20), train_transform(pp))
@@ -189,7 +189,7 @@ def test_lr_schedule_is_timms_warmup_then_cosine():
 
 
 def _net(backbone):
-    from fewshot.models import ClassificationHead, ProjectionHead
+    from fewshot.heads import ClassificationHead, ProjectionHead
 
     return FinetuneNet(backbone, ClassificationHead(backbone.num_features, 3), ProjectionHead(backbone.num_features, 4))
 
@@ -234,7 +234,7 @@ def test_weight_decay_groups_of_a_resnet_and_layer_decay():
 
 
 def test_layer_decay_reaches_the_learning_rates_through_timms_scheduler():
-    from fewshot.models import create_backbone
+    from fewshot.backbones import create_backbone
 
     net = _net(create_backbone("conv4", width=4))
     opt = make_optimizer(net, 1.0, 0.0, layer_decay=0.5)
@@ -245,7 +245,7 @@ def test_layer_decay_reaches_the_learning_rates_through_timms_scheduler():
 
 def test_mixup_mixes_the_ce_term_only_and_the_contrastive_term_sees_clean_views():
     from fewshot.losses import create_objective
-    from fewshot.models import create_backbone
+    from fewshot.backbones import create_backbone
     from fewshot.training.loop import _numpy_seeded, compute_loss, make_mixup
 
     net = _net(create_backbone("conv4", width=4, seed=0)).eval()  # eval: BatchNorm independent of the batch
@@ -269,7 +269,7 @@ def test_mixup_mixes_the_ce_term_only_and_the_contrastive_term_sees_clean_views(
 
 
 def test_training_views_are_framed_like_extraction_at_crop_pct():
-    from fewshot.models import Preprocessing, eval_transform, frame_transform, train_transform
+    from fewshot.transforms import Preprocessing, eval_transform, frame_transform, train_transform
 
     pp = Preprocessing((3, 24, 24), "bilinear", (0.5,) * 3, (0.5,) * 3, crop_pct=0.75)
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 30, 3), dtype=np.uint8))
@@ -347,7 +347,7 @@ def test_log_manifest_and_checkpoint_layout(tmp_path):
     from safetensors.torch import save_file
 
     from fewshot._io import sha256_file
-    from fewshot.models import create_backbone
+    from fewshot.backbones import create_backbone
 
     weights = tmp_path / "init.safetensors"
     save_file(create_backbone("conv4", width=8, seed=7).state_dict(), str(weights))

