@@ -20,7 +20,7 @@ from fewshot.features import extract_features
 from fewshot.losses import OBJECTIVES
 from fewshot.training import FinetuneConfig, finetune, load_config
 from fewshot.training.config import config_diff
-from fewshot.training.data import TrainBatchSampler, TwoViews, ValBatchSampler, holdout_split
+from fewshot.training.sampling import TrainBatchSampler, TwoViews, ValBatchSampler, holdout_split
 from fewshot.training.loop import FinetuneNet, make_optimizer, make_scheduler
 from fewshot.training.runner import TEST_EXIT_ENV
 

@@ -17,7 +17,7 @@ One run, in order:
 
 Each process uses its own torch RNG state, restored when ``finetune`` returns (so the caller's
 random state is untouched): data order, augmentation and dropout are all derived from
-``(seed, epoch, step)`` (see :mod:`fewshot.training.data`), which is why a run killed and
+``(seed, epoch, step)`` (see :mod:`fewshot.training.sampling`), which is why a run killed and
 resumed ends with the same weights as an uninterrupted one on the CPU. With ``dropout > 0``
 dropout masks also depend on the process rank, so runs on different numbers of processes
 differ in those masks (and, on the CPU, in BatchNorm statistics, which are per process there).
@@ -245,7 +245,7 @@ def _run(config: FinetuneConfig, ctx: Any, *, resume: bool, split: Any) -> RunRe
         resolve_preprocessing,
         train_transform,
     )
-    from fewshot.training.data import TrainBatchSampler, TwoViews, ValBatchSampler, collate_views, holdout_split
+    from fewshot.training.sampling import TrainBatchSampler, TwoViews, ValBatchSampler, collate_views, holdout_split
     from fewshot.training.distributed import barrier, broadcast_flag
     from fewshot.training.loop import FinetuneNet, Trainer, make_mixup
     from fewshot.training.state import load_state, save_best, save_state
@@ -471,7 +471,7 @@ def _cached_feature_items(config: FinetuneConfig, backbone: Any, split: Any, pre
     import numpy as np
 
     from fewshot.features import default_cache_dir, extract_cached
-    from fewshot.training.data import FeatureViews
+    from fewshot.training.sampling import FeatureViews
     from fewshot.training.distributed import barrier
 
     options = dict(preprocessing=preprocessing, device=ctx.device, progress=config.progress,
