@@ -99,13 +99,42 @@ def test_load_config_toml_table_dashes_and_overrides(tmp_path):
         load_config(None, backbone="conv4", dataset="digits", out="r", bach_size=3)
     with pytest.raises(ValueError, match="missing required setting.*backbone"):
         load_config(None, dataset="digits", out="r")
-    yaml_path = tmp_path / "c.yaml"
-    yaml_path.write_text("backbone: conv4\n")
-    try:
-        import yaml  # noqa: F401
-    except ImportError:
-        with pytest.raises(ValueError, match="PyYAML"):
-            load_config(yaml_path)
+
+
+DIGITS_YAML = """\
+finetune:
+  backbone: conv4
+  dataset: digits
+  img-size: 16
+  epochs: 2
+  batch_size: 128
+  lr: 3.0e-3
+  threads: 1
+  progress: false
+  backbone_kwargs:
+    width: 8
+"""
+
+
+def test_yaml_config_loads_to_the_same_config_as_the_toml(tmp_path):
+    pytest.importorskip("yaml")
+    (tmp_path / "c.toml").write_text(DIGITS_TOML)
+    (tmp_path / "c.yml").write_text(DIGITS_YAML)
+    toml = load_config(tmp_path / "c.toml", out="r", lam=0.5)
+    yaml = load_config(tmp_path / "c.yml", out="r", lam=0.5)
+    assert yaml == toml and yaml.to_dict() == toml.to_dict()
+    assert (yaml.batch_size, yaml.lr, yaml.backbone_kwargs, yaml.progress, yaml.lam) == (128, 3e-3, {"width": 8}, False, 0.5)
+    assert load_config(tmp_path / "c.yml", out="r") != toml  # the override did something
+    (tmp_path / "bad.yaml").write_text("backbone: [conv4\n")
+    with pytest.raises(ValueError, match=r"cannot parse .*bad\.yaml"):
+        load_config(tmp_path / "bad.yaml")
+
+
+def test_yaml_config_without_pyyaml_names_the_missing_package(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "yaml", None)  # `import yaml` raises ImportError, installed or not
+    (tmp_path / "c.yaml").write_text("backbone: conv4\n")
+    with pytest.raises(ValueError, match=r"reading c\.yaml needs PyYAML, which is not a dependency of fewshot"):
+        load_config(tmp_path / "c.yaml")
 
 
 def test_config_diff_ignores_execution_keys():
