@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -426,16 +427,53 @@ def test_without_validation_best_is_the_last_epoch(tmp_path):
 
 # timm's recipe components whose state a resumed run must restore: optimiser (LAMB), layer-decay
 # lr scales, warm-up + cosine schedule, model EMA, and the seeded Mixup/CutMix draws
+RECIPE = dict(optimizer="lamb", layer_decay=0.8, warmup_epochs=1, ema_decay=0.9, mixup=0.4, cutmix=1.0, smoothing=0.1)
 RECIPE_FLAGS = ["--optimizer", "lamb", "--layer-decay", "0.8", "--warmup-epochs", "1", "--ema-decay", "0.9",
                 "--mixup", "0.4", "--cutmix", "1.0", "--smoothing", "0.1"]
 
 
-@pytest.mark.parametrize("recipe", [
-    pytest.param(False, id="default"),
-    pytest.param(True, id="timm-recipe", marks=pytest.mark.slow),
-])
-def test_resume_after_kill_matches_uninterrupted_run(tmp_path, run_cli, recipe):
+def colour_run(out, recipe: bool = False, resume: bool = False):
+    """The run of the resume test: colours (64 training images, 4 steps of 16 per epoch), 2 epochs,
+    ``last/`` every 3 steps. Also the entry point of its killed subprocess."""
+    config = tiny_config(out, epochs=2, objective="simclr", save_every_steps=3, **(RECIPE if recipe else {}))
+    return finetune(config, resume=resume, split=ColourSplit())
+
+
+def _assert_same_run(killed: Path, whole: Path, epochs: int) -> None:
+    for ckpt, name in [(c, n) for c in ("last", "best") for n in ("backbone.safetensors", "heads.safetensors")]:
+        a = load_file(killed / ckpt / name)
+        b = load_file(whole / ckpt / name)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    drop = ("time", "images_per_s")
+    logs = [[{k: v for k, v in json.loads(line).items() if k not in drop}
+             for line in (run / "log.jsonl").read_text().splitlines()] for run in (killed, whole)]
+    assert logs[0] == logs[1] and len(logs[0]) == epochs
+
+
+@pytest.mark.parametrize("recipe", [pytest.param(False, id="default"), pytest.param(True, id="timm-recipe")])
+def test_resume_after_kill_matches_uninterrupted_run(tmp_path, caplog, recipe):
     """A run hard-killed mid-epoch 2 (after a mid-epoch checkpoint) and resumed ends bitwise equal."""
+    # 4 steps per epoch, last/ every 3 steps and at each epoch's end: die after step 7, with
+    # last/ written at step 6 (epoch 2, step 2), so the resumed run redoes steps 3-4 of epoch 2
+    code = f"import sys; sys.path.insert(0, {str(ROOT / 'tests')!r}); import test_training as t; t.colour_run(sys.argv[1], {recipe})"
+    env = {**os.environ, TEST_EXIT_ENV: "7", "PYTHONPATH": str(ROOT)}
+    killed = subprocess.run([sys.executable, "-c", code, tmp_path / "killed"], env=env, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == 75, killed.stderr
+    progress = read_checkpoint_meta(tmp_path / "killed" / "last")["extra"]["progress"]
+    assert (progress["epoch"], progress["step"], progress["global_step"]) == (1, 2, 6)
+
+    with caplog.at_level(logging.INFO, logger="fewshot.training"):
+        resumed = colour_run(tmp_path / "killed", recipe, resume=True)
+    assert f"resuming {tmp_path / 'killed'} at epoch 2, step 2/4" in caplog.messages
+    assert resumed.steps == 8 and resumed.epochs == 2
+    colour_run(tmp_path / "whole", recipe)
+    _assert_same_run(tmp_path / "killed", tmp_path / "whole", epochs=2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", [pytest.param(False, id="default"), pytest.param(True, id="timm-recipe")])
+def test_cli_resume_after_kill_matches_uninterrupted_run(tmp_path, run_cli, recipe):
+    """The same through ``fewshot finetune`` on digits (killed, ``--resume``, uninterrupted)."""
     config = tmp_path / "c.toml"
     config.write_text(DIGITS_TOML)
     extra = RECIPE_FLAGS if recipe else []
@@ -445,7 +483,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path, run_cli, recipe):
     killed = subprocess.run(
         [sys.executable, "-m", "fewshot", "finetune", "--config", config, "--objective", "simclr",
          "--save-every-steps", "3", "--out", tmp_path / "killed", *extra],
-        env=env, capture_output=True, text=True, timeout=120,
+        env=env, capture_output=True, text=True, timeout=300,
     )
     assert killed.returncode == 75, killed.stderr
     progress = read_checkpoint_meta(tmp_path / "killed" / "last")["extra"]["progress"]
@@ -456,15 +494,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path, run_cli, recipe):
     assert "resuming" in out and "epoch 2, step 3/6" in out
     status, _, err = run_cli("finetune", "--config", config, "--objective", "simclr", "--out", tmp_path / "whole", *extra)
     assert status == 0, err
-
-    for ckpt, name in [(c, n) for c in ("last", "best") for n in ("backbone.safetensors", "heads.safetensors")]:
-        a = load_file(tmp_path / "killed" / ckpt / name)
-        b = load_file(tmp_path / "whole" / ckpt / name)
-        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
-    drop = ("time", "images_per_s")
-    logs = [[{k: v for k, v in json.loads(line).items() if k not in drop}
-             for line in (tmp_path / run / "log.jsonl").read_text().splitlines()] for run in ("killed", "whole")]
-    assert logs[0] == logs[1] and len(logs[0]) == 2
+    _assert_same_run(tmp_path / "killed", tmp_path / "whole", epochs=2)
 
 
 def test_resume_refuses_a_different_config(tmp_path, run_cli):
