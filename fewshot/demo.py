@@ -31,6 +31,26 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from fewshot._io import (
+    check_output_dir,
+    manifest_kind,
+    write_csv,
+    write_json,
+    write_text,
+)
+from fewshot._manifest import make_manifest
+from fewshot.analysis import analyze_to_directory
+from fewshot.comparison import compare
+from fewshot.evaluation import evaluate_to_directory
+from fewshot.features import extract_to_file
+from fewshot.plots import plot_results
+from fewshot.protocol import Protocol
+from fewshot.runs import seed_run_name
+from fewshot.tables import render_table, table_frame
+from fewshot.training import FinetuneConfig, finetune
+
 __all__ = ["DemoSettings", "DEMO_FULL", "DEMO_QUICK", "DEMO_METHODS", "run_demo"]
 
 #: Objectives of the demo and their table labels; the first is the baseline.
@@ -68,8 +88,6 @@ DEMO_QUICK = DemoSettings(epochs=2, episodes=200, batch_size=128, train_seeds=(0
 def _check_own_runs(runs_dir: Path) -> None:
     """Refuse ``runs_dir`` unless it is missing or holds only the demo's fine-tuning runs
     (``seed-<S>/`` run directories, or one run directly, as older demos wrote)."""
-    from fewshot._io import manifest_kind
-
     if not runs_dir.exists() or manifest_kind(runs_dir) == "finetune":
         return
     if not runs_dir.is_dir():
@@ -83,8 +101,6 @@ def _clear_old_results(results_dir: Path) -> None:
     """Remove an older demo's single results directory of one objective (``results/<objective>/``
     holding ``manifest.json`` of kind evaluate); per-run directories below it are replaced one
     by one by :func:`fewshot.evaluation.evaluate_to_directory`."""
-    from fewshot._io import manifest_kind
-
     if manifest_kind(results_dir) == "evaluate":
         shutil.rmtree(results_dir)
 
@@ -120,8 +136,6 @@ def run_demo(
             of kind ``demo``), or ``out/runs/<objective>`` holds something other than demo
             fine-tuning runs; nothing is deleted then.
     """
-    import torch
-
     s = settings or (DEMO_QUICK if quick else DEMO_FULL)
     threads = torch.get_num_threads()
     torch.set_num_threads(s.threads)  # float summation order, hence the bytes of the results
@@ -132,18 +146,6 @@ def run_demo(
 
 
 def _run(out: Path, s: DemoSettings, quick: bool, progress: bool, log: Callable[[str], None]) -> dict[str, Any]:
-    from fewshot._io import check_output_dir, write_csv, write_json, write_text
-    from fewshot._manifest import make_manifest
-    from fewshot.analysis import analyze_to_directory
-    from fewshot.comparison import compare
-    from fewshot.evaluation import evaluate_to_directory
-    from fewshot.features import extract_to_file
-    from fewshot.plots import plot_results
-    from fewshot.protocol import Protocol
-    from fewshot.runs import seed_run_name
-    from fewshot.tables import render_table, table_frame
-    from fewshot.training import FinetuneConfig, finetune
-
     check_output_dir(out, "demo")
     for objective in DEMO_METHODS:  # the runs it will replace must be its own, before anything is written
         _check_own_runs(out / "runs" / objective)

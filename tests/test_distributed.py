@@ -7,8 +7,9 @@ expensive part on a 2-core machine):
    fixed global batch; the loss (averaged over ranks) and the DDP-averaged gradients must equal
    those of one process holding the whole batch, to 1e-6, for every contrastive objective;
 2. ``finetune`` itself, launched the way ``torchrun`` does (RANK/WORLD_SIZE/MASTER_* in the
-   environment), on digits with a tiny ViT (LayerNorm: no batch statistics) and dropout 0;
-   its log and weights must match a one-process run.
+   environment), on a small in-memory split (96 images, 5 global batches of 16) with a tiny
+   ViT (LayerNorm: no batch statistics) and dropout 0; its log and weights must match a
+   one-process run.
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ import socket
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 from torch import nn
 
+from fewshot.data import ArraySplit
 from fewshot.losses import create_objective
 from fewshot.training.loop import FinetuneNet, compute_loss
 
@@ -74,9 +77,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-DIGITS_VIT = dict(
-    backbone="vit_tiny_patch16_224", backbone_kwargs=VIT, dataset="digits", img_size=16, epochs=1,
-    batch_size=128, lr=3e-3, dropout=0.0, threads=1, progress=False, objective="schane",
+def colour_split(n_classes: int = 4, per_class: int = 24) -> ArraySplit:
+    """Noisy 16x16 images whose class is their mean colour (the same in every process)."""
+    labels = np.repeat(np.arange(n_classes), per_class)
+    colours = np.random.default_rng(123).integers(0, 256, (n_classes, 3))
+    pixels = colours[labels][:, None, None, :] + np.random.default_rng(0).normal(0, 25, (labels.size, 16, 16, 3))
+    images = np.clip(pixels, 0, 255).astype(np.uint8)
+    return ArraySplit("colours", "train", labels, [f"c{k}" for k in range(n_classes)], images, source="memory")
+
+
+COLOURS_VIT = dict(
+    backbone="vit_tiny_patch16_224", backbone_kwargs=VIT, dataset="colours", img_size=16, epochs=1,
+    batch_size=16, lr=3e-3, dropout=0.0, threads=1, progress=False, objective="schane",
     # timm's optimiser state: layer-wise lr decay, min lr, model EMA (best/ holds the EMA weights)
     layer_decay=0.75, min_lr=1e-5, ema_decay=0.9,
 )
@@ -112,7 +124,7 @@ def _worker(rank: int, tmp: str, port: int) -> None:
                       WORLD_SIZE=str(WORLD), LOCAL_WORLD_SIZE=str(WORLD))
     from fewshot.training import FinetuneConfig, finetune
 
-    finetune(FinetuneConfig(out=f"{tmp}/ddp", **DIGITS_VIT))
+    finetune(FinetuneConfig(out=f"{tmp}/ddp", **COLOURS_VIT), split=colour_split())
 
 
 @pytest.fixture(scope="module")
@@ -151,13 +163,14 @@ def test_contrastive_share_of_the_gradient_is_large_enough_to_catch_a_scaling_er
 def test_two_process_finetune_matches_one_process(two_ranks, tmp_path):
     from fewshot.training import FinetuneConfig, finetune
 
-    single = finetune(FinetuneConfig(out=str(tmp_path / "one"), **DIGITS_VIT))
+    single = finetune(FinetuneConfig(out=str(tmp_path / "one"), **COLOURS_VIT), split=colour_split())
     ddp_log = [json.loads(line) for line in (two_ranks / "ddp" / "log.jsonl").read_text().splitlines()]
     assert len(ddp_log) == len(single.history) == 1
     for key in ("total", "ce", "contrastive", "val_loss", "val_ce", "val_contrastive", "lr"):
         assert ddp_log[0][key] == pytest.approx(single.history[0][key], rel=1e-5, abs=1e-6), key
     manifest = json.loads((two_ranks / "ddp" / "manifest.json").read_text())
     assert manifest["run"]["world_size"] == WORLD and manifest["status"] == "finished"
+    assert manifest["data"]["steps_per_epoch"] == single.steps == 5  # several steps: the optimiser state matters
     for ckpt, name in [(c, n) for c in ("last", "best") for n in ("backbone.safetensors", "heads.safetensors")]:
         a, b = load_file(two_ranks / "ddp" / ckpt / name), load_file(single.run_dir / ckpt / name)
         for k in a:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from fewshot.features import extract_features
 from fewshot.losses import OBJECTIVES
 from fewshot.training import FinetuneConfig, finetune, load_config
 from fewshot.training.config import config_diff
-from fewshot.training.data import TrainBatchSampler, TwoViews, ValBatchSampler, holdout_split
+from fewshot.training.sampling import TrainBatchSampler, TwoViews, ValBatchSampler, holdout_split
 from fewshot.training.loop import FinetuneNet, make_optimizer, make_scheduler
 from fewshot.training.runner import TEST_EXIT_ENV
 
@@ -99,13 +100,42 @@ def test_load_config_toml_table_dashes_and_overrides(tmp_path):
         load_config(None, backbone="conv4", dataset="digits", out="r", bach_size=3)
     with pytest.raises(ValueError, match="missing required setting.*backbone"):
         load_config(None, dataset="digits", out="r")
-    yaml_path = tmp_path / "c.yaml"
-    yaml_path.write_text("backbone: conv4\n")
-    try:
-        import yaml  # noqa: F401
-    except ImportError:
-        with pytest.raises(ValueError, match="PyYAML"):
-            load_config(yaml_path)
+
+
+DIGITS_YAML = """\
+finetune:
+  backbone: conv4
+  dataset: digits
+  img-size: 16
+  epochs: 2
+  batch_size: 128
+  lr: 3.0e-3
+  threads: 1
+  progress: false
+  backbone_kwargs:
+    width: 8
+"""
+
+
+def test_yaml_config_loads_to_the_same_config_as_the_toml(tmp_path):
+    pytest.importorskip("yaml")
+    (tmp_path / "c.toml").write_text(DIGITS_TOML)
+    (tmp_path / "c.yml").write_text(DIGITS_YAML)
+    toml = load_config(tmp_path / "c.toml", out="r", lam=0.5)
+    yaml = load_config(tmp_path / "c.yml", out="r", lam=0.5)
+    assert yaml == toml and yaml.to_dict() == toml.to_dict()
+    assert (yaml.batch_size, yaml.lr, yaml.backbone_kwargs, yaml.progress, yaml.lam) == (128, 3e-3, {"width": 8}, False, 0.5)
+    assert load_config(tmp_path / "c.yml", out="r") != toml  # the override did something
+    (tmp_path / "bad.yaml").write_text("backbone: [conv4\n")
+    with pytest.raises(ValueError, match=r"cannot parse .*bad\.yaml"):
+        load_config(tmp_path / "bad.yaml")
+
+
+def test_yaml_config_without_pyyaml_names_the_missing_package(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "yaml", None)  # `import yaml` raises ImportError, installed or not
+    (tmp_path / "c.yaml").write_text("backbone: conv4\n")
+    with pytest.raises(ValueError, match=r"reading c\.yaml needs PyYAML, which is not a dependency of fewshot"):
+        load_config(tmp_path / "c.yaml")
 
 
 def test_config_diff_ignores_execution_keys():
@@ -397,16 +427,53 @@ def test_without_validation_best_is_the_last_epoch(tmp_path):
 
 # timm's recipe components whose state a resumed run must restore: optimiser (LAMB), layer-decay
 # lr scales, warm-up + cosine schedule, model EMA, and the seeded Mixup/CutMix draws
+RECIPE = dict(optimizer="lamb", layer_decay=0.8, warmup_epochs=1, ema_decay=0.9, mixup=0.4, cutmix=1.0, smoothing=0.1)
 RECIPE_FLAGS = ["--optimizer", "lamb", "--layer-decay", "0.8", "--warmup-epochs", "1", "--ema-decay", "0.9",
                 "--mixup", "0.4", "--cutmix", "1.0", "--smoothing", "0.1"]
 
 
-@pytest.mark.parametrize("recipe", [
-    pytest.param(False, id="default"),
-    pytest.param(True, id="timm-recipe", marks=pytest.mark.slow),
-])
-def test_resume_after_kill_matches_uninterrupted_run(tmp_path, run_cli, recipe):
+def colour_run(out, recipe: bool = False, resume: bool = False):
+    """The run of the resume test: colours (64 training images, 4 steps of 16 per epoch), 2 epochs,
+    ``last/`` every 3 steps. Also the entry point of its killed subprocess."""
+    config = tiny_config(out, epochs=2, objective="simclr", save_every_steps=3, **(RECIPE if recipe else {}))
+    return finetune(config, resume=resume, split=ColourSplit())
+
+
+def _assert_same_run(killed: Path, whole: Path, epochs: int) -> None:
+    for ckpt, name in [(c, n) for c in ("last", "best") for n in ("backbone.safetensors", "heads.safetensors")]:
+        a = load_file(killed / ckpt / name)
+        b = load_file(whole / ckpt / name)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    drop = ("time", "images_per_s")
+    logs = [[{k: v for k, v in json.loads(line).items() if k not in drop}
+             for line in (run / "log.jsonl").read_text().splitlines()] for run in (killed, whole)]
+    assert logs[0] == logs[1] and len(logs[0]) == epochs
+
+
+@pytest.mark.parametrize("recipe", [pytest.param(False, id="default"), pytest.param(True, id="timm-recipe")])
+def test_resume_after_kill_matches_uninterrupted_run(tmp_path, caplog, recipe):
     """A run hard-killed mid-epoch 2 (after a mid-epoch checkpoint) and resumed ends bitwise equal."""
+    # 4 steps per epoch, last/ every 3 steps and at each epoch's end: die after step 7, with
+    # last/ written at step 6 (epoch 2, step 2), so the resumed run redoes steps 3-4 of epoch 2
+    code = f"import sys; sys.path.insert(0, {str(ROOT / 'tests')!r}); import test_training as t; t.colour_run(sys.argv[1], {recipe})"
+    env = {**os.environ, TEST_EXIT_ENV: "7", "PYTHONPATH": str(ROOT)}
+    killed = subprocess.run([sys.executable, "-c", code, tmp_path / "killed"], env=env, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == 75, killed.stderr
+    progress = read_checkpoint_meta(tmp_path / "killed" / "last")["extra"]["progress"]
+    assert (progress["epoch"], progress["step"], progress["global_step"]) == (1, 2, 6)
+
+    with caplog.at_level(logging.INFO, logger="fewshot.training"):
+        resumed = colour_run(tmp_path / "killed", recipe, resume=True)
+    assert f"resuming {tmp_path / 'killed'} at epoch 2, step 2/4" in caplog.messages
+    assert resumed.steps == 8 and resumed.epochs == 2
+    colour_run(tmp_path / "whole", recipe)
+    _assert_same_run(tmp_path / "killed", tmp_path / "whole", epochs=2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", [pytest.param(False, id="default"), pytest.param(True, id="timm-recipe")])
+def test_cli_resume_after_kill_matches_uninterrupted_run(tmp_path, run_cli, recipe):
+    """The same through ``fewshot finetune`` on digits (killed, ``--resume``, uninterrupted)."""
     config = tmp_path / "c.toml"
     config.write_text(DIGITS_TOML)
     extra = RECIPE_FLAGS if recipe else []
@@ -416,7 +483,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path, run_cli, recipe):
     killed = subprocess.run(
         [sys.executable, "-m", "fewshot", "finetune", "--config", config, "--objective", "simclr",
          "--save-every-steps", "3", "--out", tmp_path / "killed", *extra],
-        env=env, capture_output=True, text=True, timeout=120,
+        env=env, capture_output=True, text=True, timeout=300,
     )
     assert killed.returncode == 75, killed.stderr
     progress = read_checkpoint_meta(tmp_path / "killed" / "last")["extra"]["progress"]
@@ -427,15 +494,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path, run_cli, recipe):
     assert "resuming" in out and "epoch 2, step 3/6" in out
     status, _, err = run_cli("finetune", "--config", config, "--objective", "simclr", "--out", tmp_path / "whole", *extra)
     assert status == 0, err
-
-    for ckpt, name in [(c, n) for c in ("last", "best") for n in ("backbone.safetensors", "heads.safetensors")]:
-        a = load_file(tmp_path / "killed" / ckpt / name)
-        b = load_file(tmp_path / "whole" / ckpt / name)
-        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
-    drop = ("time", "images_per_s")
-    logs = [[{k: v for k, v in json.loads(line).items() if k not in drop}
-             for line in (tmp_path / run / "log.jsonl").read_text().splitlines()] for run in ("killed", "whole")]
-    assert logs[0] == logs[1] and len(logs[0]) == 2
+    _assert_same_run(tmp_path / "killed", tmp_path / "whole", epochs=2)
 
 
 def test_resume_refuses_a_different_config(tmp_path, run_cli):

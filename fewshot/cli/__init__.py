@@ -10,18 +10,24 @@ status 2: usage errors found by argparse, and bad input raised by the library as
 ``ValueError``, ``TypeError`` or ``OSError`` (``FileNotFoundError`` included) or as one of the
 errors of damaged files (:data:`INPUT_ERRORS`). A closed output pipe (``fewshot ... | head``)
 ends quietly with status 141, as if killed by SIGPIPE.
+
+The library logs its progress (``logging``) rather than printing it; while a command runs,
+the INFO records of :mod:`fewshot.training` (the epoch lines of ``finetune``, also inside
+``demo`` and ``sweep``) are shown on stdout as plain lines.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import logging
 import os
 import pickle
 import sys
 import zipfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import NoReturn
 
 __all__ = ["main", "build_parser", "SUBCOMMANDS", "EXIT_USAGE", "INPUT_ERRORS", "Parser"]
@@ -100,7 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if extra:  # name the subcommand whose flags these are not
             owner = _subparser(parser, args)
             owner.error(f"unrecognized arguments: {' '.join(extra)}")
-        status = args.func(args)
+        with _training_progress_on_stdout():
+            status = args.func(args)
         sys.stdout.flush()
     except KeyboardInterrupt:
         print("fewshot: interrupted", file=sys.stderr)
@@ -114,6 +121,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{prog}: error: {error_message(exc)}", file=sys.stderr)
         return EXIT_USAGE
     return int(status or 0)
+
+
+class _StdoutHandler(logging.StreamHandler):
+    """Log records as plain lines on stdout; a closed pipe propagates (exit status 141)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stdout)
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if isinstance(sys.exc_info()[1], BrokenPipeError):
+            raise
+        super().handleError(record)
+
+
+@contextlib.contextmanager
+def _training_progress_on_stdout() -> Iterator[None]:
+    """Show the INFO records of ``fewshot.training`` on stdout while a command runs."""
+    logger = logging.getLogger("fewshot.training")
+    handler, level = _StdoutHandler(), logger.level
+    handler.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def _subparser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:

@@ -7,7 +7,7 @@
 - :class:`RunResult` -- what a run produced;
 - :func:`resume_config` -- the config of an existing run directory.
 
-Modules: ``config`` (settings), ``data`` (held-out split, two views, deterministic sampler),
+Modules: ``config`` (settings), ``sampling`` (held-out split, two views, deterministic sampler),
 ``distributed`` (torchrun, gather with gradient), ``loop`` (step, epoch, validation),
 ``state`` (run directory, resume state), ``runner`` (:func:`finetune`).
 

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from fewshot.losses import Objective, ObjectiveOutput
-from fewshot.training.data import step_seed
+from fewshot.training.sampling import step_seed
 from fewshot.training.distributed import (
     DistContext,
     all_gather,
@@ -290,8 +290,8 @@ class Trainer:
         objective: the objective.
         ctx: this process's :class:`~fewshot.training.distributed.DistContext`.
         train_loader: yields ``(views, labels, ids)`` batches from a
-            :class:`~fewshot.training.data.TrainBatchSampler` (``loader.batch_sampler``).
-        val_loader: the same from a :class:`~fewshot.training.data.ValBatchSampler`, or None.
+            :class:`~fewshot.training.sampling.TrainBatchSampler` (``loader.batch_sampler``).
+        val_loader: the same from a :class:`~fewshot.training.sampling.ValBatchSampler`, or None.
         lr, weight_decay, total_steps, warmup_steps, scheduler: the optimiser and schedule.
         opt, layer_decay: see :func:`make_optimizer`; warmup_lr, min_lr: see
             :func:`make_scheduler`.

@@ -12,12 +12,13 @@ One run, in order:
 4. every epoch: two AutoAugment views per image (framed like extraction: timm's resize and
    centre crop at ``crop_pct``), CE on both views' logits (of the mixed views with Mixup/CutMix)
    and the contrastive term on both (un-mixed) views' embeddings over the global batch; the validation loss; ``best/`` when
-   it went down, ``last/`` always, ``log.jsonl``, a one-line summary; stop early after
+   it went down, ``last/`` always, ``log.jsonl``, a one-line summary (logged at INFO, like
+   every progress message of the run); stop early after
    ``patience`` epochs without improvement.
 
 Each process uses its own torch RNG state, restored when ``finetune`` returns (so the caller's
 random state is untouched): data order, augmentation and dropout are all derived from
-``(seed, epoch, step)`` (see :mod:`fewshot.training.data`), which is why a run killed and
+``(seed, epoch, step)`` (see :mod:`fewshot.training.sampling`), which is why a run killed and
 resumed ends with the same weights as an uninterrupted one on the CPU. With ``dropout > 0``
 dropout masks also depend on the process rank, so runs on different numbers of processes
 differ in those masks (and, on the CPU, in BatchNorm statistics, which are per process there).
@@ -30,21 +31,65 @@ any checkpoint due at that step — a stand-in for a pre-empted job.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import logging
 import math
 import os
 import sys
-import logging
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
+from fewshot._io import (
+    check_output_dir,
+    sha256_arrays,
+    sha256_file,
+    write_json,
+    write_text,
+)
+from fewshot._manifest import make_manifest
+from fewshot.backbones import create_backbone
+from fewshot.backbones.weights import load_weights
+from fewshot.checkpoint import read_checkpoint_meta
+from fewshot.data import load_split
+from fewshot.features import check_input_size, default_cache_dir, extract_cached
+from fewshot.heads import ClassificationHead, NeckHead, ProjectionHead
+from fewshot.losses import create_objective
 from fewshot.runs import seed_run_name
 from fewshot.training.config import FinetuneConfig, config_diff
-from fewshot.training.state import BEST, LAST, LOG_FILE, MANIFEST_FILE, Progress
+from fewshot.training.distributed import (
+    barrier,
+    broadcast_flag,
+    init_distributed,
+    shutdown,
+)
+from fewshot.training.loop import FinetuneNet, Trainer, make_mixup
+from fewshot.transforms import resolve_preprocessing, train_transform
+from fewshot.training.sampling import (
+    FeatureViews,
+    TrainBatchSampler,
+    TwoViews,
+    ValBatchSampler,
+    collate_views,
+    holdout_split,
+)
+from fewshot.training.state import (
+    BEST,
+    LAST,
+    LOG_FILE,
+    MANIFEST_FILE,
+    Progress,
+    load_state,
+    save_best,
+    save_state,
+    stored_config,
+)
 
 __all__ = ["finetune", "finetune_seeds", "RunResult", "resume_config", "TEST_EXIT_ENV"]
 
@@ -100,8 +145,6 @@ def resume_config(run_dir: str | os.PathLike, **overrides: Any) -> FinetuneConfi
         FileNotFoundError: ``run_dir`` holds no ``last/`` checkpoint.
         ValueError: an unreadable checkpoint or bad overrides.
     """
-    from fewshot.training.state import stored_config
-
     stored = stored_config(run_dir)
     merged = {**stored, **overrides, "out": str(run_dir)}
     return FinetuneConfig.from_dict(merged, source=f"{run_dir}/{LAST}")
@@ -150,15 +193,11 @@ def finetune(config: FinetuneConfig, *, resume: bool = False, split: Any = None)
     config.validate(check_data=split is None)
     run_dir = Path(config.out)
     if resume:
-        from fewshot.training.state import stored_config
-
         stored = stored_config(run_dir)
         diff = config_diff(stored, config.to_dict())
         if diff:
             shown = "; ".join(f"{k}: run has {stored.get(k)!r}, given {config.to_dict().get(k)!r}" for k in diff)
             raise ValueError(f"cannot resume {run_dir} with a different config ({shown}); keep the run's settings or start a new --out")
-
-    from fewshot.training.distributed import init_distributed, shutdown
 
     ctx = init_distributed(config.device)
     threads_before = torch.get_num_threads()
@@ -232,33 +271,82 @@ def _default_workers(config: FinetuneConfig, device: torch.device) -> int:
     return max(0, min(8, (os.cpu_count() or 1) - 1))
 
 
+@dataclasses.dataclass(frozen=True)
+class _Data:
+    """The base-class images of a run and its held-out split (:func:`_prepare_data`)."""
+
+    split: Any
+    n_classes: int
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+
+
+@dataclasses.dataclass
+class _Run:
+    """What the steps of one run share, built once by :func:`_build` and passed explicitly.
+
+    ``progress`` is the only part that changes while the run goes on (set by
+    :func:`_restore_or_initialise`, advanced by :func:`_after_step` and :func:`_end_epoch`).
+    """
+
+    config: FinetuneConfig
+    ctx: Any
+    run_dir: Path
+    trainer: Trainer
+    #: keyword arguments of save_state / save_best besides the weights: backbone, preprocessing, config, run
+    ckpt: dict[str, Any]
+    data_info: dict[str, Any]
+    run_info: dict[str, Any]
+    exit_after: int | None = None
+    progress: Progress = dataclasses.field(default_factory=Progress)
+
+    @property
+    def main(self) -> bool:
+        return bool(self.ctx.is_main)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return int(self.data_info["steps_per_epoch"])
+
+
 def _run(config: FinetuneConfig, ctx: Any, *, resume: bool, split: Any) -> RunResult:
-    from fewshot._io import sha256_arrays, sha256_file, write_json
-    from fewshot._manifest import make_manifest
-    from fewshot.backbones import create_backbone
-    from fewshot.backbones.weights import load_weights
-    from fewshot.heads import ClassificationHead, NeckHead, ProjectionHead
-    from fewshot.losses import create_objective
-    from fewshot.training.data import TrainBatchSampler, TwoViews, ValBatchSampler, collate_views, holdout_split
-    from fewshot.training.distributed import barrier, broadcast_flag
-    from fewshot.training.loop import FinetuneNet, Trainer, make_mixup
-    from fewshot.training.state import load_state, save_best, save_state
-    from fewshot.transforms import resolve_preprocessing, train_transform
-
     run_dir = Path(config.out)
-    main = ctx.is_main
-    cfg = config.to_dict()
-    if not resume and (run_dir / LAST).exists():  # every process looks before process 0 writes (barrier below)
+    _check_output(config, run_dir, resume=resume)
+    data = _prepare_data(config, split)
+    run = _build(config, ctx, data)
+    _restore_or_initialise(run, resume=resume)
+    if run.progress.finished:
+        if run.main:
+            _log.info("%s already finished (%d epochs); nothing to do", run_dir, len(run.progress.history))
+        return _finish(run)
+    while run.progress.epoch < config.epochs:
+        record = _train_epoch(run)
+        stop = _update_best(run, record)
+        _end_epoch(run, record, stop=stop)
+        if stop:
+            if run.main:
+                _log.info("early stopping: no lower validation loss for %d epochs", config.patience)
+            break
+    return _finish(run)
+
+
+def _check_output(config: FinetuneConfig, run_dir: Path, *, resume: bool) -> None:
+    """Refuse a fresh run into a directory that holds a run, or that is not ours to write."""
+    if resume:
+        return
+    if (run_dir / LAST).exists():  # every process looks before process 0 writes (barrier in _restore_or_initialise)
         raise ValueError(f"{run_dir} already holds a run ({LAST}/); pass --resume {run_dir} to continue it, or choose another --out")
-    if not resume:
-        from fewshot._io import check_output_dir
+    check_output_dir(run_dir, "finetune", inputs=[config.pretrained if config.pretrained != "hub" else None, config.data_root])
 
-        check_output_dir(run_dir, "finetune", inputs=[config.pretrained if config.pretrained != "hub" else None, config.data_root])
 
-    # ---------------------------------------------------------------- data
+def _prepare_data(config: FinetuneConfig, split: Any) -> _Data:
+    """Load the base classes (unless ``split`` is given), check their labels, hold out the
+    validation part.
+
+    Raises:
+        ValueError: no images, or labels outside ``0..n_classes - 1``.
+    """
     if split is None:
-        from fewshot.data import load_split
-
         split = load_split(config.dataset, config.split, config.data_root)
     labels = split.labels
     n_classes = len(split.class_names)
@@ -267,8 +355,18 @@ def _run(config: FinetuneConfig, ctx: Any, *, resume: bool, split: Any) -> RunRe
     if labels.min() < 0 or labels.max() >= n_classes:
         raise ValueError(f"labels of {config.dataset}/{config.split} span {labels.min()}..{labels.max()} for {n_classes} classes")
     train_idx, val_idx = holdout_split(labels, config.val_fraction, config.seed)
+    return _Data(split, n_classes, train_idx, val_idx)
 
-    # ---------------------------------------------------------------- model
+
+def _build(config: FinetuneConfig, ctx: Any, data: _Data) -> _Run:
+    """Build the run: backbone (with its pretrained weights), heads, objective, loaders, and the
+    :class:`Trainer` (optimiser, schedule, Mixup/CutMix, EMA); the manifest's data and run
+    parts. Nothing is written yet.
+
+    Raises:
+        ValueError: an ``img_size`` the backbone cannot take, or bad weights.
+        FileNotFoundError: a missing weights file.
+    """
     backbone_options = dict(config.backbone_kwargs)
     if config.drop_path:
         backbone_options["drop_path_rate"] = config.drop_path  # training only: not recorded in the checkpoint
@@ -276,24 +374,70 @@ def _run(config: FinetuneConfig, ctx: Any, *, resume: bool, split: Any) -> RunRe
     backbone = create_backbone(config.backbone, None if weights_file else config.pretrained, seed=config.seed, **backbone_options)
     load_report = load_weights(backbone, config.pretrained) if weights_file else None
     preprocessing = resolve_preprocessing(backbone, img_size=config.img_size, crop_pct=config.crop_pct)
-    from fewshot.features import check_input_size
-
     check_input_size(backbone, preprocessing)  # before anything is written
     objective = create_objective(config.objective, lam=config.lam, temperature=config.temperature, **config.objective_options)
+    net = _build_net(config, backbone, objective, data.n_classes).to(ctx.device)
+
+    items = _make_items(config, ctx, backbone, data.split, preprocessing)
+    train_loader, val_loader, workers = _make_loaders(config, ctx, data, items)
+    steps_per_epoch = train_loader.batch_sampler.steps_per_epoch
+    trainer = Trainer(
+        net, objective, ctx, train_loader, val_loader,
+        lr=config.lr, weight_decay=config.weight_decay,
+        total_steps=config.epochs * steps_per_epoch, warmup_steps=config.warmup_epochs * steps_per_epoch,
+        scheduler=config.scheduler, seed=config.seed, opt=config.optimizer, layer_decay=config.layer_decay,
+        warmup_lr=config.warmup_lr, min_lr=config.min_lr, ema_decay=config.ema_decay,
+        mixup=make_mixup(data.n_classes, mixup=config.mixup, cutmix=config.cutmix, prob=config.mixup_prob,
+                         switch_prob=config.mixup_switch_prob, smoothing=config.smoothing),
+        compile=config.compile, sync_batchnorm=config.sync_batchnorm,
+    )
+    cfg = config.to_dict()
+    ckpt = dict(backbone_name=config.backbone, backbone_kwargs=dict(config.backbone_kwargs), preprocessing=preprocessing,
+                config=cfg, run=config.run_name)
+    data_info = {
+        "dataset": config.dataset,
+        "split": config.split,
+        "source": str(getattr(data.split, "source", "")),
+        "classes": data.n_classes,
+        "images": int(len(data.split.labels)),
+        "train_images": int(data.train_idx.size),
+        "val_images": int(data.val_idx.size),
+        "val_indices_sha256": sha256_arrays(data.val_idx),
+        "steps_per_epoch": steps_per_epoch,
+    }
+    run_info = {"world_size": ctx.world_size, "device": str(ctx.device), "num_workers": workers,
+                "threads": torch.get_num_threads(), "preprocessing": preprocessing.to_dict()}
+    if ctx.is_main and weights_file:
+        run_info["pretrained_sha256"] = sha256_file(config.pretrained)
+        run_info["pretrained_load"] = load_report.to_dict()
+    return _Run(config, ctx, Path(config.out), trainer, ckpt, data_info, run_info, exit_after=_test_exit_steps())
+
+
+def _build_net(config: FinetuneConfig, backbone: torch.nn.Module, objective: Any, n_classes: int) -> FinetuneNet:
+    """The backbone with its heads: the optional neck, the classifier and, when the
+    contrastive term has ``projection_dim > 0``, the projection (each seeded from ``config.seed``)."""
     neck = NeckHead(backbone.num_features, config.neck_dims, seed=config.seed + 3) if config.neck_dims else None
     embed_dim = backbone.num_features if neck is None else neck.out_features
     classifier = ClassificationHead(embed_dim, n_classes, dropout=config.dropout, seed=config.seed + 1)
     projection = None
     if config.projection_dim > 0 and objective.uses_contrastive:
         projection = ProjectionHead(embed_dim, config.projection_dim, seed=config.seed + 2)
-    net = FinetuneNet(backbone, classifier, projection, neck=neck, freeze_backbone=config.freeze_backbone).to(ctx.device)
+    return FinetuneNet(backbone, classifier, projection, neck=neck, freeze_backbone=config.freeze_backbone)
 
-    if config.features_cached:  # one fixed view per image: the frozen backbone's features, computed once
-        items = _cached_feature_items(config, backbone, split, preprocessing, ctx)
-    else:
-        transform = train_transform(preprocessing, policy=config.augment, hflip=config.hflip, scale=config.crop_scale)
-        items = lambda idx: TwoViews(split, idx, transform)  # noqa: E731
-    sampler = TrainBatchSampler(len(train_idx), config.batch_size, config.seed, rank=ctx.rank, world_size=ctx.world_size)
+
+def _make_items(config: FinetuneConfig, ctx: Any, backbone: Any, split: Any, preprocessing: Any) -> Callable[[np.ndarray], Any]:
+    """``indices -> dataset`` of training items: two augmented views per image, or the frozen
+    backbone's cached features (one fixed view per image, computed once)."""
+    if config.features_cached:
+        return _cached_feature_items(config, backbone, split, preprocessing, ctx)
+    transform = train_transform(preprocessing, policy=config.augment, hflip=config.hflip, scale=config.crop_scale)
+    return lambda idx: TwoViews(split, idx, transform)
+
+
+def _make_loaders(config: FinetuneConfig, ctx: Any, data: _Data, items: Callable[[np.ndarray], Any]) -> tuple[Any, Any, int]:
+    """The training loader (this rank's share of every global batch), the validation loader
+    (None without held-out images) and the number of loader workers."""
+    sampler = TrainBatchSampler(len(data.train_idx), config.batch_size, config.seed, rank=ctx.rank, world_size=ctx.world_size)
     workers = _default_workers(config, ctx.device)
     loader_options: dict[str, Any] = dict(
         num_workers=workers,
@@ -303,151 +447,158 @@ def _run(config: FinetuneConfig, ctx: Any, *, resume: bool, split: Any) -> RunRe
         prefetch_factor=4 if workers > 0 else None,
         generator=torch.Generator().manual_seed(config.seed),
     )
-    train_loader = torch.utils.data.DataLoader(items(train_idx), batch_sampler=sampler, **loader_options)
+    train_loader = torch.utils.data.DataLoader(items(data.train_idx), batch_sampler=sampler, **loader_options)
     val_loader = None
-    if val_idx.size:
-        val_sampler = ValBatchSampler(len(val_idx), config.batch_size, config.seed, rank=ctx.rank, world_size=ctx.world_size)
-        val_loader = torch.utils.data.DataLoader(items(val_idx), batch_sampler=val_sampler, **loader_options)
+    if data.val_idx.size:
+        val_sampler = ValBatchSampler(len(data.val_idx), config.batch_size, config.seed, rank=ctx.rank, world_size=ctx.world_size)
+        val_loader = torch.utils.data.DataLoader(items(data.val_idx), batch_sampler=val_sampler, **loader_options)
+    return train_loader, val_loader, workers
 
-    steps_per_epoch = sampler.steps_per_epoch
-    trainer = Trainer(
-        net, objective, ctx, train_loader, val_loader,
-        lr=config.lr, weight_decay=config.weight_decay,
-        total_steps=config.epochs * steps_per_epoch, warmup_steps=config.warmup_epochs * steps_per_epoch,
-        scheduler=config.scheduler, seed=config.seed, opt=config.optimizer, layer_decay=config.layer_decay,
-        warmup_lr=config.warmup_lr, min_lr=config.min_lr, ema_decay=config.ema_decay,
-        mixup=make_mixup(n_classes, mixup=config.mixup, cutmix=config.cutmix, prob=config.mixup_prob,
-                         switch_prob=config.mixup_switch_prob, smoothing=config.smoothing),
-        compile=config.compile, sync_batchnorm=config.sync_batchnorm,
-    )
-    net = trainer.net
-    ckpt = dict(backbone_name=config.backbone, backbone_kwargs=dict(config.backbone_kwargs), preprocessing=preprocessing, config=cfg, run=config.run_name)
 
-    data_info = {
-        "dataset": config.dataset,
-        "split": config.split,
-        "source": str(getattr(split, "source", "")),
-        "classes": n_classes,
-        "images": int(len(labels)),
-        "train_images": int(train_idx.size),
-        "val_images": int(val_idx.size),
-        "val_indices_sha256": sha256_arrays(val_idx),
-        "steps_per_epoch": steps_per_epoch,
-    }
-    run_info = {"world_size": ctx.world_size, "device": str(ctx.device), "num_workers": workers,
-                "threads": torch.get_num_threads(), "preprocessing": preprocessing.to_dict()}
-    if main and weights_file:
-        run_info["pretrained_sha256"] = sha256_file(config.pretrained)
-        run_info["pretrained_load"] = load_report.to_dict()
-
-    # ---------------------------------------------------------------- state
+def _restore_or_initialise(run: _Run, *, resume: bool) -> None:
+    """Set ``run.progress``: restored from ``last/`` (model, optimiser, schedule, EMA, RNG
+    states) when resuming, else a fresh start whose ``last/`` is written at once. An
+    unfinished run then records ``status: running`` in its manifest."""
+    trainer = run.trainer
     if resume:
-        progress = load_state(run_dir / LAST, net, trainer.optimizer, trainer.scheduler, ctx.device, ema=trainer.ema)
-        if progress.finished:
-            if main:
-                print(f"{run_dir} already finished ({len(progress.history)} epochs); nothing to do", flush=True)
-                _write_outputs(run_dir, progress, cfg, data_info, run_info)
-            barrier()
-            return _result(run_dir, progress)
-        _warn_threads(run_dir, progress)
-        if main:
-            print(f"resuming {run_dir} at epoch {progress.epoch + 1}, step {progress.step}/{steps_per_epoch}", flush=True)
+        run.progress = load_state(run.run_dir / LAST, trainer.net, trainer.optimizer, trainer.scheduler, run.ctx.device, ema=trainer.ema)
+        if run.progress.finished:
+            return
+        _warn_threads(run.run_dir, run.progress)
+        if run.main:
+            _log.info("resuming %s at epoch %d, step %d/%d", run.run_dir, run.progress.epoch + 1, run.progress.step, run.steps_per_epoch)
     else:
-        progress = Progress()
+        run.progress = Progress()
         barrier()
-        if main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            save_state(run_dir / LAST, net, optimizer=trainer.optimizer, scheduler=trainer.scheduler, progress=progress, ema=trainer.ema, **ckpt)
+        if run.main:
+            run.run_dir.mkdir(parents=True, exist_ok=True)
+            _save_last(run)
         barrier()
-    trainer.sums.copy_(torch.tensor(progress.sums, dtype=torch.float64))
-    if main:
-        write_json(run_dir / MANIFEST_FILE, make_manifest("finetune", cfg, status="running", data=data_info, run=run_info))
+    trainer.sums.copy_(torch.tensor(run.progress.sums, dtype=torch.float64))
+    if run.main:
+        write_json(run.run_dir / MANIFEST_FILE, make_manifest("finetune", run.ckpt["config"], status="running",
+                                                              data=run.data_info, run=run.run_info))
 
-    exit_after = _test_exit_steps()
 
-    def checkpoint_last() -> None:
-        progress.sums = [float(v) for v in trainer.sums.tolist()]
-        if main:
-            save_state(run_dir / LAST, net, optimizer=trainer.optimizer, scheduler=trainer.scheduler, progress=progress, ema=trainer.ema, **ckpt)
-        barrier()
+def _save_last(run: _Run) -> None:
+    """Process 0 writes ``last/``: weights, optimiser, schedule, EMA, RNG states, progress."""
+    t = run.trainer
+    save_state(run.run_dir / LAST, t.net, optimizer=t.optimizer, scheduler=t.scheduler, progress=run.progress, ema=t.ema, **run.ckpt)
 
-    def on_step(epoch: int, done: int) -> None:
-        progress.step = done
-        progress.global_step += 1
-        if config.save_every_steps and progress.global_step % config.save_every_steps == 0 and done < steps_per_epoch:
-            checkpoint_last()
-        if exit_after is not None and progress.global_step == exit_after:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(_TEST_EXIT_STATUS)
 
-    # ---------------------------------------------------------------- epochs
-    width = len(str(config.epochs))
-    while progress.epoch < config.epochs:
-        epoch = progress.epoch
-        t0 = time.perf_counter()
-        stats = trainer.train_epoch(
-            epoch, progress.step, on_step=on_step, progress=config.progress,
-            desc=f"epoch {epoch + 1:>{width}}/{config.epochs}",
-        )
-        val = trainer.validate()
-        seconds = time.perf_counter() - t0
-        record: dict[str, Any] = {
-            "epoch": epoch + 1,
-            "total": stats["total"],
-            "ce": stats["ce"],
-            "contrastive": stats["contrastive"],
-            "val_loss": None if val is None else val["val_loss"],
-            "val_ce": None if val is None else val["val_ce"],
-            "val_contrastive": None if val is None else val["val_contrastive"],
-            "val_acc": None if val is None else val["val_acc"],
-            "lr": trainer.lr_last,
-            "images_per_s": stats["images"] / stats["seconds"] if stats["seconds"] > 0 else None,
-            "time": seconds,
-            "steps": steps_per_epoch,
-            "threads": torch.get_num_threads(),
-        }
-        if val is not None and not math.isfinite(val["val_loss"]):
-            raise FloatingPointError(f"the validation loss is {val['val_loss']} in epoch {epoch + 1}; lower lr")
-        improved = val is None or progress.best_val_loss is None or val["val_loss"] < progress.best_val_loss
-        improved = broadcast_flag(improved, ctx.device)
-        record["best"] = bool(improved)
-        if improved:
-            progress.best_val_loss = None if val is None else val["val_loss"]
-            progress.best_epoch = epoch + 1
-            progress.bad_epochs = 0
-            if main:
-                metrics = {k: record[k] for k in ("total", "ce", "contrastive", "val_loss", "val_ce", "val_contrastive", "val_acc")}
-                save_best(run_dir / BEST, trainer.eval_net, epoch=epoch + 1, metrics=metrics, **ckpt)
-        else:
-            progress.bad_epochs += 1
-        stop = config.patience > 0 and val is not None and progress.bad_epochs >= config.patience
-        progress.history.append(record)
-        progress.epoch, progress.step = epoch + 1, 0
-        progress.finished = stop or progress.epoch >= config.epochs
-        progress.stopped_early = stop
-        trainer.sums.zero_()
-        checkpoint_last()
-        if main:
-            _write_log(run_dir, progress)
-            print(_summary(record, config.epochs, width), flush=True)
-        if stop:
-            if main:
-                print(f"early stopping: no lower validation loss for {config.patience} epochs", flush=True)
-            break
-
-    if main:
-        _write_outputs(run_dir, progress, cfg, data_info, run_info)
+def _checkpoint_last(run: _Run) -> None:
+    """Store the epoch's running sums in the progress and write ``last/`` (all processes wait)."""
+    run.progress.sums = [float(v) for v in run.trainer.sums.tolist()]
+    if run.main:
+        _save_last(run)
     barrier()
-    return _result(run_dir, progress)
+
+
+def _after_step(run: _Run, epoch: int, done: int) -> None:
+    """Called by the trainer after every optimiser step: advance the progress, write a
+    mid-epoch ``last/`` every ``save_every_steps`` steps, and the test hook's exit."""
+    progress = run.progress
+    progress.step = done
+    progress.global_step += 1
+    every = run.config.save_every_steps
+    if every and progress.global_step % every == 0 and done < run.steps_per_epoch:
+        _checkpoint_last(run)
+    if run.exit_after is not None and progress.global_step == run.exit_after:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_TEST_EXIT_STATUS)
+
+
+def _train_epoch(run: _Run) -> dict[str, Any]:
+    """Train the epoch in progress (from its current step) and validate: the epoch's
+    ``log.jsonl`` record, without ``best``.
+
+    Raises:
+        FloatingPointError: the training or validation loss is NaN or infinite.
+    """
+    config, trainer, epoch = run.config, run.trainer, run.progress.epoch
+    width = len(str(config.epochs))
+    t0 = time.perf_counter()
+    stats = trainer.train_epoch(
+        epoch, run.progress.step, on_step=functools.partial(_after_step, run), progress=config.progress,
+        desc=f"epoch {epoch + 1:>{width}}/{config.epochs}",
+    )
+    val = trainer.validate()
+    seconds = time.perf_counter() - t0
+    record = _epoch_record(epoch, stats, val, lr=trainer.lr_last, seconds=seconds, steps=run.steps_per_epoch)
+    if val is not None and not math.isfinite(val["val_loss"]):
+        raise FloatingPointError(f"the validation loss is {val['val_loss']} in epoch {epoch + 1}; lower lr")
+    return record
+
+
+def _epoch_record(epoch: int, stats: dict[str, float], val: dict[str, float] | None, *, lr: float, seconds: float,
+                  steps: int) -> dict[str, Any]:
+    """One ``log.jsonl`` record (see :func:`finetune`) of 0-based ``epoch`` from the trainer's
+    epoch ``stats`` and validation ``val`` (None without validation)."""
+    return {
+        "epoch": epoch + 1,
+        "total": stats["total"],
+        "ce": stats["ce"],
+        "contrastive": stats["contrastive"],
+        "val_loss": None if val is None else val["val_loss"],
+        "val_ce": None if val is None else val["val_ce"],
+        "val_contrastive": None if val is None else val["val_contrastive"],
+        "val_acc": None if val is None else val["val_acc"],
+        "lr": lr,
+        "images_per_s": stats["images"] / stats["seconds"] if stats["seconds"] > 0 else None,
+        "time": seconds,
+        "steps": steps,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def _update_best(run: _Run, record: dict[str, Any]) -> bool:
+    """Best checkpoint and early stopping: set ``record["best"]``; when the validation loss
+    went down (or there is no validation) write ``best/`` and reset the patience count.
+    Every process takes process 0's decision. Returns whether to stop early."""
+    progress, val_loss = run.progress, record["val_loss"]
+    improved = val_loss is None or progress.best_val_loss is None or val_loss < progress.best_val_loss
+    improved = broadcast_flag(improved, run.ctx.device)
+    record["best"] = bool(improved)
+    if improved:
+        progress.best_val_loss = val_loss
+        progress.best_epoch = record["epoch"]
+        progress.bad_epochs = 0
+        if run.main:
+            metrics = {k: record[k] for k in ("total", "ce", "contrastive", "val_loss", "val_ce", "val_contrastive", "val_acc")}
+            save_best(run.run_dir / BEST, run.trainer.eval_net, epoch=record["epoch"], metrics=metrics, **run.ckpt)
+    else:
+        progress.bad_epochs += 1
+    return run.config.patience > 0 and val_loss is not None and progress.bad_epochs >= run.config.patience
+
+
+def _end_epoch(run: _Run, record: dict[str, Any], *, stop: bool) -> None:
+    """Close the epoch: append its record, move the progress to the next epoch (finished
+    after the last one or an early stop), write ``last/`` and ``log.jsonl``, log the summary."""
+    progress, config = run.progress, run.config
+    progress.history.append(record)
+    progress.epoch, progress.step = record["epoch"], 0
+    progress.finished = stop or progress.epoch >= config.epochs
+    progress.stopped_early = stop
+    run.trainer.sums.zero_()
+    _checkpoint_last(run)
+    if run.main:
+        _write_log(run.run_dir, progress)
+        _log.info("%s", _summary(record, config.epochs, len(str(config.epochs))))
+
+
+def _finish(run: _Run) -> RunResult:
+    """Process 0 writes the log and the final manifest; every process returns the result."""
+    if run.main:
+        _write_outputs(run.run_dir, run.progress, run.ckpt["config"], run.data_info, run.run_info)
+    barrier()
+    return _result(run.run_dir, run.progress)
 
 
 def _warn_threads(run_dir: Path, progress: Any) -> None:
     """Warn when a resumed run computes with another number of CPU threads than it did:
     float reductions then sum in another order, so the final weights differ (slightly) from
     an uninterrupted run's. Every epoch's ``log.jsonl`` record keeps its thread count."""
-    import warnings
-
     before = next((r.get("threads") for r in reversed(progress.history) if r.get("threads") is not None), None)
     now = torch.get_num_threads()
     if before is not None and before != now:
@@ -463,12 +614,6 @@ def _cached_feature_items(config: FinetuneConfig, backbone: Any, split: Any, pre
     """``indices -> FeatureViews``: the frozen backbone's features of ``split`` from the feature
     cache (:func:`fewshot.features.extract_cached`); process 0 computes a missing entry, the
     others then read it."""
-    import numpy as np
-
-    from fewshot.features import default_cache_dir, extract_cached
-    from fewshot.training.data import FeatureViews
-    from fewshot.training.distributed import barrier
-
     options = dict(preprocessing=preprocessing, device=ctx.device, progress=config.progress,
                    num_workers=_default_workers(config, ctx.device), manifest={"kind": "finetune-cache"})
     if ctx.is_main:
@@ -484,16 +629,11 @@ def _cached_feature_items(config: FinetuneConfig, backbone: Any, split: Any, pre
 
 
 def _write_log(run_dir: Path, progress: Progress) -> None:
-    from fewshot._io import write_text
-
     write_text(run_dir / LOG_FILE, "".join(json.dumps(r) + "\n" for r in progress.history))
 
 
 def _write_outputs(run_dir: Path, progress: Progress, cfg: dict, data_info: dict, run_info: dict) -> None:
     """The log and the final manifest of a finished run (rewritten whole: idempotent)."""
-    from fewshot._io import write_json
-    from fewshot._manifest import make_manifest
-
     _write_log(run_dir, progress)
     result = _result(run_dir, progress)
     outcome = {
@@ -510,8 +650,6 @@ def _write_outputs(run_dir: Path, progress: Progress, cfg: dict, data_info: dict
 
 
 def _backbone_sha(directory: Path) -> str | None:
-    from fewshot.checkpoint import read_checkpoint_meta
-
     try:
         return read_checkpoint_meta(directory)["backbone"]["sha256"]
     except (OSError, ValueError):
