@@ -17,7 +17,7 @@ from sklearn.svm import SVC
 from fewshot.classifiers import CLASSIFIERS, ConvergenceWarning, create_classifier, is_transductive
 from fewshot.episodes import sample_episodes
 from fewshot.evaluation import evaluate
-from fewshot.nearest import NearestNeighbor, SimpleShot
+from fewshot.classifiers.nearest import NearestNeighbor, SimpleShot
 from fewshot.ridge import RidgeClassifier
 from fewshot.svm import LinearSVM
 from fewshot.transductive import BDCSPN, PTMAP, TIM, LaplacianShot

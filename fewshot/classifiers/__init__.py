@@ -22,7 +22,7 @@ Registry (``CLASSIFIERS``; the CLI takes its choices from it):
     Nearest class mean by cosine similarity (ProtoNet/SimpleShot style).
 ``simpleshot``, ``nn``
     SimpleShot with CL2N features (base-class mean from ``base_mean``) and 1-nearest neighbour;
-    see :mod:`fewshot.nearest`.
+    see :mod:`fewshot.classifiers.nearest`.
 ``svm``
     RFS's linear SVM (L2 norm, standardisation, one-vs-one linear SVC); see :mod:`fewshot.svm`.
 ``ridge``
@@ -481,7 +481,7 @@ class PrototypeClassifier:
         return (Q @ protos.transpose(1, 2)).argmax(-1).cpu().numpy()
 
 
-from fewshot.nearest import NearestNeighbor, SimpleShot  # noqa: E402
+from fewshot.classifiers.nearest import NearestNeighbor, SimpleShot  # noqa: E402
 from fewshot.ridge import RidgeClassifier  # noqa: E402
 from fewshot.svm import LinearSVM  # noqa: E402
 from fewshot.transductive import BDCSPN, PTMAP, TIM, LaplacianShot  # noqa: E402
