@@ -33,7 +33,7 @@ _EXPORTS: dict[str, str] = {
     "is_transductive": "fewshot.classifiers",
     "SimpleShot": "fewshot.classifiers.nearest",
     "NearestNeighbor": "fewshot.classifiers.nearest",
-    "LinearSVM": "fewshot.svm",
+    "LinearSVM": "fewshot.classifiers.svm",
     "RidgeClassifier": "fewshot.ridge",
     "BDCSPN": "fewshot.transductive",
     "LaplacianShot": "fewshot.transductive",

@@ -19,7 +19,7 @@ from fewshot.episodes import sample_episodes
 from fewshot.evaluation import evaluate
 from fewshot.classifiers.nearest import NearestNeighbor, SimpleShot
 from fewshot.ridge import RidgeClassifier
-from fewshot.svm import LinearSVM
+from fewshot.classifiers.svm import LinearSVM
 from fewshot.transductive import BDCSPN, PTMAP, TIM, LaplacianShot
 
 

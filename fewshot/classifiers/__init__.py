@@ -24,7 +24,7 @@ Registry (``CLASSIFIERS``; the CLI takes its choices from it):
     SimpleShot with CL2N features (base-class mean from ``base_mean``) and 1-nearest neighbour;
     see :mod:`fewshot.classifiers.nearest`.
 ``svm``
-    RFS's linear SVM (L2 norm, standardisation, one-vs-one linear SVC); see :mod:`fewshot.svm`.
+    RFS's linear SVM (L2 norm, standardisation, one-vs-one linear SVC); see :mod:`fewshot.classifiers.svm`.
 ``ridge``
     R2D2's closed-form ridge regression; see :mod:`fewshot.ridge`.
 ``bd-cspn``, ``laplacianshot``, ``tim``, ``pt-map``
@@ -483,7 +483,7 @@ class PrototypeClassifier:
 
 from fewshot.classifiers.nearest import NearestNeighbor, SimpleShot  # noqa: E402
 from fewshot.ridge import RidgeClassifier  # noqa: E402
-from fewshot.svm import LinearSVM  # noqa: E402
+from fewshot.classifiers.svm import LinearSVM  # noqa: E402
 from fewshot.transductive import BDCSPN, PTMAP, TIM, LaplacianShot  # noqa: E402
 
 #: Registry: classifier name -> class. ``create_classifier(name, **kwargs)`` instantiates one.
