@@ -34,7 +34,7 @@ _EXPORTS: dict[str, str] = {
     "SimpleShot": "fewshot.classifiers.nearest",
     "NearestNeighbor": "fewshot.classifiers.nearest",
     "LinearSVM": "fewshot.classifiers.svm",
-    "RidgeClassifier": "fewshot.ridge",
+    "RidgeClassifier": "fewshot.classifiers.ridge",
     "BDCSPN": "fewshot.transductive",
     "LaplacianShot": "fewshot.transductive",
     "TIM": "fewshot.transductive",

@@ -18,7 +18,7 @@ from fewshot.classifiers import CLASSIFIERS, ConvergenceWarning, create_classifi
 from fewshot.episodes import sample_episodes
 from fewshot.evaluation import evaluate
 from fewshot.classifiers.nearest import NearestNeighbor, SimpleShot
-from fewshot.ridge import RidgeClassifier
+from fewshot.classifiers.ridge import RidgeClassifier
 from fewshot.classifiers.svm import LinearSVM
 from fewshot.transductive import BDCSPN, PTMAP, TIM, LaplacianShot
 

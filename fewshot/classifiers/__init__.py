@@ -26,7 +26,7 @@ Registry (``CLASSIFIERS``; the CLI takes its choices from it):
 ``svm``
     RFS's linear SVM (L2 norm, standardisation, one-vs-one linear SVC); see :mod:`fewshot.classifiers.svm`.
 ``ridge``
-    R2D2's closed-form ridge regression; see :mod:`fewshot.ridge`.
+    R2D2's closed-form ridge regression; see :mod:`fewshot.classifiers.ridge`.
 ``bd-cspn``, ``laplacianshot``, ``tim``, ``pt-map``
     Transductive: they also use the episode's unlabelled queries; see
     :mod:`fewshot.transductive`. :func:`is_transductive` tells them apart.
@@ -482,7 +482,7 @@ class PrototypeClassifier:
 
 
 from fewshot.classifiers.nearest import NearestNeighbor, SimpleShot  # noqa: E402
-from fewshot.ridge import RidgeClassifier  # noqa: E402
+from fewshot.classifiers.ridge import RidgeClassifier  # noqa: E402
 from fewshot.classifiers.svm import LinearSVM  # noqa: E402
 from fewshot.transductive import BDCSPN, PTMAP, TIM, LaplacianShot  # noqa: E402
 
