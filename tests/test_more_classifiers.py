@@ -20,7 +20,7 @@ from fewshot.evaluation import evaluate
 from fewshot.classifiers.nearest import NearestNeighbor, SimpleShot
 from fewshot.classifiers.ridge import RidgeClassifier
 from fewshot.classifiers.svm import LinearSVM
-from fewshot.transductive import BDCSPN, PTMAP, TIM, LaplacianShot
+from fewshot.classifiers.transductive import BDCSPN, PTMAP, TIM, LaplacianShot
 
 
 def _synthetic(n_classes=10, per_class=40, d=48, spread=0.6, seed=0, dtype=np.float64):

@@ -29,7 +29,7 @@ Registry (``CLASSIFIERS``; the CLI takes its choices from it):
     R2D2's closed-form ridge regression; see :mod:`fewshot.classifiers.ridge`.
 ``bd-cspn``, ``laplacianshot``, ``tim``, ``pt-map``
     Transductive: they also use the episode's unlabelled queries; see
-    :mod:`fewshot.transductive`. :func:`is_transductive` tells them apart.
+    :mod:`fewshot.classifiers.transductive`. :func:`is_transductive` tells them apart.
 
 Every registered class has a ``transductive`` class attribute.
 """
@@ -484,7 +484,7 @@ class PrototypeClassifier:
 from fewshot.classifiers.nearest import NearestNeighbor, SimpleShot  # noqa: E402
 from fewshot.classifiers.ridge import RidgeClassifier  # noqa: E402
 from fewshot.classifiers.svm import LinearSVM  # noqa: E402
-from fewshot.transductive import BDCSPN, PTMAP, TIM, LaplacianShot  # noqa: E402
+from fewshot.classifiers.transductive import BDCSPN, PTMAP, TIM, LaplacianShot  # noqa: E402
 
 #: Registry: classifier name -> class. ``create_classifier(name, **kwargs)`` instantiates one.
 CLASSIFIERS: dict[str, type] = {
