@@ -76,12 +76,12 @@ class EpisodeClassifier(Protocol):
 
 # --------------------------------------------------------------------------- helpers
 
-from fewshot._episode_tensors import as_batch as _as_batch  # noqa: E402
-from fewshot._episode_tensors import as_labels as _as_labels  # noqa: E402
-from fewshot._episode_tensors import check_positive as _check_positive  # noqa: E402
-from fewshot._episode_tensors import episode_slice as _episode_slice  # noqa: E402
-from fewshot._episode_tensors import l2_normalize as _l2_normalize  # noqa: E402
-from fewshot._episode_tensors import safe_norm as _safe_norm  # noqa: E402
+from fewshot.classifiers._tensors import as_batch as _as_batch  # noqa: E402
+from fewshot.classifiers._tensors import as_labels as _as_labels  # noqa: E402
+from fewshot.classifiers._tensors import check_positive as _check_positive  # noqa: E402
+from fewshot.classifiers._tensors import episode_slice as _episode_slice  # noqa: E402
+from fewshot.classifiers._tensors import l2_normalize as _l2_normalize  # noqa: E402
+from fewshot.classifiers._tensors import safe_norm as _safe_norm  # noqa: E402
 
 
 # --------------------------------------------------------------------------- logistic regression

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fewshot._episode_tensors import as_batch, as_labels, check_positive, l2_normalize
+from fewshot.classifiers._tensors import as_batch, as_labels, check_positive, l2_normalize
 
 __all__ = ["LinearSVM", "standardize"]
 
