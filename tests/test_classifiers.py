@@ -1,4 +1,8 @@
+import os
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,6 +13,7 @@ from fewshot.classifiers import (
     CLASSIFIERS,
     ConvergenceWarning,
     LogisticRegression,
+    classifier_class,
     create_classifier,
     fit_logistic_regression,
     list_classifiers,
@@ -155,6 +160,43 @@ def test_registry_errors():
         create_classifier("knn")
     with pytest.raises(ValueError, match="classifier 'prototype'"):
         create_classifier("prototype", C=2.0)
+    with pytest.raises(ValueError, match=r"unknown classifier \['logreg'\]"):
+        classifier_class(["logreg"])
+
+
+def test_list_classifiers_filters_by_pattern():
+    assert list_classifiers() == list(CLASSIFIERS) == list_classifiers("*")
+    assert list_classifiers("logreg*") == ["logreg", "logreg-sklearn"]
+    assert list_classifiers("*-*") == ["logreg-sklearn", "bd-cspn", "pt-map"]
+    assert list_classifiers("knn") == []
+
+
+def test_registry_resolves_lazily_to_the_classes():
+    import fewshot
+    import fewshot.classifiers as package
+    from fewshot.classifiers.logreg import LogisticRegression as Direct
+
+    assert classifier_class("logreg") is Direct is package.LogisticRegression is fewshot.LogisticRegression
+    assert fewshot.CLASSIFIERS is CLASSIFIERS and all(CLASSIFIERS[n] is classifier_class(n) for n in list_classifiers())
+    with pytest.raises(TypeError):  # read-only: a name added here would not reach create_classifier
+        CLASSIFIERS["knn"] = object
+    with pytest.raises(AttributeError, match="has no attribute 'Nope'"):
+        package.Nope
+    assert {"TIM", "fit_logistic_regression", "list_classifiers"} <= set(dir(package))
+
+
+def test_registry_imports_without_torch():
+    code = (
+        "import sys\nimport fewshot.classifiers as c\n"
+        "names = c.list_classifiers()\nassert 'logreg' in names and c.is_transductive('tim')\n"
+        "assert not c.is_transductive('logreg') and c.list_classifiers('pt-*') == ['pt-map']\n"
+        "from fewshot._names import CLASSIFIER_NAMES\nassert CLASSIFIER_NAMES == tuple(names)\n"
+        "assert 'torch' not in sys.modules and 'numpy' not in sys.modules, 'torch/numpy imported'\n"
+        "c.create_classifier('prototype')\nassert 'torch' in sys.modules\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert res.returncode == 0, res.stderr
 
 
 @pytest.mark.parametrize(

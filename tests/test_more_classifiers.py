@@ -185,6 +185,8 @@ def test_ptmap_stays_finite_where_easyfsl_underflows():
 
 def test_transductive_flags():
     assert [n for n in CLASSIFIERS if is_transductive(n)] == ["bd-cspn", "laplacianshot", "tim", "pt-map"]
+    # the torch-free table agrees with every class's own attribute
+    assert {n: is_transductive(n) for n in CLASSIFIERS} == {n: cls.transductive for n, cls in CLASSIFIERS.items()}
     with pytest.raises(ValueError, match="unknown classifier 'x'"):
         is_transductive("x")
 
