@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from fewshot.classifiers._base import ConvergenceWarning
-from fewshot.classifiers._newton import bdot, cpu_threads, gram_factor, objective
+from fewshot.classifiers._newton import cpu_threads, gram_factor, newton_solve
 from fewshot.classifiers._tensors import as_batch, as_labels, check_positive, episode_slice, safe_norm
 
 __all__ = ["LogisticFit", "LogisticRegression", "fit_logistic_regression"]
@@ -58,9 +58,9 @@ def fit_logistic_regression(
     ``G = X X^T = Z Z^T`` of the Gram matrix (Cholesky; the eigendecomposition for singular
     ``G``) the problem becomes the same objective on ``n``-dimensional features ``Z``
     (``W' = W V`` with orthonormal ``V``), which Newton's method solves in a handful of
-    iterations. Each Newton system is solved by conjugate
-    gradients preconditioned with Böhning's bound ``H <= (C/2)(I - 11^T/K) (x) Z~^T Z~ + R``,
-    whose inverse needs one small factorisation per episode. For a singular ``G`` (duplicated
+    iterations (:func:`fewshot.classifiers._newton.newton_solve`: each Newton system solved by
+    conjugate gradients preconditioned with Böhning's bound on the Hessian, the step by Armijo
+    backtracking). For a singular ``G`` (duplicated
     support rows), eigenvalues below ``n * eps * max(lam)`` (``eps`` of the input's dtype)
     are treated as zero.
 
@@ -80,7 +80,7 @@ def fit_logistic_regression(
         float64; the rest float64).
     """
     X = support if support.dtype in (torch.float32, torch.float64) else support.float()
-    E, n, d = X.shape
+    n = X.shape[1]
     K = int(n_classes)
     dev = X.device
 
@@ -98,82 +98,8 @@ def fit_logistic_regression(
     # them no slower on a quiet machine; the large ops (Gram matrix, gathers) stay parallel.
     with cpu_threads(1 if dev.type == "cpu" else None):
         Z, T = gram_factor(G, torch.finfo(X.dtype).eps)  # G = Z Z^T; back-transform A = W' T
-        f64 = torch.float64
-        Zt = torch.cat([Z, torch.ones(E, n, 1, dtype=f64, device=dev)], dim=-1)  # (E,n,n+1)
-        p = n + 1
-        pen = torch.ones(p, dtype=f64, device=dev)
-        pen[-1] = 0.0  # intercept not penalised
-        Y = torch.nn.functional.one_hot(labels, K).to(f64)  # (E, n, K)
+        theta, n_iter, converged = newton_solve(Z, labels, K, C, max_iter, tol)
 
-        # Böhning preconditioner on the class-centred subspace: ((C/2) Z~^T Z~ + R)^-1
-        B = 0.5 * C * (Zt.transpose(1, 2) @ Zt) + torch.diag(pen)
-        Binv = torch.cholesky_inverse(torch.linalg.cholesky(B))
-
-        def precondition(v: torch.Tensor) -> torch.Tensor:
-            mean = v.mean(dim=1, keepdim=True)
-            return (v - mean) @ Binv + mean * pen
-
-        theta = torch.zeros(E, K, p, dtype=f64, device=dev)
-        n_iter = torch.zeros(E, dtype=torch.long, device=dev)
-        scale = C * n
-        active = torch.ones(E, dtype=torch.bool, device=dev)
-        logits = Zt @ theta.transpose(1, 2)  # (E, n, K), kept in step with theta
-        f = objective(logits, theta, labels, C, pen)
-        for _ in range(max_iter + 1):
-            P = torch.softmax(logits, dim=-1)
-            grad = C * (P - Y).transpose(1, 2) @ Zt + theta * pen
-            gmax = grad.abs().amax((-2, -1)) / scale
-            active = active & (gmax > tol)
-            if not bool(active.any()) or int(n_iter.max()) >= max_iter:
-                break
-
-            # --- Newton direction by preconditioned CG on H dx = -grad (inactive episodes frozen)
-            def hvp(v: torch.Tensor) -> torch.Tensor:
-                u = Zt @ v.transpose(1, 2)  # (E, n, K)
-                su = P * u - P * (P * u).sum(-1, keepdim=True)
-                return C * su.transpose(1, 2) @ Zt + v * pen
-
-            forcing = torch.clamp(gmax.sqrt(), max=0.1)
-            r = -grad * active[:, None, None]
-            x = torch.zeros_like(theta)
-            z = precondition(r)
-            dirn = z
-            rz = bdot(r, z)
-            r0 = r.norm(dim=(-2, -1))
-            for _cg in range(K * p):
-                cg_active = r.norm(dim=(-2, -1)) > forcing * r0
-                if not bool(cg_active.any()):
-                    break
-                Hd = hvp(dirn)
-                dHd = bdot(dirn, Hd)
-                alpha = torch.where(cg_active & (dHd > 0), rz / torch.where(dHd > 0, dHd, 1.0), 0.0)
-                x = x + alpha[:, None, None] * dirn
-                r = r - alpha[:, None, None] * Hd
-                z = precondition(r)
-                rz_new = bdot(r, z)
-                beta = torch.where(rz > 0, rz_new / torch.where(rz > 0, rz, 1.0), 0.0)
-                dirn = z + beta[:, None, None] * dirn
-                rz = rz_new
-
-            # --- Armijo backtracking, per episode (the full Newton step is almost always taken)
-            slope = bdot(grad, x)
-            step = torch.ones(E, dtype=f64, device=dev)
-            accepted = ~active
-            for _ls in range(40):
-                cand = theta + step[:, None, None] * x
-                cand_logits = Zt @ cand.transpose(1, 2)
-                fc = objective(cand_logits, cand, labels, C, pen)
-                ok = (~accepted) & (fc <= f + 1e-4 * step * slope + 1e-12 * f.abs())
-                theta = torch.where(ok[:, None, None], cand, theta)
-                logits = torch.where(ok[:, None, None], cand_logits, logits)
-                f = torch.where(ok, fc, f)
-                accepted = accepted | ok
-                if bool(accepted.all()):
-                    break
-                step = torch.where(accepted, step, 0.5 * step)
-            n_iter = n_iter + active.long()
-
-    converged = ~active
     # back to feature space: W = A X with A = W' T
     A = theta[..., :n] @ T  # (E, K, n)
     if normalize:
