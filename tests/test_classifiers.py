@@ -212,7 +212,7 @@ def test_registry_resolves_lazily_to_the_classes():
     with pytest.raises(TypeError):  # read-only: a name added here would not reach create_classifier
         CLASSIFIERS["knn"] = object
     with pytest.raises(AttributeError, match="has no attribute 'Nope'"):
-        package.Nope
+        getattr(package, "Nope")
     assert {"TIM", "fit_logistic_regression", "list_classifiers"} <= set(dir(package))
 
 
@@ -225,7 +225,7 @@ def test_registry_imports_without_torch():
         "assert 'torch' not in sys.modules and 'numpy' not in sys.modules, 'torch/numpy imported'\n"
         "c.create_classifier('prototype')\nassert 'torch' in sys.modules\n"
     )
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False,
                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
     assert res.returncode == 0, res.stderr
 
