@@ -1,10 +1,11 @@
 """Torch-free name lists of the registries, for command-line choices.
 
 ``fewshot --help`` and every ``fewshot <cmd> --help`` build their parsers from these tuples so
-that starting the CLI never imports torch. Each tuple mirrors a registry that does need torch;
-``tests/test_bad_inputs.py`` checks that they stay equal:
+that starting the CLI never imports torch. :data:`CLASSIFIER_NAMES` comes from the classifier
+registry itself (:func:`fewshot.classifiers.list_classifiers`, torch-free); each other tuple
+mirrors a registry that does need torch, and ``tests/test_bad_inputs.py`` checks that they stay
+equal:
 
-- :data:`CLASSIFIER_NAMES` -- :data:`fewshot.classifiers.CLASSIFIERS`;
 - :data:`OBJECTIVE_NAMES` -- :data:`fewshot.losses.OBJECTIVES`;
 - :data:`AUGMENT_POLICIES` -- the AutoAugment policies of :func:`fewshot.transforms.train_transform`;
 - :data:`TEST_NAMES` -- the paired tests of :func:`fewshot.stats.paired_test`;
@@ -16,13 +17,12 @@ directly. These lists need no numpy either, so ``fewshot --version`` imports nei
 
 from __future__ import annotations
 
+from fewshot.classifiers import list_classifiers
+
 __all__ = ["CLASSIFIER_NAMES", "OBJECTIVE_NAMES", "AUGMENT_POLICIES", "TEST_NAMES", "DATASET_NAMES"]
 
-#: Episode classifiers (:data:`fewshot.classifiers.CLASSIFIERS`).
-CLASSIFIER_NAMES: tuple[str, ...] = (
-    "logreg", "logreg-sklearn", "prototype", "simpleshot", "nn", "svm", "ridge",
-    "bd-cspn", "laplacianshot", "tim", "pt-map",
-)
+#: Episode classifiers, in registry order (:func:`fewshot.classifiers.list_classifiers`).
+CLASSIFIER_NAMES: tuple[str, ...] = tuple(list_classifiers())
 
 #: Fine-tuning objectives (:data:`fewshot.losses.OBJECTIVES`).
 OBJECTIVE_NAMES: tuple[str, ...] = ("ce", "schane", "supcon", "supcon-in", "simclr", "hscl")

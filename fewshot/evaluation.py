@@ -414,7 +414,7 @@ def evaluate_to_directory(
     clf_kwargs = dict(classifier_kwargs or {})
     base_record = None
     if base_features is not None:
-        from fewshot.classifier_options import classifier_parameters
+        from fewshot.classifiers.options import classifier_parameters
 
         if "base_mean" not in classifier_parameters(classifier):
             raise ValueError(f"base features are used only by classifiers with a base_mean (simpleshot), not by {classifier!r}")

@@ -1,4 +1,8 @@
+import os
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,6 +13,7 @@ from fewshot.classifiers import (
     CLASSIFIERS,
     ConvergenceWarning,
     LogisticRegression,
+    classifier_class,
     create_classifier,
     fit_logistic_regression,
     list_classifiers,
@@ -139,6 +144,37 @@ def test_prototype_is_nearest_normalised_mean():
         np.testing.assert_array_equal(pred[e], (Q @ protos.T).argmax(1))
 
 
+def _old_prototype_path(Xs, ys, Xq):
+    """The former implementation: normalise every support and query row, then dot products."""
+    def norm(t):
+        return t / t.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(t.dtype).tiny ** 0.5)
+
+    onehot = torch.nn.functional.one_hot(ys, int(ys.max()) + 1).to(Xs.dtype)
+    protos = norm((onehot.transpose(1, 2) @ norm(Xs)) / onehot.sum(1).clamp_min(1).unsqueeze(-1))
+    return protos, norm(Xq) @ protos.transpose(1, 2)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_prototype_scaled_logits_equal_the_normalise_then_dot_path(dtype):
+    feats, labels = _synthetic(d=40, seed=6, dtype=dtype)
+    feats *= np.random.default_rng(0).uniform(0.1, 10.0, size=(len(feats), 1)).astype(dtype)  # varied norms
+    ep = sample_episodes(labels, 5, 3, 15, 30, seed=2)
+    Xs, Xq, ys = feats[ep.support], feats[ep.query], np.tile(ep.support_labels, (30, 1))
+    Xs[0, 0] = 0.0  # an all-zero support row
+    Xq[1, :2] = 0.0  # all-zero queries
+    ys[2][ys[2] == 4] = 3  # an episode without class 4: a zero prototype
+    clf = create_classifier("prototype").fit(Xs, ys)
+    protos, scores = _old_prototype_path(torch.from_numpy(Xs), torch.from_numpy(ys), torch.from_numpy(Xq))
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(clf.prototypes_, protos.numpy(), rtol=tol, atol=tol)
+    got = clf.decision_function(Xq)
+    assert got.shape == (30, 75, 5) and got.dtype == dtype
+    np.testing.assert_allclose(got, scores.numpy(), rtol=tol, atol=tol)
+    np.testing.assert_array_equal(got[1, :2], 0.0)
+    np.testing.assert_array_equal(clf.predict(Xq), scores.argmax(-1).numpy())
+    np.testing.assert_array_equal(clf.predict(Xq[10:20], start=10), scores[10:20].argmax(-1).numpy())
+
+
 @pytest.mark.parametrize("name", sorted(CLASSIFIERS))
 def test_registry_classifiers_learn(name):
     feats, labels = _synthetic(spread=1.5)
@@ -155,6 +191,43 @@ def test_registry_errors():
         create_classifier("knn")
     with pytest.raises(ValueError, match="classifier 'prototype'"):
         create_classifier("prototype", C=2.0)
+    with pytest.raises(ValueError, match=r"unknown classifier \['logreg'\]"):
+        classifier_class(["logreg"])
+
+
+def test_list_classifiers_filters_by_pattern():
+    assert list_classifiers() == list(CLASSIFIERS) == list_classifiers("*")
+    assert list_classifiers("logreg*") == ["logreg", "logreg-sklearn"]
+    assert list_classifiers("*-*") == ["logreg-sklearn", "bd-cspn", "pt-map"]
+    assert list_classifiers("knn") == []
+
+
+def test_registry_resolves_lazily_to_the_classes():
+    import fewshot
+    import fewshot.classifiers as package
+    from fewshot.classifiers.logreg import LogisticRegression as Direct
+
+    assert classifier_class("logreg") is Direct is package.LogisticRegression is fewshot.LogisticRegression
+    assert fewshot.CLASSIFIERS is CLASSIFIERS and all(CLASSIFIERS[n] is classifier_class(n) for n in list_classifiers())
+    with pytest.raises(TypeError):  # read-only: a name added here would not reach create_classifier
+        CLASSIFIERS["knn"] = object
+    with pytest.raises(AttributeError, match="has no attribute 'Nope'"):
+        getattr(package, "Nope")
+    assert {"TIM", "fit_logistic_regression", "list_classifiers"} <= set(dir(package))
+
+
+def test_registry_imports_without_torch():
+    code = (
+        "import sys\nimport fewshot.classifiers as c\n"
+        "names = c.list_classifiers()\nassert 'logreg' in names and c.is_transductive('tim')\n"
+        "assert not c.is_transductive('logreg') and c.list_classifiers('pt-*') == ['pt-map']\n"
+        "from fewshot._names import CLASSIFIER_NAMES\nassert CLASSIFIER_NAMES == tuple(names)\n"
+        "assert 'torch' not in sys.modules and 'numpy' not in sys.modules, 'torch/numpy imported'\n"
+        "c.create_classifier('prototype')\nassert 'torch' in sys.modules\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert res.returncode == 0, res.stderr
 
 
 @pytest.mark.parametrize(

@@ -17,10 +17,10 @@ from sklearn.svm import SVC
 from fewshot.classifiers import CLASSIFIERS, ConvergenceWarning, create_classifier, is_transductive
 from fewshot.episodes import sample_episodes
 from fewshot.evaluation import evaluate
-from fewshot.nearest import NearestNeighbor, SimpleShot
-from fewshot.ridge import RidgeClassifier
-from fewshot.svm import LinearSVM
-from fewshot.transductive import BDCSPN, PTMAP, TIM, LaplacianShot
+from fewshot.classifiers.nearest import NearestNeighbor, SimpleShot
+from fewshot.classifiers.ridge import RidgeClassifier
+from fewshot.classifiers.svm import LinearSVM
+from fewshot.classifiers.transductive import BDCSPN, PTMAP, TIM, LaplacianShot
 
 
 def _synthetic(n_classes=10, per_class=40, d=48, spread=0.6, seed=0, dtype=np.float64):
@@ -185,6 +185,8 @@ def test_ptmap_stays_finite_where_easyfsl_underflows():
 
 def test_transductive_flags():
     assert [n for n in CLASSIFIERS if is_transductive(n)] == ["bd-cspn", "laplacianshot", "tim", "pt-map"]
+    # the torch-free table agrees with every class's own attribute
+    assert {n: is_transductive(n) for n in CLASSIFIERS} == {n: cls.transductive for n, cls in CLASSIFIERS.items()}
     with pytest.raises(ValueError, match="unknown classifier 'x'"):
         is_transductive("x")
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats as st
 
-from fewshot.classifier_options import classifier_parameters, parse_classifier_args
+from fewshot.classifiers.options import classifier_parameters, parse_classifier_args
 from fewshot.protocol import Protocol, load_protocol
 from fewshot.results import read_results
 from fewshot.stats import confidence_interval, summarize

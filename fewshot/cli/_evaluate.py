@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         "seeds": args.seeds,
     }
     protocol = Protocol(**{**base.to_dict(), **{k: v for k, v in overrides.items() if v is not None}})
-    from fewshot.classifier_options import parse_classifier_args
+    from fewshot.classifiers.options import parse_classifier_args
 
     clf_kwargs = {"C": args.C} if args.C is not None else {}
     clf_kwargs.update(parse_classifier_args(args.classifier_arg))

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fewshot._episode_tensors import as_batch, as_labels, class_means, episode_slice, l2_normalize, safe_norm
+from fewshot.classifiers._tensors import as_batch, as_labels, class_means, episode_slice, l2_normalize, safe_norm
 
 __all__ = ["METRICS", "NearestNeighbor", "SimpleShot"]
 

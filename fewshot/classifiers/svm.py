@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from fewshot._episode_tensors import as_batch, as_labels, check_positive, l2_normalize
+from fewshot.classifiers._base import ConvergenceWarning
+from fewshot.classifiers._tensors import as_batch, as_labels, check_positive, l2_normalize
 
 __all__ = ["LinearSVM", "standardize"]
 
@@ -129,8 +130,6 @@ class LinearSVM:
 
     def fit(self, support: Any, support_labels: Any) -> LinearSVM:
         """Fit the ``K(K-1)/2`` pairwise SVMs of every episode."""
-        from fewshot.classifiers import ConvergenceWarning
-
         check_positive("C", self.C)
         check_positive("tol", self.tol)
         check_positive("max_iter", self.max_iter, integer=True)

@@ -11,6 +11,8 @@ import tomllib
 from collections.abc import Sequence
 from typing import Any
 
+from fewshot.classifiers import classifier_class
+
 __all__ = ["classifier_parameters", "parse_classifier_args"]
 
 
@@ -42,9 +44,5 @@ def classifier_parameters(name: str) -> dict[str, Any]:
     Raises:
         ValueError: unknown ``name``.
     """
-    from fewshot.classifiers import CLASSIFIERS
-
-    if name not in CLASSIFIERS:
-        raise ValueError(f"unknown classifier {name!r}; expected one of {', '.join(CLASSIFIERS)}")
-    sig = inspect.signature(CLASSIFIERS[name].__init__)
+    sig = inspect.signature(classifier_class(name).__init__)
     return {p.name: p.default for p in sig.parameters.values() if p.name not in ("self", "device")}

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fewshot._episode_tensors import as_batch, as_labels, check_positive, episode_slice, l2_normalize
+from fewshot.classifiers._tensors import as_batch, as_labels, check_positive, episode_slice, l2_normalize
 
 __all__ = ["RidgeClassifier"]
 
