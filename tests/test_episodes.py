@@ -248,7 +248,7 @@ def test_identical_across_processes():
     hash_seed = "4242" if os.environ.get("PYTHONHASHSEED") == "0" else "0"
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])),
         "PYTHONHASHSEED": hash_seed,
         "OMP_NUM_THREADS": str(torch.get_num_threads() + 1),
     }
