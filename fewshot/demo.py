@@ -80,8 +80,8 @@ class DemoSettings:
 
 #: ``make demo``: under 5 minutes on 2 CPU cores.
 DEMO_FULL = DemoSettings()
-#: ``fewshot demo --quick``: about a minute; used by the tests (two runs per objective, so the
-#: run-level statistics run too).
+#: ``fewshot demo --quick``: about a minute (two runs per objective, so the run-level statistics
+#: run too); the tests run it with ``epochs=1, episodes=50``.
 DEMO_QUICK = DemoSettings(epochs=2, episodes=200, batch_size=128, train_seeds=(0, 1))
 
 

@@ -198,7 +198,10 @@ def test_evaluate_out_never_destroys_user_files(tmp_path, features_file, run_cli
     first = (out / "per_episode.csv.gz").read_bytes()
     assert run_cli("evaluate", "--features", features_file, *SMALL, "--C", "0.5", "--out", out)[0] == 0
     assert json.loads((out / "manifest.json").read_text())["config"]["classifier_kwargs"] == {"C": 0.5}
-    assert (out / "per_episode.csv.gz").read_bytes() != first or True  # replaced in place
+    # replaced in place: the rows are those of a fresh run with --C 0.5 (written with gzip mtime 0)
+    assert run_cli("evaluate", "--features", features_file, *SMALL, "--C", "0.5", "--out", tmp_path / "fresh")[0] == 0
+    assert (out / "per_episode.csv.gz").read_bytes() == (tmp_path / "fresh" / "per_episode.csv.gz").read_bytes()
+    assert (tmp_path / "fresh" / "per_episode.csv.gz").read_bytes() != first  # C=0.5 scores differently here
     # an empty directory is fine too
     empty = tmp_path / "empty"
     empty.mkdir()

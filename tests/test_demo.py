@@ -1,20 +1,29 @@
-"""The offline demo end to end (``fewshot demo --quick``)."""
+"""The offline demo end to end (``fewshot demo --quick``, on an even smaller budget).
 
+The tests share one module-scoped run of :func:`fewshot.run_demo` with the quick settings cut to
+one epoch per training run and 50 episodes per (shot, seed): the files, the two training seeds per
+objective (run-level statistics), both shots, the analyses and the identical episodes are what
+they inspect, and none of it depends on how long each run trains (fine-tuning took most of the
+default suite's time). ``fewshot demo --quick`` itself runs in the slow determinism test; its
+refusals, before any work, in ``test_bad_inputs.py``.
+"""
+
+import dataclasses
 import json
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from fewshot.demo import DEMO_METHODS, DEMO_QUICK
+from fewshot.demo import DEMO_METHODS, DEMO_QUICK, run_demo
+
+TEST_SETTINGS = dataclasses.replace(DEMO_QUICK, epochs=1, episodes=50)
 
 
 @pytest.fixture(scope="module")
 def quick_demo(tmp_path_factory):
-    from fewshot.cli import main
-
     out = tmp_path_factory.mktemp("demo") / "out"
-    assert main(["demo", "--quick", "--no-progress", "--out", str(out)]) == 0
+    run_demo(out, quick=True, settings=TEST_SETTINGS, progress=False, log=lambda message: None)
     return out
 
 
@@ -24,7 +33,7 @@ def test_quick_demo_writes_the_whole_pipeline(quick_demo):
                  "manifest.json"):
         assert (out / name).is_file(), name
     for objective in DEMO_METHODS:
-        for seed in DEMO_QUICK.train_seeds:
+        for seed in TEST_SETTINGS.train_seeds:
             run = out / "runs" / objective / f"seed-{seed}"
             assert (run / "best" / "checkpoint.json").is_file() and (run / "log.jsonl").is_file()
             assert json.loads((run / "best" / "checkpoint.json").read_text())["run"] == f"seed-{seed}"
@@ -40,7 +49,7 @@ def test_quick_demo_writes_the_whole_pipeline(quick_demo):
     # every non-baseline objective against CE, for both shots
     assert len(comparison) == 2 * (len(DEMO_METHODS) - 1)
     assert set(comparison.baseline) == {DEMO_METHODS["ce"]}
-    assert (comparison["level"] == "run").all() and (comparison["n_runs_method"] == len(DEMO_QUICK.train_seeds)).all()
+    assert (comparison["level"] == "run").all() and (comparison["n_runs_method"] == len(TEST_SETTINGS.train_seeds)).all()
     assert "across training runs" in md
     seeds = pd.read_csv(out / "compare_ce_seeds.csv")
     assert (seeds["level"] == "checkpoint").all() and set(seeds["method"]) == {"CE seed-1"}
@@ -56,16 +65,17 @@ def test_every_method_scored_on_identical_episodes(quick_demo):
         pd.read_csv(quick_demo / "results" / objective / f"seed-{seed}" / "per_episode.csv.gz")
         .groupby(["n_shot", "seed"]).episodes_fingerprint.first()
         for objective in DEMO_METHODS
-        for seed in DEMO_QUICK.train_seeds
+        for seed in TEST_SETTINGS.train_seeds
     ]
     for other in fingerprints[1:]:
         pd.testing.assert_series_equal(fingerprints[0], other)
 
 
 @pytest.mark.slow
-def test_quick_demo_is_deterministic(quick_demo, tmp_path):
+def test_quick_demo_is_deterministic(tmp_path):
     from fewshot.cli import main
 
-    assert main(["demo", "--quick", "--no-progress", "--out", str(tmp_path / "again")]) == 0
+    for name in ("first", "again"):
+        assert main(["demo", "--quick", "--no-progress", "--out", str(tmp_path / name)]) == 0
     for name in ("table1.md", "table1.csv", "compare.csv"):
-        assert (tmp_path / "again" / name).read_bytes() == (quick_demo / name).read_bytes(), name
+        assert (tmp_path / "again" / name).read_bytes() == (tmp_path / "first" / name).read_bytes(), name

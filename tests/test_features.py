@@ -13,8 +13,10 @@ from fewshot._io import sha256_arrays
 from fewshot.backbones import create_backbone
 from fewshot.checkpoint import save_checkpoint
 from fewshot.cli import main
+from fewshot.data import list_datasets, load_split
 from fewshot.data._base import ImageSplit
 from fewshot.features import FEATURE_KEYS, extract_cached, extract_features, save_features
+from fewshot.results import read_results
 from fewshot.transforms import eval_transform, resolve_preprocessing
 
 
@@ -201,7 +203,7 @@ def toy_data(monkeypatch):
         calls.append((name, split, root))
         return MemorySplit(name=name, split=split, size=16)
 
-    monkeypatch.setattr(fewshot.data, "load_split", load_split, raising=False)
+    monkeypatch.setattr(fewshot.data, "load_split", load_split)  # raises if the registry lost load_split
     return calls
 
 
@@ -255,14 +257,12 @@ def test_cli_extract_bad_input(tmp_path, toy_data, capsys, monkeypatch, extra, m
 
 def test_cli_extract_digits_end_to_end(tmp_path):
     """With the real registry (fewshot.data.load_split) and the embedded digits data."""
-    data = pytest.importorskip("fewshot.data")
-    if not hasattr(data, "load_split") or "digits" not in data.list_datasets():
-        pytest.skip("fewshot.data.load_split('digits') not available yet")
+    assert "digits" in list_datasets()
     out = tmp_path / "digits.npz"
     argv = ["extract", "--backbone", "conv4", "--dataset", "digits", "--split", "test", "--img-size", "16",
             "--batch-size", "512", "--no-progress", "--out", str(out)]
     assert main(argv) == 0
-    split = data.load_split("digits", "test")
+    split = load_split("digits", "test")
     with np.load(out, allow_pickle=False) as f:
         assert f["features"].shape == (len(split), 64)
         assert np.array_equal(f["labels"], split.labels)
@@ -271,13 +271,6 @@ def test_cli_extract_digits_end_to_end(tmp_path):
 
 def test_extracted_digits_feed_fewshot_evaluate(tmp_path):
     """Registry → tiny backbone → features → ``fewshot evaluate --features``."""
-    data = pytest.importorskip("fewshot.data")
-    if not hasattr(data, "load_split") or "digits" not in data.list_datasets():
-        pytest.skip("fewshot.data.load_split('digits') not available yet")
-    import importlib.util
-
-    if importlib.util.find_spec("fewshot.cli._evaluate") is None:
-        pytest.skip("fewshot evaluate not available yet")
     out = tmp_path / "digits.npz"
     assert main(["extract", "--backbone", "resnet10t", "--dataset", "digits", "--img-size", "16",
                  "--no-progress", "--out", str(out)]) == 0
@@ -285,7 +278,9 @@ def test_extracted_digits_feed_fewshot_evaluate(tmp_path):
     assert main(["evaluate", "--features", str(out), "--ways", "5", "--shots", "1", "--queries", "5",
                  "--episodes", "5", "--seeds", "0", "--classifier", "prototype", "--device", "cpu",
                  "--out", str(results)]) == 0
-    assert any(results.iterdir())
+    res = read_results(results)  # was: any(results.iterdir()), true of a half-written directory
+    assert len(res.episodes) == 5 and set(res.episodes.dataset) == {"digits"}
+    assert res.episodes.accuracy.between(0, 1).all()
 
 
 class _Slice(ImageSplit):
