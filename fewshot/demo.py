@@ -135,7 +135,7 @@ def _run(out: Path, s: DemoSettings, quick: bool, progress: bool, log: Callable[
     from fewshot._io import check_output_dir, write_csv, write_json, write_text
     from fewshot._manifest import make_manifest
     from fewshot.analysis import analyze_to_directory
-    from fewshot.comparison import compare
+    from fewshot.report.compare import compare
     from fewshot.evaluation import evaluate_to_directory
     from fewshot.features import extract_to_file
     from fewshot.plots import plot_results

@@ -8,7 +8,7 @@ interval over those episodes; two methods are compared class by class on the *sa
 (paired by dataset, n_way, n_shot, seed, episode and class): mean difference with its t CI,
 paired t-test, Holm correction over every (class, shot, method) comparison of the call.
 
-Statistics level: episodes, as the checkpoint level of :mod:`fewshot.comparison` (a method
+Statistics level: episodes, as the checkpoint level of :mod:`fewshot.report.compare` (a method
 with several training runs is averaged over its runs episode by episode first, so an episode
 counts once); classes are not independent of each other (they share episodes), so read the
 Holm-corrected p-values per class, not as a test of "most classes".
@@ -74,7 +74,7 @@ def per_class_rows(episodes: pd.DataFrame, where: str = "results") -> pd.DataFra
 
 
 def _methods(results: Sequence[Any]) -> list[Any]:
-    from fewshot.comparison import load_methods
+    from fewshot.report.compare import load_methods
     from fewshot.results import Results
 
     if isinstance(results, (str, os.PathLike, Results)):

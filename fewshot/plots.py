@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fewshot._io import write_bytes
-from fewshot.comparison import load_methods, run_means
+from fewshot.report.compare import load_methods, run_means
 from fewshot.results import Results
 from fewshot.tables import _dataset_rank, dataset_display, median_cells
 

@@ -43,7 +43,7 @@ import pandas as pd
 
 from scipy import stats as _st
 
-from fewshot.comparison import Method, compare_methods, load_methods
+from fewshot.report.compare import Method, compare_methods, load_methods
 from fewshot.results import Results
 from fewshot.stats import median_run, summarize
 
@@ -89,7 +89,7 @@ DATASET_DISPLAY: dict[str, str] = {
 #: run_mean_min/max    smallest / largest training-run mean (NaN for one run)
 #: between_run_sd      SD of the training-run means (NaN for one run)
 #: level               level of the significance test against the baseline: ``run`` or
-#:                     ``checkpoint`` (see :mod:`fewshot.comparison`); empty for the
+#:                     ``checkpoint`` (see :mod:`fewshot.report.compare`); empty for the
 #:                     baseline and quoted rows
 #: run_test            ``paired`` or ``welch`` for run-level rows, else empty
 #: p_holm              Holm-adjusted p against the baseline (NaN for baseline, quoted rows)
@@ -304,7 +304,7 @@ def table_frame(
 
     Each re-run cell comes from :func:`median_cells`: the mean over training runs ± the CI
     over run means when the method has several runs, else the median episode seed of its one
-    run. Significance comes from :func:`fewshot.comparison.compare_methods`, Holm-corrected
+    run. Significance comes from :func:`fewshot.report.compare.compare_methods`, Holm-corrected
     across every comparison in the table, at the level the data supports: ``†`` when both
     sides have several training runs (run level: the objectives differ), ``*`` when one side
     has a single run (checkpoint level: two checkpoints differ on these episodes, which says
@@ -328,7 +328,7 @@ def table_frame(
     Raises:
         ValueError: an unknown baseline or ``order`` label, a quoted method named like a
             results label, malformed quoted results, or any refusal of
-            :func:`~fewshot.comparison.compare` (episodes that do not pair).
+            :func:`~fewshot.report.compare.compare` (episodes that do not pair).
     """
     if isinstance(results, (str, os.PathLike, Results)):
         results = [results]

@@ -157,7 +157,7 @@ def format_comparison(df: Any) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from fewshot._io import check_output_file, write_csv
-    from fewshot.comparison import compare
+    from fewshot.report.compare import compare
 
     if args.out:
         check_output_file(args.out, inputs=args.results)

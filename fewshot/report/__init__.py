@@ -1,0 +1,1 @@
+"""Reporting: comparisons with a baseline, Table 1, its notes, and the accuracy plots."""
