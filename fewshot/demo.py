@@ -141,7 +141,7 @@ def _run(out: Path, s: DemoSettings, quick: bool, progress: bool, log: Callable[
     from fewshot.plots import plot_results
     from fewshot.protocol import Protocol
     from fewshot.runs import seed_run_name
-    from fewshot.tables import render_table, table_frame
+    from fewshot.report.tables import render_table, table_frame
     from fewshot.training import FinetuneConfig, finetune
 
     check_output_dir(out, "demo")

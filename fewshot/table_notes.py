@@ -1,7 +1,7 @@
 """Extra marks and footnotes for Table 1: transductive rows and quoted rows' protocols.
 
-Kept apart from :mod:`fewshot.tables` (which computes the cells) and applied around
-:func:`fewshot.tables.render_table` by :func:`render_with_notes`:
+Kept apart from :mod:`fewshot.report.tables` (which computes the cells) and applied around
+:func:`fewshot.report.tables.render_table` by :func:`render_with_notes`:
 
 * a results row whose classifier is transductive (it also uses the episode's unlabelled
   queries; :func:`fewshot.classifiers.is_transductive`) is marked ``§``;
@@ -124,10 +124,10 @@ def protocol_notes(quoted: str | os.PathLike | pd.DataFrame | None, results: Seq
 
 
 def render_with_notes(frame: pd.DataFrame, fmt: str, results: Sequence[Any], quoted: Any = None) -> str:
-    """:func:`fewshot.tables.render_table`, with transductive rows marked ``§`` and the
+    """:func:`fewshot.report.tables.render_table`, with transductive rows marked ``§`` and the
     protocol footnote of :func:`protocol_notes` added (Markdown: a paragraph under the table;
     LaTeX: ``%`` lines on top; CSV: unchanged)."""
-    from fewshot.tables import render_table
+    from fewshot.report.tables import render_table
 
     if fmt == "csv":
         return render_table(frame, fmt)

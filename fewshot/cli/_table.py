@@ -61,7 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fewshot._io import check_output_file, write_text
-    from fewshot.tables import table_frame
+    from fewshot.report.tables import table_frame
 
     check_output_file(args.out, inputs=[*args.results, args.quoted])
     fmt = args.fmt or _EXTENSIONS.get(Path(args.out).suffix.lower())
