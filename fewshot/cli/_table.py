@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         test=args.test,
         quoted=args.quoted,
     )
-    from fewshot.table_notes import render_with_notes
+    from fewshot.report.table_notes import render_with_notes
 
     text = render_with_notes(frame, fmt, args.results, args.quoted)
     if args.overlap_note and fmt != "csv":
