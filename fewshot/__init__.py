@@ -66,7 +66,7 @@ _EXPORTS: dict[str, str] = {
     "seed_run_name": "fewshot.runs",
     "render_table": "fewshot.report.tables",
     "table_frame": "fewshot.report.tables",
-    "plot_results": "fewshot.plots",
+    "plot_results": "fewshot.report.plots",
     "Protocol": "fewshot.protocol",
     "load_protocol": "fewshot.protocol",
     # objectives

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from fewshot.cli import main
-from fewshot.plots import plot_results
+from fewshot.report.plots import plot_results
 from fewshot.results import EPISODE_COLUMNS, write_results
 from fewshot.stats import summarize
 

@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fewshot._io import check_output_file
-    from fewshot.plots import plot_results
+    from fewshot.report.plots import plot_results
 
     check_output_file(args.out, inputs=args.results)
     if args.per_class:
