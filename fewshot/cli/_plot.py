@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_output_file(args.out, inputs=args.results)
     if args.per_class:
-        from fewshot.per_class import plot_per_class
+        from fewshot.report.per_class import plot_per_class
 
         print(f"wrote {plot_per_class(args.results, args.out)}")
         return 0
