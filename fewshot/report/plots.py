@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fewshot._io import write_bytes
+from fewshot.report._cells import dataset_display, dataset_rank, median_cells
 from fewshot.report.compare import load_methods, run_means
 from fewshot.results import Results
-from fewshot.report.tables import _dataset_rank, dataset_display, median_cells
 
 __all__ = ["plot_results"]
 
@@ -26,7 +26,7 @@ def plot_results(
 ) -> Path:
     """Plot mean accuracy ± 95% CI per method, one panel per (dataset, shot).
 
-    Each large point with its error bar is the table cell (:func:`fewshot.report.tables.median_cells`,
+    Each large point with its error bar is the table cell (:func:`fewshot.report._cells.median_cells`,
     percent): for a method with several training runs, the mean over runs ± the 95% CI over
     run means, and beside it (small hollow dots, just below) each run's own mean accuracy;
     for a method with one run, its median episode seed ± that seed's 95% CI over episodes.
@@ -69,7 +69,7 @@ def plot_results(
 
     from matplotlib.figure import Figure  # imported lazily: matplotlib is slow to import
 
-    rank = _dataset_rank(list(dict.fromkeys(cells["dataset"])))
+    rank = dataset_rank(list(dict.fromkeys(cells["dataset"])))
     datasets = sorted(dict.fromkeys(cells["dataset"]), key=rank.__getitem__)
     one_way = cells["n_way"].nunique() == 1
     shots = sorted({(int(w), int(s)) for w, s in zip(cells["n_way"], cells["n_shot"])})
