@@ -81,8 +81,9 @@ def ordered_labels(order: Sequence[str] | None, labels: Sequence[str]) -> list[s
     unknown = [o for o in order if o not in labels]
     if unknown:
         raise ValueError(f"unknown label(s) {unknown} in order; the rows are {labels}")
-    if len(set(order)) != len(order):
-        raise ValueError(f"order names a row twice: {order}")
+    twice = [o for o in dict.fromkeys(order) if order.count(o) > 1]
+    if twice:
+        raise ValueError(f"order names row(s) {twice} more than once, got order={order}")
     return order + [o for o in labels if o not in order]
 
 

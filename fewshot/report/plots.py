@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fewshot._io import write_bytes
-from fewshot.report._cells import dataset_display, dataset_rank, median_cells
+from fewshot.report._cells import dataset_display, dataset_rank, median_cells, ordered_labels
 from fewshot.report.compare import load_methods, run_means
 from fewshot.results import Results
 
@@ -48,7 +48,8 @@ def plot_results(
         ``out_path`` as a :class:`~pathlib.Path`.
 
     Raises:
-        ValueError: an extension other than ``.png``/``.pdf``, or an unknown ``order`` label.
+        ValueError: an extension other than ``.png``/``.pdf``, or an ``order`` that names an
+            unknown label or a label twice (the same check as :func:`fewshot.report.tables.table_frame`).
         FileNotFoundError: a path is not a complete results directory.
     """
     out = Path(out_path)
@@ -58,12 +59,7 @@ def plot_results(
     if isinstance(results, (str, os.PathLike, Results)):
         results = [results]
     methods = load_methods(results)
-    labels = [m.label for m in methods]
-    if order is not None:
-        unknown = [o for o in order if o not in labels]
-        if unknown:
-            raise ValueError(f"unknown label(s) {unknown} in order; the labels are {labels}")
-        labels = list(dict.fromkeys([*order, *labels]))
+    labels = ordered_labels(order, [m.label for m in methods])
     cells = median_cells(methods)
     per_run = run_means(methods)
 

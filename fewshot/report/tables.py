@@ -194,8 +194,9 @@ def table_frame(
         results: results directories or :class:`~fewshot.results.Results`; one row per
             label (directories sharing a label are merged, e.g. one per dataset).
         baseline: label of the baseline; default: the first results' label.
-        order: row labels (results labels and quoted method names) in display order; rows
-            not named follow in the default order (quoted rows first, then input order).
+        order: row labels (results labels and quoted method names) in display order, each
+            at most once; rows not named follow in the default order (quoted rows first,
+            then input order).
         alpha: significance level, in (0, 1); default 0.01.
         test: ``"t"`` (default) or ``"wilcoxon"``.
         quoted: published results, a CSV path or DataFrame (see the module docstring).
@@ -205,8 +206,9 @@ def table_frame(
         (table order), n_way, n_shot. Missing cells have no row.
 
     Raises:
-        ValueError: an unknown baseline or ``order`` label, a quoted method named like a
-            results label, malformed quoted results, or any refusal of
+        ValueError: an unknown baseline or ``order`` label, a label named twice in
+            ``order``, a quoted method named like a results label, malformed quoted
+            results, or any refusal of
             :func:`~fewshot.report.compare.compare` (episodes that do not pair).
     """
     if isinstance(results, (str, os.PathLike, Results)):
