@@ -1,5 +1,10 @@
 """Reporting on results directories: comparisons with a baseline, Table 1 and its notes, plots.
 
+Accuracies, their CIs and differences are **fractions** in [0, 1] in every frame and CSV these
+modules return or write; they become percent only in rendered text (Markdown, LaTeX, terminal
+output) and on plot axes. Quoted (published) results are read in percent, as papers print
+them, and converted by :func:`fewshot.report.tables.read_quoted`.
+
 The function :func:`fewshot.report.compare.compare` is not re-exported here: the name would
 hide the module ``fewshot.report.compare`` (``fewshot.compare`` is the function).
 """

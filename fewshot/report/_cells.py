@@ -94,16 +94,16 @@ def _runs_cell(m: Method, df: pd.DataFrame) -> dict[str, Any]:
     k = means.shape[0]
     sd = float(means.std(ddof=1))
     return {
-        "mean": 100.0 * float(means.mean()),
-        "half_width": 100.0 * float(_st.t.ppf(0.975, k - 1)) * sd / np.sqrt(k),
+        "mean": float(means.mean()),
+        "half_width": float(_st.t.ppf(0.975, k - 1)) * sd / np.sqrt(k),
         "seed": pd.NA,
         "n_train_runs": k,
         "n_seeds": int(df["seed"].nunique()),
         "n_episodes": int(per_run.min()) // max(1, int(df["seed"].nunique())),
         "n_query": int(df["n_query"].iloc[0]),
-        "run_mean_min": 100.0 * float(means.min()),
-        "run_mean_max": 100.0 * float(means.max()),
-        "between_run_sd": 100.0 * sd,
+        "run_mean_min": float(means.min()),
+        "run_mean_max": float(means.max()),
+        "between_run_sd": sd,
     }
 
 
@@ -119,8 +119,8 @@ def _single_run_cells(m: Method, df: pd.DataFrame) -> pd.DataFrame:
             "dataset": med["dataset"].astype(str),
             "n_way": med["n_way"].astype("int64"),
             "n_shot": med["n_shot"].astype("int64"),
-            "mean": 100.0 * med["mean"],
-            "half_width": 100.0 * med["ci95"],
+            "mean": med["mean"],
+            "half_width": med["ci95"],
             "seed": med["seed"],
             "n_train_runs": 1,
             "n_seeds": med["n_runs"],
@@ -134,13 +134,19 @@ def _single_run_cells(m: Method, df: pd.DataFrame) -> pd.DataFrame:
 
 
 def median_cells(methods: Sequence[Method]) -> pd.DataFrame:
-    """Table cells of re-run methods (percent), one row per (method, dataset, way, shot).
+    """Table cells of re-run methods, one row per (method, dataset, way, shot).
 
     A cell with several training runs is the mean over the runs of each run's mean accuracy
     (over all its episodes and episode seeds) ± the 95% t half-width over the run means
     (``k - 1`` dof), with the smallest and largest run mean and the between-run SD. A cell
     with one training run is its median episode seed (:func:`fewshot.stats.median_run`) ±
     that seed's 95% half-width over its episodes — episode sampling noise only.
+
+    Returns:
+        Columns ``dataset, n_way, n_shot, mean, half_width, seed, n_train_runs, n_seeds,
+        n_episodes, n_query, run_mean_min, run_mean_max, between_run_sd, method, quoted``;
+        accuracies (``mean``, ``half_width``, ``run_mean_*``, ``between_run_sd``) are
+        fractions in [0, 1], like ``summary.csv`` and :func:`fewshot.report.compare.compare`.
 
     Raises:
         ValueError: a method holds one dataset/way/shot under several splits or query sizes.

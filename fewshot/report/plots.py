@@ -26,9 +26,9 @@ def plot_results(
 ) -> Path:
     """Plot mean accuracy ± 95% CI per method, one panel per (dataset, shot).
 
-    Each large point with its error bar is the table cell (:func:`fewshot.report._cells.median_cells`,
-    percent): for a method with several training runs, the mean over runs ± the 95% CI over
-    run means, and beside it (small hollow dots, just below) each run's own mean accuracy;
+    Each large point with its error bar is the table cell (:func:`fewshot.report.median_cells`,
+    a fraction drawn in percent): for a method with several training runs, the mean over runs ±
+    the 95% CI over run means, and beside it (small hollow dots, just below) each run's own mean accuracy;
     for a method with one run, its median episode seed ± that seed's 95% CI over episodes.
     Methods share the vertical axis across panels, listed top to bottom in ``order``
     (default: input order).
@@ -100,12 +100,13 @@ def plot_results(
                         100.0 * runs["mean"], [y - 0.22] * len(runs), s=14, facecolors="none",
                         edgecolors=color, linewidths=1.0, zorder=3,
                     )
+                mean, half_width = 100.0 * rec["mean"], 100.0 * rec["half_width"]  # percent on the axis
                 ax.errorbar(
-                    rec["mean"], y, xerr=rec["half_width"], fmt="o", color=color,
+                    mean, y, xerr=half_width, fmt="o", color=color,
                     markersize=5, capsize=4, elinewidth=1.5,
                 )
                 ax.annotate(
-                    f"{rec['mean']:.2f}±{rec['half_width']:.2f}", (rec["mean"], y),
+                    f"{mean:.2f}±{half_width:.2f}", (mean, y),
                     xytext=(0, 7), textcoords="offset points", ha="center", fontsize=7,
                     color="0.25",
                 )

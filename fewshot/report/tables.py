@@ -4,10 +4,12 @@ Two steps, so the numbers stay tidy until the last moment:
 
 1. :func:`table_frame` computes one row per cell (method × dataset × shot) with raw numbers:
    for a method with several training runs the mean over runs and the 95% half-width over
-   run means, for a one-run method its median episode seed's mean and episode half-width
-   (percent); the level, Holm-corrected p against the baseline, ``significant``, ``best``,
-   ``quoted``.
-2. :func:`render_table` formats such a frame as Markdown, LaTeX (booktabs) or CSV.
+   run means, for a one-run method its median episode seed's mean and episode half-width,
+   as **fractions** in [0, 1] (the unit of ``summary.csv`` and of
+   :func:`fewshot.report.compare.compare`); the level, Holm-corrected p against the
+   baseline, ``significant``, ``best``, ``quoted``.
+2. :func:`render_table` formats such a frame as Markdown or LaTeX (accuracies in percent)
+   or as CSV (the frame itself: fractions).
 
 Layout: rows are methods (quoted rows first, in file order, then results in input order,
 unless ``order`` says otherwise); columns are dataset × shot with the datasets in the order
@@ -22,7 +24,8 @@ Quoted results (``quoted=``) are a CSV file (or DataFrame) with the columns
 
     method, dataset, n_shot, mean, half_width
 
-in **percent**, one row per published number; ``n_way`` is optional (default 5),
+in **percent**, as papers print them, one row per published number; :func:`read_quoted`
+converts them to fractions, the unit of the table frame. ``n_way`` is optional (default 5),
 ``half_width`` may be empty (the cell then shows the mean alone), other columns are
 ignored. ``dataset`` takes the registry name (``mini-imagenet``) or the display name
 (``miniImageNet``). Quoted rows never get a significance mark (their episodes are not ours
@@ -51,7 +54,8 @@ __all__ = [
 ]
 
 #: Columns of :func:`table_frame`. Accuracies (``mean``, ``half_width``, ``run_mean_min``,
-#: ``run_mean_max``, ``between_run_sd``) are in **percent**.
+#: ``run_mean_max``, ``between_run_sd``) are **fractions** in [0, 1], quoted rows included;
+#: only :func:`render_table`'s Markdown and LaTeX show them in percent.
 #:
 #: ==================  =====================================================================
 #: method              row label (results label or quoted method name)
@@ -60,7 +64,7 @@ __all__ = [
 #: n_way, n_shot       episode shape of the column
 #: mean, half_width    several training runs: the mean over runs ± the 95% t half-width over
 #:                     the run means (k - 1 dof); one run: its median episode seed's mean ±
-#:                     that seed's 95% half-width over episodes (percent)
+#:                     that seed's 95% half-width over episodes (fractions)
 #: seed                the median episode seed of a one-run cell (NA otherwise)
 #: n_train_runs        training runs of the cell (NA for quoted rows)
 #: n_seeds             episode seeds per run
@@ -74,7 +78,8 @@ __all__ = [
 #: run_test            ``paired`` or ``welch`` for run-level rows, else empty
 #: p_holm              Holm-adjusted p against the baseline (NaN for baseline, quoted rows)
 #: significant         p_holm < alpha and the method's mean beats the baseline's
-#: best                the (rounded) mean is the largest of its column
+#: best                the mean, rounded as shown (percent, two decimals), is the largest
+#:                     of its column
 #: baseline            the baseline's label
 #: test, alpha         the test (``t`` or ``wilcoxon``) and the significance level
 #: ==================  =====================================================================
@@ -104,7 +109,8 @@ TABLE_COLUMNS: tuple[str, ...] = (
     "alpha",
 )
 
-#: Required columns of a quoted-results CSV (percent); ``n_way`` is optional.
+#: Required columns of a quoted-results CSV (``mean`` and ``half_width`` in percent, as
+#: published); ``n_way`` is optional.
 QUOTED_COLUMNS: tuple[str, ...] = ("method", "dataset", "n_shot", "mean", "half_width")
 
 _FORMATS = ("md", "latex", "csv")
@@ -115,16 +121,30 @@ _STAR = "*"  # significant at the checkpoint level: two checkpoints, not two obj
 _DDAGGER = "‡"
 
 
+def _percent(fraction: float) -> str:
+    """An accuracy (fraction) as the table prints it: percent with two decimals."""
+    return f"{100.0 * fraction:.2f}"
+
+
+def _shown(fraction: float) -> float:
+    """The number a reader sees in a cell, for comparing cells as displayed."""
+    return float(_percent(fraction))
+
+
 def read_quoted(quoted: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
     """Read and validate quoted (published) results; see the module docstring for the format.
 
+    The file (or DataFrame) gives ``mean`` and ``half_width`` in percent, as published; the
+    frame returned holds them as fractions (divided by 100), the unit of :func:`table_frame`.
+
     Returns:
-        A frame with ``method, quoted, dataset, n_way, n_shot, mean, half_width`` (percent),
-        datasets mapped to registry names.
+        A frame with ``method, quoted, dataset, n_way, n_shot, mean, half_width``
+        (fractions in [0, 1]), datasets mapped to registry names.
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: missing columns, non-numeric or out-of-range values, duplicate cells.
+        ValueError: missing columns, non-numeric or out-of-range values, means that are all
+            <= 1 (fractions given instead of percent), duplicate cells.
     """
     if isinstance(quoted, pd.DataFrame):
         df, where = quoted.copy(), "quoted results"
@@ -162,13 +182,19 @@ def read_quoted(quoted: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
             f"mean={bad['mean'].iloc[0]}, half_width={bad['half_width'].iloc[0]} "
             f"for {bad['method'].iloc[0]!r}"
         )
+    if (out["mean"] <= 1).all():
+        raise ValueError(
+            f"{where}: every mean is <= 1, which looks like fractions; quoted results are in "
+            f"percent as published (e.g. 61.2 for 61.2%), got mean={out['mean'].iloc[0]} "
+            f"for {out['method'].iloc[0]!r}"
+        )
     dup = out.duplicated(["method", "dataset", "n_way", "n_shot"])
     if dup.any():
         r = out[dup].iloc[0]
         raise ValueError(
             f"{where} lists {r['method']!r} on {r['dataset']} {r['n_shot']}-shot twice"
         )
-    return out
+    return out.assign(mean=out["mean"] / 100.0, half_width=out["half_width"] / 100.0)
 
 
 def table_frame(
@@ -253,7 +279,7 @@ def table_frame(
     ).sort_values(["_m", "_d", "n_way", "n_shot"], kind="mergesort")
     cells = cells.drop(columns=["_m", "_d"]).reset_index(drop=True)
 
-    shown = cells["mean"].map(lambda v: float(f"{v:.2f}"))  # exactly the precision displayed
+    shown = cells["mean"].map(_shown)  # exactly the value and precision displayed
     col_best = shown.groupby([cells["dataset"], cells["n_way"], cells["n_shot"]]).transform("max")
     cells["best"] = (shown == col_best).to_numpy()
     cells["baseline"] = baseline
@@ -364,7 +390,7 @@ class _Grid:
         rec = self.cells.get((method, *col))
         if rec is None or pd.isna(rec.mean):
             return None
-        text = f"{rec.mean:.2f}" + (f"±{rec.half_width:.2f}" if pd.notna(rec.half_width) else "")
+        text = _percent(rec.mean) + (f"±{_percent(rec.half_width)}" if pd.notna(rec.half_width) else "")
         mark = ""
         if bool(rec.significant) and not bool(rec.quoted):
             mark = _DAGGER if rec.level == "run" else _STAR
@@ -466,7 +492,7 @@ def render_table(frame: pd.DataFrame, fmt: str = "md", *, note: bool = True) -> 
         frame: the output of :func:`table_frame` (or the same columns read back from CSV).
         fmt: ``"md"`` (GitHub Markdown: ``**bold**``), ``"latex"`` (a booktabs ``tabular``
             fragment, ``\\textbf{bold}``; needs ``\\usepackage{booktabs}``) or ``"csv"``
-            (the frame itself, raw numbers).
+            (the frame itself, raw numbers: accuracies as fractions).
         note: add the footnote (test, alpha, episodes, runs, queries, marks): a paragraph
             under the Markdown table; in LaTeX ``%`` comment lines above the ``tabular`` —
             caption material — so the fragment compiles wherever a ``tabular`` does.
