@@ -62,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fewshot._io import check_output_file, write_text
-    from fewshot.report.tables import table_frame
+    from fewshot.report import render_with_notes, table_frame
 
     check_output_file(args.out, inputs=[*args.results, args.quoted])
     fmt = args.fmt or _EXTENSIONS.get(Path(args.out).suffix.lower())
@@ -78,8 +78,6 @@ def run(args: argparse.Namespace) -> int:
         test=args.test,
         quoted=args.quoted,
     )
-    from fewshot.report.table_notes import render_with_notes
-
     text = render_with_notes(frame, fmt, args.results, args.quoted)
     if args.overlap_note and fmt != "csv":
         from fewshot.overlap import overlap_footnote

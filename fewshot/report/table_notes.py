@@ -21,6 +21,9 @@ from typing import Any
 
 import pandas as pd
 
+from fewshot.report.tables import render_table
+from fewshot.results import Results, read_results
+
 __all__ = ["PROTOCOL_COLUMNS", "TRANSDUCTIVE_MARK", "our_protocol", "protocol_notes", "render_with_notes", "transductive_labels"]
 
 #: Optional protocol columns of a quoted-results CSV.
@@ -30,8 +33,6 @@ TRANSDUCTIVE_MARK = "§"
 
 
 def _results(results: Sequence[Any]) -> list[Any]:
-    from fewshot.results import Results, read_results
-
     if isinstance(results, (str, os.PathLike, Results)):
         results = [results]
     return [r if isinstance(r, Results) else read_results(r) for r in results]
@@ -39,6 +40,7 @@ def _results(results: Sequence[Any]) -> list[Any]:
 
 def transductive_labels(results: Sequence[Any]) -> list[str]:
     """Labels of the results whose per-episode ``classifier`` is a transductive one."""
+    # imported here: the classifier registry imports torch, which `import fewshot.report` avoids
     from fewshot.classifiers import CLASSIFIERS, is_transductive
 
     out = []
@@ -127,8 +129,6 @@ def render_with_notes(frame: pd.DataFrame, fmt: str, results: Sequence[Any], quo
     """:func:`fewshot.report.tables.render_table`, with transductive rows marked ``§`` and the
     protocol footnote of :func:`protocol_notes` added (Markdown: a paragraph under the table;
     LaTeX: ``%`` lines on top; CSV: unchanged)."""
-    from fewshot.report.tables import render_table
-
     if fmt == "csv":
         return render_table(frame, fmt)
     marked = transductive_labels(results)
