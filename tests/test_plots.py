@@ -75,6 +75,7 @@ def test_plot_rejects_bad_extension_and_order(dirs: list[Path], tmp_path: Path) 
          r"^order names row\(s\) \['ResNet-12 / SCHaNe'\] more than once, got order=\['ResNet-12 / SCHaNe', 'ResNet-12 / SCHaNe'\]$"),
         (["X"], r"^unknown label\(s\) \['X'\] in order; the rows are \['ResNet-12 / CE', 'ResNet-12 / SCHaNe'\]$"),
     ],
+    ids=["repeated", "unknown"],
 )
 def test_plot_and_table_check_order_alike(dirs: list[Path], tmp_path: Path, order: list[str], message: str) -> None:
     """One validator: a repeated or unknown label is refused by both, with the same one-line error."""
