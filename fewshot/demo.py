@@ -135,13 +135,13 @@ def _run(out: Path, s: DemoSettings, quick: bool, progress: bool, log: Callable[
     from fewshot._io import check_output_dir, write_csv, write_json, write_text
     from fewshot._manifest import make_manifest
     from fewshot.analysis import analyze_to_directory
-    from fewshot.report.compare import compare
     from fewshot.evaluation import evaluate_to_directory
     from fewshot.features import extract_to_file
-    from fewshot.report.plots import plot_results
     from fewshot.protocol import Protocol
+    from fewshot.report import render_table, table_frame
+    from fewshot.report.compare import compare
+    from fewshot.report.plots import plot_results
     from fewshot.runs import seed_run_name
-    from fewshot.report.tables import render_table, table_frame
     from fewshot.training import FinetuneConfig, finetune
 
     check_output_dir(out, "demo")

@@ -16,9 +16,9 @@ from scipy import stats
 
 from fewshot.cli import main
 from fewshot.report.compare import compare
+from fewshot.report.tables import TABLE_COLUMNS, read_quoted, render_table, table_frame
 from fewshot.results import EPISODE_COLUMNS, read_results, write_results
 from fewshot.stats import median_run, summarize
-from fewshot.report.tables import TABLE_COLUMNS, read_quoted, render_table, table_frame
 
 NaN = math.nan
 
