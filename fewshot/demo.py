@@ -42,13 +42,13 @@ from fewshot._io import (
 )
 from fewshot._manifest import make_manifest
 from fewshot.analysis import analyze_to_directory
-from fewshot.comparison import compare
 from fewshot.evaluation import evaluate_to_directory
 from fewshot.features import extract_to_file
-from fewshot.plots import plot_results
 from fewshot.protocol import Protocol
 from fewshot.runs import seed_run_name
-from fewshot.tables import render_table, table_frame
+from fewshot.report import render_table, table_frame
+from fewshot.report.compare import compare
+from fewshot.report.plots import plot_results
 from fewshot.training import FinetuneConfig, finetune
 
 __all__ = ["DemoSettings", "DEMO_FULL", "DEMO_QUICK", "DEMO_METHODS", "run_demo"]

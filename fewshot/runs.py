@@ -4,7 +4,7 @@ A training run is one fine-tuning of one objective with one training seed. ``few
 finetune --seeds 0 1 2 --out DIR`` names its runs ``seed-0``, ``seed-1``, ... (the
 directories ``DIR/seed-0``, ...); a checkpoint records its run's name, ``fewshot extract``
 copies it into the features file and ``fewshot evaluate`` into every per-episode row, so
-:func:`fewshot.comparison.compare` can treat results with the same label and different run
+:func:`fewshot.report.compare.compare` can treat results with the same label and different run
 names as replicates of one method.
 """
 

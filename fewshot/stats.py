@@ -2,7 +2,7 @@
 
 All functions take raw accuracies (fractions in [0, 1], one per episode) and return raw
 numbers; rounding and percent formatting happen only when a table is rendered
-(:mod:`fewshot.tables`). Statistics whose unit is the *training run* (several fine-tunings of
+(:mod:`fewshot.report.tables`). Statistics whose unit is the *training run* (several fine-tunings of
 one objective) are in :mod:`fewshot.run_stats`.
 
 Conventions

@@ -10,7 +10,7 @@ import pytest
 from scipy import stats as st
 
 from fewshot.cli import main
-from fewshot.comparison import COMPARE_COLUMNS, compare
+from fewshot.report.compare import COMPARE_COLUMNS, compare
 from fewshot.results import EPISODE_COLUMNS, read_results, write_results
 from fewshot.stats import holm, summarize
 

@@ -756,7 +756,7 @@ def test_cub_data_check_and_errors(tmp_path, capsys):
 
 
 def test_cub_table_column():
-    from fewshot.tables import DATASET_ORDER, dataset_display
+    from fewshot.report import DATASET_ORDER, dataset_display
 
     assert DATASET_ORDER[-1] == "cub" and dataset_display("cub") == "CUB"
 

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from fewshot.cli import main
-from fewshot.plots import plot_results
+from fewshot.report.plots import plot_results
+from fewshot.report.tables import table_frame
 from fewshot.results import EPISODE_COLUMNS, write_results
 from fewshot.stats import summarize
 
@@ -67,10 +68,33 @@ def test_plot_rejects_bad_extension_and_order(dirs: list[Path], tmp_path: Path) 
         plot_results(dirs, tmp_path / "acc.png", order=["X"])
 
 
+@pytest.mark.parametrize(
+    ("order", "message"),
+    [
+        (["ResNet-12 / SCHaNe", "ResNet-12 / SCHaNe"],
+         r"^order names row\(s\) \['ResNet-12 / SCHaNe'\] more than once, got order=\['ResNet-12 / SCHaNe', 'ResNet-12 / SCHaNe'\]$"),
+        (["X"], r"^unknown label\(s\) \['X'\] in order; the rows are \['ResNet-12 / CE', 'ResNet-12 / SCHaNe'\]$"),
+    ],
+    ids=["repeated", "unknown"],
+)
+def test_plot_and_table_check_order_alike(dirs: list[Path], tmp_path: Path, order: list[str], message: str) -> None:
+    """One validator: a repeated or unknown label is refused by both, with the same one-line error."""
+    with pytest.raises(ValueError, match=message) as plot_error:
+        plot_results(dirs, tmp_path / "acc.png", order=order)
+    with pytest.raises(ValueError, match=message) as table_error:
+        table_frame(dirs, baseline="ResNet-12 / CE", order=order)
+    assert str(plot_error.value) == str(table_error.value) and "\n" not in str(plot_error.value)
+    assert not (tmp_path / "acc.png").exists()
+
+
 def test_cli_plot(dirs: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "acc.png"
     assert main(["plot", *map(str, dirs), "--order", "ResNet-12 / SCHaNe", "--out", str(out)]) == 0
     assert out.is_file() and f"wrote {out}" in capsys.readouterr().out
+    twice = tmp_path / "twice.png"
+    assert main(["plot", *map(str, dirs), "--order", "ResNet-12 / CE", "ResNet-12 / CE", "--out", str(twice)]) == 2
+    assert "fewshot plot: error: order names row(s) ['ResNet-12 / CE'] more than once" in capsys.readouterr().err
+    assert not twice.exists()
     assert main(["plot", *map(str, dirs), "--out", str(tmp_path / "acc.jpg")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("fewshot plot: error: plot output must end in .png or .pdf") and "Traceback" not in err

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats as st
 
-from fewshot.comparison import compare
+from fewshot.report.compare import compare
 from fewshot.results import EPISODE_COLUMNS, Results, read_results, write_results
 from fewshot.run_stats import hierarchical_bootstrap, probability_of_improvement, run_test, runs_for_power
 from fewshot.runs import check_run_name

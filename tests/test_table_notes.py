@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from fewshot.table_notes import our_protocol, protocol_notes
+from fewshot.report.table_notes import our_protocol, protocol_notes
 
 
 @pytest.fixture

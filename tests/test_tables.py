@@ -12,12 +12,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from fewshot.cli import main
-from fewshot.comparison import compare
+from fewshot.report.compare import compare
+from fewshot.report.tables import TABLE_COLUMNS, read_quoted, render_table, table_frame
 from fewshot.results import EPISODE_COLUMNS, read_results, write_results
 from fewshot.stats import median_run, summarize
-from fewshot.tables import TABLE_COLUMNS, read_quoted, render_table, table_frame
 
 NaN = math.nan
 
@@ -43,17 +44,17 @@ SPECIAL = "SCHaNe & co_1% #2"
 
 @pytest.fixture
 def frame() -> pd.DataFrame:
-    rows = [
-        cell("CE", "digits", 1, 90.0, 1.0, best=True),
-        cell("CE", "mini-imagenet", 1, 60.0, 0.6),
-        cell("CE", "cifar-fs", 1, 70.0, 0.5),
-        cell("CE", "cifar-fs", 5, 80.004, 0.4, best=True),
-        cell(SPECIAL, "cifar-fs", 1, 72.346, 0.5, sig=True, best=True),
-        cell(SPECIAL, "cifar-fs", 5, 79.996, 0.41, best=True),  # ties CE at two decimals
-        cell(SPECIAL, "mini-imagenet", 5, 75.0, 0.3, sig=True),
-        cell(SPECIAL, "digits", 1, 89.0, 1.1),
-        cell("Paper", "mini-imagenet", 1, 65.5, NaN, best=True, quoted=True),
-        cell("Paper", "mini-imagenet", 5, 76.0, 0.2, best=True, quoted=True),
+    rows = [  # accuracies are fractions in the frame; rendered in percent
+        cell("CE", "digits", 1, 0.90, 0.010, best=True),
+        cell("CE", "mini-imagenet", 1, 0.60, 0.006),
+        cell("CE", "cifar-fs", 1, 0.70, 0.005),
+        cell("CE", "cifar-fs", 5, 0.80004, 0.004, best=True),
+        cell(SPECIAL, "cifar-fs", 1, 0.72346, 0.005, sig=True, best=True),
+        cell(SPECIAL, "cifar-fs", 5, 0.79996, 0.0041, best=True),  # ties CE at two decimals
+        cell(SPECIAL, "mini-imagenet", 5, 0.75, 0.003, sig=True),
+        cell(SPECIAL, "digits", 1, 0.89, 0.011),
+        cell("Paper", "mini-imagenet", 1, 0.655, NaN, best=True, quoted=True),
+        cell("Paper", "mini-imagenet", 5, 0.76, 0.002, best=True, quoted=True),
     ]
     return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
 
@@ -90,8 +91,8 @@ def test_markdown_cell_by_cell(frame: pd.DataFrame) -> None:
 
 def test_checkpoint_level_significance_gets_its_own_mark_and_note() -> None:
     rows = [
-        cell("CE", "cifar-fs", 1, 70.0, 0.5, level="checkpoint"),
-        cell("S", "cifar-fs", 1, 71.0, 0.5, sig=True, best=True, level="checkpoint"),
+        cell("CE", "cifar-fs", 1, 0.70, 0.005, level="checkpoint"),
+        cell("S", "cifar-fs", 1, 0.71, 0.005, sig=True, best=True, level="checkpoint"),
     ]
     frame = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
     text = render_table(frame, "md")
@@ -135,7 +136,8 @@ def test_csv_keeps_raw_numbers(frame: pd.DataFrame) -> None:
     text = render_table(frame, "csv")
     back = pd.read_csv(io.StringIO(text))
     assert tuple(back.columns) == TABLE_COLUMNS
-    assert back["mean"].tolist() == frame["mean"].tolist()
+    assert back["mean"].tolist() == frame["mean"].tolist()  # fractions, as in the frame
+    assert back["half_width"].tolist()[:2] == [0.010, 0.006]
     assert back["significant"].tolist() == frame["significant"].tolist()
     # re-rendering from the CSV gives the same Markdown
     assert render_table(back, "md") == render_table(frame, "md")
@@ -204,7 +206,8 @@ def test_table_frame_cells_are_median_runs_with_compare_significance(dirs: list[
         eps = pd.concat([read_results(p).episodes for p in dirs if read_results(p).label == row["method"]])
         med = median_run(summarize(eps))
         ref = med[(med["dataset"] == row["dataset"]) & (med["n_shot"] == row["n_shot"])].iloc[0]
-        assert row["mean"] == pytest.approx(100 * ref["mean"]) and row["half_width"] == pytest.approx(100 * ref["ci95"])
+        # the same unit as summary.csv (fractions): the median seed's own numbers
+        assert row["mean"] == ref["mean"] and row["half_width"] == ref["ci95"]
         assert row["seed"] == ref["seed"] and row["n_seeds"] == 3 and row["n_episodes"] == 40
         assert row["n_train_runs"] == 1 and row["level"] in ("", "checkpoint")
         if row["method"] == "CE":
@@ -252,6 +255,8 @@ def test_table_frame_errors(dirs: list[Path], quoted_csv: Path, tmp_path: Path) 
         ("method,dataset,n_shot,mean,half_width\nA,fc100,1,0.5x,1\n", "column 'mean' needs numbers"),
         ("method,dataset,n_shot,mean,half_width\nA,fc100,1,150,1\n", r"percentage in \[0, 100\]"),
         ("method,dataset,n_shot,mean,half_width\nA,fc100,1,50,1\nA,FC100,1,51,1\n", "lists 'A' on fc100 1-shot twice"),
+        ("method,dataset,n_shot,mean,half_width\nA,fc100,1,0.5,0.01\nB,fc100,1,0.61,\n",
+         r"every mean is <= 1, which looks like fractions; quoted results are in percent .* got mean=0.5 for 'A'"),
     ],
 )
 def test_read_quoted_validates(tmp_path: Path, text: str, message: str) -> None:
@@ -261,6 +266,49 @@ def test_read_quoted_validates(tmp_path: Path, text: str, message: str) -> None:
         read_quoted(path)
     with pytest.raises(FileNotFoundError, match="quoted results file not found"):
         read_quoted(tmp_path / "missing.csv")
+
+
+def test_read_quoted_turns_published_percent_into_fractions(quoted_csv: Path) -> None:
+    q = read_quoted(quoted_csv)
+    assert q["mean"].tolist() == [0.995, 0.5]  # 99.50 % and 50.00 % as published
+    assert q["half_width"].iloc[0] == pytest.approx(0.002, abs=1e-15) and math.isnan(q["half_width"].iloc[1])
+    assert q["dataset"].tolist() == ["mini-imagenet", "mini-imagenet"]
+
+
+def runs_episodes(dataset: str, run: str, shift: float, noise_seed: int) -> pd.DataFrame:
+    df = episodes(dataset, 0, noise_seed)
+    acc = np.clip(df["accuracy"].to_numpy() + shift, 0, 1)
+    return df.assign(accuracy=acc, run=run)
+
+
+def test_multi_run_cells_are_fractions_over_run_means(tmp_path: Path) -> None:
+    """Several training runs: mean and t half-width over the run means, in the unit of compare."""
+    paths = []
+    for label, shifts in (("CE", (0.0, 0.01, -0.02)), ("S", (0.05, 0.03, 0.06))):
+        for r, shift in enumerate(shifts):
+            df = runs_episodes("cifar-fs", f"seed-{r}", shift, noise_seed=10 * r + len(label))
+            paths.append(write_results(tmp_path / label / f"seed-{r}", df, summarize(df), {"label": label, "config": {}}))
+    f = table_frame(paths, baseline="CE")
+    cmp = compare(paths, baseline="CE", n_boot=0).set_index(["method", "dataset", "n_shot"])
+    for _, row in f.iterrows():
+        eps = pd.concat([read_results(p).episodes for p in paths if read_results(p).label == row["method"]])
+        sel = eps[(eps["dataset"] == row["dataset"]) & (eps["n_shot"] == row["n_shot"])]
+        run_means = [float(np.mean(g["accuracy"].to_numpy(np.float64))) for _, g in sorted(sel.groupby("run"))]
+        k = len(run_means)
+        mean = sum(run_means) / k
+        sd = math.sqrt(sum((m - mean) ** 2 for m in run_means) / (k - 1))
+        assert row["n_train_runs"] == 3 and 0 < row["mean"] < 1
+        assert row["mean"] == pytest.approx(mean, rel=1e-12)
+        assert row["half_width"] == pytest.approx(stats.t.ppf(0.975, k - 1) * sd / math.sqrt(k), rel=1e-12)
+        assert row["between_run_sd"] == pytest.approx(sd, rel=1e-12)
+        assert (row["run_mean_min"], row["run_mean_max"]) == pytest.approx((min(run_means), max(run_means)), rel=1e-12)
+        if row["method"] == "S":
+            c = cmp.loc[("S", row["dataset"], row["n_shot"])]
+            assert c["level"] == "run" and row["level"] == "run"
+            assert row["mean"] == pytest.approx(c["mean_method"], rel=1e-12)  # one unit in both frames
+    _, body = md_cells(render_table(f, "md"))
+    first = f.iloc[0]
+    assert body["CE"][0].startswith(f"{100 * first['mean']:.2f}±{100 * first['half_width']:.2f}")
 
 
 def test_single_method_table_warns_and_has_no_marks(tmp_path: Path) -> None:

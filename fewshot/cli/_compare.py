@@ -157,12 +157,12 @@ def format_comparison(df: Any) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from fewshot._io import check_output_file, write_csv
-    from fewshot.comparison import compare
+    from fewshot.report.compare import compare
 
     if args.out:
         check_output_file(args.out, inputs=args.results)
     if args.per_class:
-        from fewshot.per_class import compare_per_class, format_per_class
+        from fewshot.report.per_class import compare_per_class, format_per_class
 
         df = compare_per_class(args.results, baseline=args.baseline, alpha=args.alpha)
         print(format_per_class(df))

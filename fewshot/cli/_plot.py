@@ -30,11 +30,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fewshot._io import check_output_file
-    from fewshot.plots import plot_results
+    from fewshot.report.plots import plot_results
 
     check_output_file(args.out, inputs=args.results)
     if args.per_class:
-        from fewshot.per_class import plot_per_class
+        from fewshot.report.per_class import plot_per_class
 
         print(f"wrote {plot_per_class(args.results, args.out)}")
         return 0

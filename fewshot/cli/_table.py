@@ -9,7 +9,8 @@ _DESCRIPTION = """\
 One row per method, columns dataset x shot (CIFAR-FS, FC100, miniImageNet, tieredImageNet,
 then others). Results directories with one label and distinct runs are training replicates: the
 cell is then the mean over runs ± the 95% CI over run means; a one-run cell is its median
-episode seed ± its 95% half-width over episodes, in percent. The best of each column is bold;
+episode seed ± its 95% half-width over episodes. Markdown and LaTeX show accuracies in
+percent; the CSV holds the raw cell frame (accuracies as fractions). The best of each column is bold;
 † marks a method significantly better than --baseline across training runs (run level),
 * one significantly better at the checkpoint level only (one training run on a side: two
 checkpoints differ, not necessarily the objectives); Holm-corrected at --alpha; ‡ marks quoted
@@ -61,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fewshot._io import check_output_file, write_text
-    from fewshot.tables import table_frame
+    from fewshot.report import render_with_notes, table_frame
 
     check_output_file(args.out, inputs=[*args.results, args.quoted])
     fmt = args.fmt or _EXTENSIONS.get(Path(args.out).suffix.lower())
@@ -77,8 +78,6 @@ def run(args: argparse.Namespace) -> int:
         test=args.test,
         quoted=args.quoted,
     )
-    from fewshot.table_notes import render_with_notes
-
     text = render_with_notes(frame, fmt, args.results, args.quoted)
     if args.overlap_note and fmt != "csv":
         from fewshot.overlap import overlap_footnote

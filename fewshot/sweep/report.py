@@ -88,7 +88,7 @@ def _compare(spec: SweepSpec, summary: pd.DataFrame) -> pd.DataFrame | None:
     """
     import dataclasses
 
-    from fewshot.comparison import compare
+    from fewshot.report.compare import compare
     from fewshot.results import read_results
     from fewshot.runs import seed_run_name
 

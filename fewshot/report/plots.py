@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fewshot._io import write_bytes
-from fewshot.comparison import load_methods, run_means
+from fewshot.report._cells import dataset_display, dataset_rank, median_cells, ordered_labels
+from fewshot.report.compare import load_methods, run_means
 from fewshot.results import Results
-from fewshot.tables import _dataset_rank, dataset_display, median_cells
 
 __all__ = ["plot_results"]
 
@@ -26,9 +26,9 @@ def plot_results(
 ) -> Path:
     """Plot mean accuracy ± 95% CI per method, one panel per (dataset, shot).
 
-    Each large point with its error bar is the table cell (:func:`fewshot.tables.median_cells`,
-    percent): for a method with several training runs, the mean over runs ± the 95% CI over
-    run means, and beside it (small hollow dots, just below) each run's own mean accuracy;
+    Each large point with its error bar is the table cell (:func:`fewshot.report.median_cells`,
+    a fraction drawn in percent): for a method with several training runs, the mean over runs ±
+    the 95% CI over run means, and beside it (small hollow dots, just below) each run's own mean accuracy;
     for a method with one run, its median episode seed ± that seed's 95% CI over episodes.
     Methods share the vertical axis across panels, listed top to bottom in ``order``
     (default: input order).
@@ -48,7 +48,8 @@ def plot_results(
         ``out_path`` as a :class:`~pathlib.Path`.
 
     Raises:
-        ValueError: an extension other than ``.png``/``.pdf``, or an unknown ``order`` label.
+        ValueError: an extension other than ``.png``/``.pdf``, or an ``order`` that names an
+            unknown label or a label twice (the same check as :func:`fewshot.report.tables.table_frame`).
         FileNotFoundError: a path is not a complete results directory.
     """
     out = Path(out_path)
@@ -58,18 +59,13 @@ def plot_results(
     if isinstance(results, (str, os.PathLike, Results)):
         results = [results]
     methods = load_methods(results)
-    labels = [m.label for m in methods]
-    if order is not None:
-        unknown = [o for o in order if o not in labels]
-        if unknown:
-            raise ValueError(f"unknown label(s) {unknown} in order; the labels are {labels}")
-        labels = list(dict.fromkeys([*order, *labels]))
+    labels = ordered_labels(order, [m.label for m in methods])
     cells = median_cells(methods)
     per_run = run_means(methods)
 
     from matplotlib.figure import Figure  # imported lazily: matplotlib is slow to import
 
-    rank = _dataset_rank(list(dict.fromkeys(cells["dataset"])))
+    rank = dataset_rank(list(dict.fromkeys(cells["dataset"])))
     datasets = sorted(dict.fromkeys(cells["dataset"]), key=rank.__getitem__)
     one_way = cells["n_way"].nunique() == 1
     shots = sorted({(int(w), int(s)) for w, s in zip(cells["n_way"], cells["n_shot"])})
@@ -104,12 +100,13 @@ def plot_results(
                         100.0 * runs["mean"], [y - 0.22] * len(runs), s=14, facecolors="none",
                         edgecolors=color, linewidths=1.0, zorder=3,
                     )
+                mean, half_width = 100.0 * rec["mean"], 100.0 * rec["half_width"]  # percent on the axis
                 ax.errorbar(
-                    rec["mean"], y, xerr=rec["half_width"], fmt="o", color=color,
+                    mean, y, xerr=half_width, fmt="o", color=color,
                     markersize=5, capsize=4, elinewidth=1.5,
                 )
                 ax.annotate(
-                    f"{rec['mean']:.2f}±{rec['half_width']:.2f}", (rec["mean"], y),
+                    f"{mean:.2f}±{half_width:.2f}", (mean, y),
                     xytext=(0, 7), textcoords="offset points", ha="center", fontsize=7,
                     color="0.25",
                 )

@@ -8,7 +8,7 @@ interval over those episodes; two methods are compared class by class on the *sa
 (paired by dataset, n_way, n_shot, seed, episode and class): mean difference with its t CI,
 paired t-test, Holm correction over every (class, shot, method) comparison of the call.
 
-Statistics level: episodes, as the checkpoint level of :mod:`fewshot.comparison` (a method
+Statistics level: episodes, as the checkpoint level of :mod:`fewshot.report.compare` (a method
 with several training runs is averaged over its runs episode by episode first, so an episode
 counts once); classes are not independent of each other (they share episodes), so read the
 Holm-corrected p-values per class, not as a test of "most classes".
@@ -26,6 +26,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy import stats as st
+
+from fewshot._io import write_bytes
+from fewshot.report.compare import load_methods
+from fewshot.results import Results
+from fewshot.stats import holm
 
 __all__ = [
     "PER_CLASS_COLUMNS",
@@ -74,9 +79,6 @@ def per_class_rows(episodes: pd.DataFrame, where: str = "results") -> pd.DataFra
 
 
 def _methods(results: Sequence[Any]) -> list[Any]:
-    from fewshot.comparison import load_methods
-    from fewshot.results import Results
-
     if isinstance(results, (str, os.PathLike, Results)):
         results = [results]
     return load_methods(results)
@@ -134,8 +136,6 @@ def compare_per_class(results: Sequence[Any], baseline: str | None = None, alpha
         ValueError: unknown baseline, fewer than two methods, results without per-class
             counts, or runs whose episodes differ (different ``episodes_fingerprint``).
     """
-    from fewshot.stats import holm
-
     if not 0 < float(alpha) < 1:
         raise ValueError(f"alpha must be in (0, 1), got alpha={alpha}")
     methods = _methods(results)
@@ -225,10 +225,9 @@ def plot_per_class(results: Sequence[Any], out_path: str | os.PathLike, dpi: int
     Raises:
         ValueError: another extension, or results without per-class counts.
     """
+    # imported lazily: matplotlib is slow to import
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-
-    from fewshot._io import write_bytes
 
     out = Path(out_path)
     fmt = {".png": "png", ".pdf": "pdf"}.get(out.suffix.lower())

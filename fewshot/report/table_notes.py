@@ -1,7 +1,7 @@
 """Extra marks and footnotes for Table 1: transductive rows and quoted rows' protocols.
 
-Kept apart from :mod:`fewshot.tables` (which computes the cells) and applied around
-:func:`fewshot.tables.render_table` by :func:`render_with_notes`:
+Kept apart from :mod:`fewshot.report.tables` (which computes the cells) and applied around
+:func:`fewshot.report.tables.render_table` by :func:`render_with_notes`:
 
 * a results row whose classifier is transductive (it also uses the episode's unlabelled
   queries; :func:`fewshot.classifiers.is_transductive`) is marked ``§``;
@@ -21,6 +21,9 @@ from typing import Any
 
 import pandas as pd
 
+from fewshot.report.tables import render_table
+from fewshot.results import Results, read_results
+
 __all__ = ["PROTOCOL_COLUMNS", "TRANSDUCTIVE_MARK", "our_protocol", "protocol_notes", "render_with_notes", "transductive_labels"]
 
 #: Optional protocol columns of a quoted-results CSV.
@@ -30,8 +33,6 @@ TRANSDUCTIVE_MARK = "§"
 
 
 def _results(results: Sequence[Any]) -> list[Any]:
-    from fewshot.results import Results, read_results
-
     if isinstance(results, (str, os.PathLike, Results)):
         results = [results]
     return [r if isinstance(r, Results) else read_results(r) for r in results]
@@ -39,6 +40,7 @@ def _results(results: Sequence[Any]) -> list[Any]:
 
 def transductive_labels(results: Sequence[Any]) -> list[str]:
     """Labels of the results whose per-episode ``classifier`` is a transductive one."""
+    # imported here: the classifier registry imports torch, which `import fewshot.report` avoids
     from fewshot.classifiers import CLASSIFIERS, is_transductive
 
     out = []
@@ -124,11 +126,9 @@ def protocol_notes(quoted: str | os.PathLike | pd.DataFrame | None, results: Seq
 
 
 def render_with_notes(frame: pd.DataFrame, fmt: str, results: Sequence[Any], quoted: Any = None) -> str:
-    """:func:`fewshot.tables.render_table`, with transductive rows marked ``§`` and the
+    """:func:`fewshot.report.tables.render_table`, with transductive rows marked ``§`` and the
     protocol footnote of :func:`protocol_notes` added (Markdown: a paragraph under the table;
     LaTeX: ``%`` lines on top; CSV: unchanged)."""
-    from fewshot.tables import render_table
-
     if fmt == "csv":
         return render_table(frame, fmt)
     marked = transductive_labels(results)

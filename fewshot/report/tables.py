@@ -4,10 +4,12 @@ Two steps, so the numbers stay tidy until the last moment:
 
 1. :func:`table_frame` computes one row per cell (method × dataset × shot) with raw numbers:
    for a method with several training runs the mean over runs and the 95% half-width over
-   run means, for a one-run method its median episode seed's mean and episode half-width
-   (percent); the level, Holm-corrected p against the baseline, ``significant``, ``best``,
-   ``quoted``.
-2. :func:`render_table` formats such a frame as Markdown, LaTeX (booktabs) or CSV.
+   run means, for a one-run method its median episode seed's mean and episode half-width,
+   as **fractions** in [0, 1] (the unit of ``summary.csv`` and of
+   :func:`fewshot.report.compare.compare`); the level, Holm-corrected p against the
+   baseline, ``significant``, ``best``, ``quoted``.
+2. :func:`render_table` formats such a frame as Markdown or LaTeX (accuracies in percent)
+   or as CSV (the frame itself: fractions).
 
 Layout: rows are methods (quoted rows first, in file order, then results in input order,
 unless ``order`` says otherwise); columns are dataset × shot with the datasets in the order
@@ -22,7 +24,8 @@ Quoted results (``quoted=``) are a CSV file (or DataFrame) with the columns
 
     method, dataset, n_shot, mean, half_width
 
-in **percent**, one row per published number; ``n_way`` is optional (default 5),
+in **percent**, as papers print them, one row per published number; :func:`read_quoted`
+converts them to fractions, the unit of the table frame. ``n_way`` is optional (default 5),
 ``half_width`` may be empty (the cell then shows the mean alone), other columns are
 ignored. ``dataset`` takes the registry name (``mini-imagenet``) or the display name
 (``miniImageNet``). Quoted rows never get a significance mark (their episodes are not ours
@@ -33,45 +36,26 @@ hidden by the typography.
 from __future__ import annotations
 
 import os
-import re
-import warnings
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from scipy import stats as _st
-
-from fewshot.comparison import Method, compare_methods, load_methods
+from fewshot.report._cells import canonical_dataset, dataset_display, dataset_rank, median_cells, ordered_labels
+from fewshot.report.compare import compare_methods, load_methods
 from fewshot.results import Results
-from fewshot.stats import median_run, summarize
 
 __all__ = [
-    "DATASET_ORDER",
-    "DATASET_DISPLAY",
     "TABLE_COLUMNS",
     "QUOTED_COLUMNS",
-    "dataset_display",
-    "median_cells",
     "read_quoted",
     "table_frame",
     "render_table",
 ]
 
-#: Registry names of the paper's benchmarks, in table order; other datasets follow.
-DATASET_ORDER: tuple[str, ...] = ("cifar-fs", "fc100", "mini-imagenet", "tiered-imagenet", "cub")
-#: Display names used in table headers and plot titles.
-DATASET_DISPLAY: dict[str, str] = {
-    "cifar-fs": "CIFAR-FS",
-    "fc100": "FC100",
-    "mini-imagenet": "miniImageNet",
-    "tiered-imagenet": "tieredImageNet",
-    "cub": "CUB",
-}
-
 #: Columns of :func:`table_frame`. Accuracies (``mean``, ``half_width``, ``run_mean_min``,
-#: ``run_mean_max``, ``between_run_sd``) are in **percent**.
+#: ``run_mean_max``, ``between_run_sd``) are **fractions** in [0, 1], quoted rows included;
+#: only :func:`render_table`'s Markdown and LaTeX show them in percent.
 #:
 #: ==================  =====================================================================
 #: method              row label (results label or quoted method name)
@@ -80,7 +64,7 @@ DATASET_DISPLAY: dict[str, str] = {
 #: n_way, n_shot       episode shape of the column
 #: mean, half_width    several training runs: the mean over runs ± the 95% t half-width over
 #:                     the run means (k - 1 dof); one run: its median episode seed's mean ±
-#:                     that seed's 95% half-width over episodes (percent)
+#:                     that seed's 95% half-width over episodes (fractions)
 #: seed                the median episode seed of a one-run cell (NA otherwise)
 #: n_train_runs        training runs of the cell (NA for quoted rows)
 #: n_seeds             episode seeds per run
@@ -89,12 +73,13 @@ DATASET_DISPLAY: dict[str, str] = {
 #: run_mean_min/max    smallest / largest training-run mean (NaN for one run)
 #: between_run_sd      SD of the training-run means (NaN for one run)
 #: level               level of the significance test against the baseline: ``run`` or
-#:                     ``checkpoint`` (see :mod:`fewshot.comparison`); empty for the
+#:                     ``checkpoint`` (see :mod:`fewshot.report.compare`); empty for the
 #:                     baseline and quoted rows
 #: run_test            ``paired`` or ``welch`` for run-level rows, else empty
 #: p_holm              Holm-adjusted p against the baseline (NaN for baseline, quoted rows)
 #: significant         p_holm < alpha and the method's mean beats the baseline's
-#: best                the (rounded) mean is the largest of its column
+#: best                the mean, rounded as shown (percent, two decimals), is the largest
+#:                     of its column
 #: baseline            the baseline's label
 #: test, alpha         the test (``t`` or ``wilcoxon``) and the significance level
 #: ==================  =====================================================================
@@ -124,7 +109,8 @@ TABLE_COLUMNS: tuple[str, ...] = (
     "alpha",
 )
 
-#: Required columns of a quoted-results CSV (percent); ``n_way`` is optional.
+#: Required columns of a quoted-results CSV (``mean`` and ``half_width`` in percent, as
+#: published); ``n_way`` is optional.
 QUOTED_COLUMNS: tuple[str, ...] = ("method", "dataset", "n_shot", "mean", "half_width")
 
 _FORMATS = ("md", "latex", "csv")
@@ -135,117 +121,30 @@ _STAR = "*"  # significant at the checkpoint level: two checkpoints, not two obj
 _DDAGGER = "‡"
 
 
-def _squash(name: str) -> str:
-    return re.sub(r"[^0-9a-z]", "", name.lower())
+def _percent(fraction: float) -> str:
+    """An accuracy (fraction) as the table prints it: percent with two decimals."""
+    return f"{100.0 * fraction:.2f}"
 
 
-_ALIASES = {_squash(k): k for k in DATASET_ORDER} | {
-    _squash(v): k for k, v in DATASET_DISPLAY.items()
-}
-
-
-def _canonical_dataset(name: str) -> str:
-    return _ALIASES.get(_squash(str(name)), str(name))
-
-
-def dataset_display(name: str) -> str:
-    """Display name of a dataset (``mini-imagenet`` → ``miniImageNet``; others unchanged)."""
-    return DATASET_DISPLAY.get(_canonical_dataset(name), str(name))
-
-
-def _dataset_rank(datasets: Sequence[str]) -> dict[str, int]:
-    """Table order: the paper's four benchmarks, then the others in first-seen order."""
-    rank = {d: i for i, d in enumerate(DATASET_ORDER)}
-    for d in datasets:
-        if d not in rank:
-            rank[d] = len(rank)
-    return rank
-
-
-def _runs_cell(m: Method, df: pd.DataFrame) -> dict[str, Any]:
-    """A multi-run cell: mean over training runs ± 95% t CI over the run means."""
-    means = df.groupby("run", sort=True)["accuracy"].mean().to_numpy(dtype=np.float64)
-    per_run = df.groupby("run", sort=True).size().to_numpy()
-    k = means.shape[0]
-    sd = float(means.std(ddof=1))
-    return {
-        "mean": 100.0 * float(means.mean()),
-        "half_width": 100.0 * float(_st.t.ppf(0.975, k - 1)) * sd / np.sqrt(k),
-        "seed": pd.NA,
-        "n_train_runs": k,
-        "n_seeds": int(df["seed"].nunique()),
-        "n_episodes": int(per_run.min()) // max(1, int(df["seed"].nunique())),
-        "n_query": int(df["n_query"].iloc[0]),
-        "run_mean_min": 100.0 * float(means.min()),
-        "run_mean_max": 100.0 * float(means.max()),
-        "between_run_sd": 100.0 * sd,
-    }
-
-
-def _single_run_cells(m: Method, df: pd.DataFrame) -> pd.DataFrame:
-    """Cells of one training run: the median episode seed ± its episode CI."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", UserWarning)
-        med = median_run(summarize(df.drop(columns=["classifier"])))
-    for w in caught:  # name the method in median_run's single-seed warning
-        warnings.warn(f"{m.label!r}: {w.message}", w.category, stacklevel=4)
-    return pd.DataFrame(
-        {
-            "dataset": med["dataset"].astype(str),
-            "n_way": med["n_way"].astype("int64"),
-            "n_shot": med["n_shot"].astype("int64"),
-            "mean": 100.0 * med["mean"],
-            "half_width": 100.0 * med["ci95"],
-            "seed": med["seed"],
-            "n_train_runs": 1,
-            "n_seeds": med["n_runs"],
-            "n_episodes": med["n"],
-            "n_query": med["n_query"],
-            "run_mean_min": np.nan,
-            "run_mean_max": np.nan,
-            "between_run_sd": np.nan,
-        }
-    )
-
-
-def median_cells(methods: Sequence[Method]) -> pd.DataFrame:
-    """Table cells of re-run methods (percent), one row per (method, dataset, way, shot).
-
-    A cell with several training runs is the mean over the runs of each run's mean accuracy
-    (over all its episodes and episode seeds) ± the 95% t half-width over the run means
-    (``k - 1`` dof), with the smallest and largest run mean and the between-run SD. A cell
-    with one training run is its median episode seed (:func:`fewshot.stats.median_run`) ±
-    that seed's 95% half-width over its episodes — episode sampling noise only.
-
-    Raises:
-        ValueError: a method holds one dataset/way/shot under several splits or query sizes.
-    """
-    frames = []
-    for m in methods:
-        for (dataset, n_way, n_shot), df in m.episodes.groupby(["dataset", "n_way", "n_shot"], sort=True):
-            if df["split"].nunique() > 1 or df["n_query"].nunique() > 1:
-                raise ValueError(
-                    f"{m.label!r} holds {dataset} {n_way}-way {n_shot}-shot under "
-                    "several splits or query sizes; give them distinct labels"
-                )
-            if df["run"].nunique() >= 2:
-                cell = pd.DataFrame([{"dataset": str(dataset), "n_way": int(n_way), "n_shot": int(n_shot), **_runs_cell(m, df)}])
-            else:
-                cell = _single_run_cells(m, df)
-            frames.append(cell.assign(method=m.label, quoted=False))
-    return pd.concat(frames, ignore_index=True)
+def _shown(fraction: float) -> float:
+    """The number a reader sees in a cell, for comparing cells as displayed."""
+    return float(_percent(fraction))
 
 
 def read_quoted(quoted: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
     """Read and validate quoted (published) results; see the module docstring for the format.
 
+    The file (or DataFrame) gives ``mean`` and ``half_width`` in percent, as published; the
+    frame returned holds them as fractions (divided by 100), the unit of :func:`table_frame`.
+
     Returns:
-        A frame with ``method, quoted, dataset, n_way, n_shot, mean, half_width`` (percent),
-        datasets mapped to registry names.
+        A frame with ``method, quoted, dataset, n_way, n_shot, mean, half_width``
+        (fractions in [0, 1]), datasets mapped to registry names.
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: missing columns, non-numeric or out-of-range values, duplicate cells.
+        ValueError: missing columns, non-numeric or out-of-range values, means that are all
+            <= 1 (fractions given instead of percent), duplicate cells.
     """
     if isinstance(quoted, pd.DataFrame):
         df, where = quoted.copy(), "quoted results"
@@ -268,7 +167,7 @@ def read_quoted(quoted: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
     if df["method"].isna().any() or df["dataset"].isna().any():
         raise ValueError(f"{where} has rows without a method or dataset")
     out = pd.DataFrame({"method": df["method"].astype(str).str.strip(), "quoted": True})
-    out["dataset"] = [_canonical_dataset(d) for d in df["dataset"].astype(str).str.strip()]
+    out["dataset"] = [canonical_dataset(d) for d in df["dataset"].astype(str).str.strip()]
     for col in ("n_way", "n_shot", "mean", "half_width"):
         values = pd.to_numeric(df[col], errors="coerce")
         bad = values.isna() & df[col].notna()
@@ -283,13 +182,19 @@ def read_quoted(quoted: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
             f"mean={bad['mean'].iloc[0]}, half_width={bad['half_width'].iloc[0]} "
             f"for {bad['method'].iloc[0]!r}"
         )
+    if (out["mean"] <= 1).all():
+        raise ValueError(
+            f"{where}: every mean is <= 1, which looks like fractions; quoted results are in "
+            f"percent as published (e.g. 61.2 for 61.2%), got mean={out['mean'].iloc[0]} "
+            f"for {out['method'].iloc[0]!r}"
+        )
     dup = out.duplicated(["method", "dataset", "n_way", "n_shot"])
     if dup.any():
         r = out[dup].iloc[0]
         raise ValueError(
             f"{where} lists {r['method']!r} on {r['dataset']} {r['n_shot']}-shot twice"
         )
-    return out
+    return out.assign(mean=out["mean"] / 100.0, half_width=out["half_width"] / 100.0)
 
 
 def table_frame(
@@ -304,7 +209,7 @@ def table_frame(
 
     Each re-run cell comes from :func:`median_cells`: the mean over training runs ± the CI
     over run means when the method has several runs, else the median episode seed of its one
-    run. Significance comes from :func:`fewshot.comparison.compare_methods`, Holm-corrected
+    run. Significance comes from :func:`fewshot.report.compare.compare_methods`, Holm-corrected
     across every comparison in the table, at the level the data supports: ``†`` when both
     sides have several training runs (run level: the objectives differ), ``*`` when one side
     has a single run (checkpoint level: two checkpoints differ on these episodes, which says
@@ -315,8 +220,9 @@ def table_frame(
         results: results directories or :class:`~fewshot.results.Results`; one row per
             label (directories sharing a label are merged, e.g. one per dataset).
         baseline: label of the baseline; default: the first results' label.
-        order: row labels (results labels and quoted method names) in display order; rows
-            not named follow in the default order (quoted rows first, then input order).
+        order: row labels (results labels and quoted method names) in display order, each
+            at most once; rows not named follow in the default order (quoted rows first,
+            then input order).
         alpha: significance level, in (0, 1); default 0.01.
         test: ``"t"`` (default) or ``"wilcoxon"``.
         quoted: published results, a CSV path or DataFrame (see the module docstring).
@@ -326,9 +232,10 @@ def table_frame(
         (table order), n_way, n_shot. Missing cells have no row.
 
     Raises:
-        ValueError: an unknown baseline or ``order`` label, a quoted method named like a
-            results label, malformed quoted results, or any refusal of
-            :func:`~fewshot.comparison.compare` (episodes that do not pair).
+        ValueError: an unknown baseline or ``order`` label, a label named twice in
+            ``order``, a quoted method named like a results label, malformed quoted
+            results, or any refusal of
+            :func:`~fewshot.report.compare.compare` (episodes that do not pair).
     """
     if isinstance(results, (str, os.PathLike, Results)):
         results = [results]
@@ -365,23 +272,14 @@ def table_frame(
         default_order += list(dict.fromkeys(q["method"]))
         cells = pd.concat([q, cells], ignore_index=True)
     default_order += labels
-    if order is not None:
-        order = [str(o) for o in order]
-        unknown = [o for o in order if o not in default_order]
-        if unknown:
-            raise ValueError(f"unknown label(s) {unknown} in order; the rows are {default_order}")
-        if len(set(order)) != len(order):
-            raise ValueError(f"order names a row twice: {order}")
-        default_order = order + [o for o in default_order if o not in order]
-
-    method_rank = {m: i for i, m in enumerate(default_order)}
-    dataset_rank = _dataset_rank(list(dict.fromkeys(cells["dataset"])))
+    method_rank = {m: i for i, m in enumerate(ordered_labels(order, default_order))}
+    d_rank = dataset_rank(list(dict.fromkeys(cells["dataset"])))
     cells = cells.assign(
-        _m=cells["method"].map(method_rank), _d=cells["dataset"].map(dataset_rank)
+        _m=cells["method"].map(method_rank), _d=cells["dataset"].map(d_rank)
     ).sort_values(["_m", "_d", "n_way", "n_shot"], kind="mergesort")
     cells = cells.drop(columns=["_m", "_d"]).reset_index(drop=True)
 
-    shown = cells["mean"].map(lambda v: float(f"{v:.2f}"))  # exactly the precision displayed
+    shown = cells["mean"].map(_shown)  # exactly the value and precision displayed
     col_best = shown.groupby([cells["dataset"], cells["n_way"], cells["n_shot"]]).transform("max")
     cells["best"] = (shown == col_best).to_numpy()
     cells["baseline"] = baseline
@@ -461,7 +359,7 @@ def _note(frame: pd.DataFrame) -> list[str]:
 def _layout(frame: pd.DataFrame) -> tuple[list[str], list[_Column]]:
     """Row labels in frame order; columns in table order."""
     rows = list(dict.fromkeys(frame["method"]))
-    rank = _dataset_rank(list(dict.fromkeys(frame["dataset"])))
+    rank = dataset_rank(list(dict.fromkeys(frame["dataset"])))
     keys = zip(frame["dataset"], frame["n_way"], frame["n_shot"])
     cols = sorted(
         {(str(d), int(w), int(s)) for d, w, s in keys}, key=lambda c: (rank[c[0]], c[1], c[2])
@@ -492,7 +390,7 @@ class _Grid:
         rec = self.cells.get((method, *col))
         if rec is None or pd.isna(rec.mean):
             return None
-        text = f"{rec.mean:.2f}" + (f"±{rec.half_width:.2f}" if pd.notna(rec.half_width) else "")
+        text = _percent(rec.mean) + (f"±{_percent(rec.half_width)}" if pd.notna(rec.half_width) else "")
         mark = ""
         if bool(rec.significant) and not bool(rec.quoted):
             mark = _DAGGER if rec.level == "run" else _STAR
@@ -594,7 +492,7 @@ def render_table(frame: pd.DataFrame, fmt: str = "md", *, note: bool = True) -> 
         frame: the output of :func:`table_frame` (or the same columns read back from CSV).
         fmt: ``"md"`` (GitHub Markdown: ``**bold**``), ``"latex"`` (a booktabs ``tabular``
             fragment, ``\\textbf{bold}``; needs ``\\usepackage{booktabs}``) or ``"csv"``
-            (the frame itself, raw numbers).
+            (the frame itself, raw numbers: accuracies as fractions).
         note: add the footnote (test, alpha, episodes, runs, queries, marks): a paragraph
             under the Markdown table; in LaTeX ``%`` comment lines above the ``tabular`` —
             caption material — so the fragment compiles wherever a ``tabular`` does.
