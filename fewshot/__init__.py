@@ -46,6 +46,7 @@ _EXPORTS: dict[str, str] = {
     "evaluate": "fewshot.evaluation",
     "run_protocol": "fewshot.evaluation",
     "load_features": "fewshot.evaluation",
+    "evaluate_to_directory": "fewshot.pipeline",
     "write_results": "fewshot.results",
     "read_results": "fewshot.results",
     # statistics and reporting

@@ -82,7 +82,7 @@ def _check_own_runs(runs_dir: Path) -> None:
 def _clear_old_results(results_dir: Path) -> None:
     """Remove an older demo's single results directory of one objective (``results/<objective>/``
     holding ``manifest.json`` of kind evaluate); per-run directories below it are replaced one
-    by one by :func:`fewshot.evaluation.evaluate_to_directory`."""
+    by one by :func:`fewshot.pipeline.evaluate_to_directory`."""
     from fewshot._io import manifest_kind
 
     if manifest_kind(results_dir) == "evaluate":
@@ -136,7 +136,7 @@ def _run(out: Path, s: DemoSettings, quick: bool, progress: bool, log: Callable[
     from fewshot._manifest import make_manifest
     from fewshot.analysis import analyze_to_directory
     from fewshot.comparison import compare
-    from fewshot.evaluation import evaluate_to_directory
+    from fewshot.pipeline import evaluate_to_directory
     from fewshot.features import extract_to_file
     from fewshot.plots import plot_results
     from fewshot.protocol import Protocol

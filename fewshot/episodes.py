@@ -26,7 +26,7 @@ import torch
 
 from fewshot._io import save_npz, sha256_arrays
 
-__all__ = ["Episodes", "sample_episodes", "load_episodes", "check_sizes"]
+__all__ = ["Episodes", "sample_episodes", "load_episodes", "check_sizes", "episodes_filename"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -144,6 +144,11 @@ def load_episodes(path: str | Path) -> Episodes:
     if recorded != episodes.fingerprint:
         raise ValueError(f"{path}: episode arrays do not match their recorded fingerprint (file corrupted?)")
     return episodes
+
+
+def episodes_filename(n_way: int, n_shot: int, n_query: int, seed: int) -> str:
+    """Name of a run's episodes file inside a results directory's ``episodes/``."""
+    return f"{n_way}way-{n_shot}shot-{n_query}query-seed{seed}.npz"
 
 
 def check_sizes(n_way: int, n_shot: int, n_query: int, n_episodes: int | None = None) -> None:

@@ -47,7 +47,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fewshot.evaluation import evaluate_to_directory
+    from fewshot.pipeline import evaluate_to_directory
     from fewshot.protocol import Protocol, load_protocol
     from fewshot.stats import summarize
 
