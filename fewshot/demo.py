@@ -139,7 +139,7 @@ def _run(out: Path, s: DemoSettings, quick: bool, progress: bool, log: Callable[
     from fewshot.pipeline import evaluate_to_directory
     from fewshot.features import extract_to_file
     from fewshot.plots import plot_results
-    from fewshot.protocol import Protocol
+    from fewshot.protocol import EvalProtocol
     from fewshot.runs import seed_run_name
     from fewshot.tables import render_table, table_frame
     from fewshot.training import FinetuneConfig, finetune
@@ -151,7 +151,7 @@ def _run(out: Path, s: DemoSettings, quick: bool, progress: bool, log: Callable[
     write_json(out / "manifest.json", make_manifest("demo", {**dataclasses.asdict(s), "quick": quick}, status="running"))  # marks out as demo output
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    protocol = Protocol(
+    protocol = EvalProtocol(
         dataset="digits", split="test", ways=5, shots=s.shots, queries=15, episodes=s.episodes, seeds=s.seeds
     )
     log(

@@ -21,7 +21,7 @@ from fewshot.classifiers import is_transductive
 from fewshot.episodes import episodes_filename
 from fewshot.evaluation import load_features, run_protocol
 from fewshot.feature_formats import features_image_size
-from fewshot.protocol import Protocol
+from fewshot.protocol import EvalProtocol
 from fewshot.results import read_results, write_results
 from fewshot.runs import check_run_name
 from fewshot.stats import summarize
@@ -54,7 +54,7 @@ def evaluate_to_directory(
         out_dir: the results directory; an existing one is replaced only when it is empty or
             holds an earlier ``fewshot evaluate`` result (its manifest says so), and it may
             not be or contain the features or protocol file.
-        protocol: a :class:`fewshot.protocol.Protocol` (default: the papers' protocol).
+        protocol: a :class:`fewshot.protocol.EvalProtocol` (default: the papers' protocol).
             ``protocol.dataset``/``split`` of None take the features file's; a protocol naming a
             different dataset than the file records is refused.
         classifier, classifier_kwargs, device: see :func:`fewshot.evaluation.evaluate`.
@@ -75,7 +75,7 @@ def evaluate_to_directory(
     Returns:
         The written :class:`fewshot.results.Results`.
     """
-    protocol = protocol or Protocol()
+    protocol = protocol or EvalProtocol()
     check_output_dir(out_dir, "evaluate", inputs=[features_path, protocol.path, base_features])
     if run is not None:
         check_run_name(run, "run")

@@ -29,14 +29,14 @@ from typing import Any
 
 from fewshot._io import sha256_file
 
-__all__ = ["Protocol", "load_protocol"]
+__all__ = ["EvalProtocol", "load_protocol"]
 
 _KEYS = {"dataset", "split", "ways", "shots", "queries", "episodes", "seeds", "ci", "name", "description", "upstream"}
 _CI = ("t", "z")
 
 
 @dataclass(frozen=True)
-class Protocol:
+class EvalProtocol:
     """A few-shot evaluation protocol (defaults: the papers' 5-way, 1/5-shot, 15 queries,
     3,000 episodes, seeds 0, 1, 2). ``dataset``/``split`` None: taken from the features file."""
 
@@ -85,8 +85,8 @@ class Protocol:
         return d
 
 
-def load_protocol(path: str | Path) -> Protocol:
-    """Read a protocol TOML file; its SHA-256 is recorded in the returned :class:`Protocol`.
+def load_protocol(path: str | Path) -> EvalProtocol:
+    """Read a protocol TOML file; its SHA-256 is recorded in the returned :class:`EvalProtocol`.
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -103,6 +103,6 @@ def load_protocol(path: str | Path) -> Protocol:
     if unknown:
         raise ValueError(f"{path}: unknown key(s) {sorted(unknown)}; expected {sorted(_KEYS)}")
     try:
-        return Protocol(**data, path=str(path), sha256=sha256_file(path))
+        return EvalProtocol(**data, path=str(path), sha256=sha256_file(path))
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None

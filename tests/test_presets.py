@@ -10,7 +10,7 @@ import pytest
 from scipy import stats as st
 
 from fewshot.classifier_options import classifier_parameters, parse_classifier_args
-from fewshot.protocol import Protocol, load_protocol
+from fewshot.protocol import EvalProtocol, load_protocol
 from fewshot.results import read_results
 from fewshot.stats import confidence_interval, summarize
 
@@ -49,7 +49,7 @@ def test_z_and_t_intervals():
 
 def test_protocol_validation(tmp_path):
     with pytest.raises(ValueError, match="protocol ci must be one of t, z, got 'x'"):
-        Protocol(ci="x")
+        EvalProtocol(ci="x")
     bad = tmp_path / "p.toml"
     bad.write_text('upstream = 3\n')
     with pytest.raises(ValueError, match="protocol upstream must be a table"):
@@ -116,3 +116,11 @@ def test_every_protocol_file_loads():
     for f in files:
         p = load_protocol(f)
         assert p.dataset in list_datasets() and p.split == "test" and p.ci == "t"
+
+
+def test_protocol_is_a_deprecated_alias_of_eval_protocol():
+    import fewshot
+
+    assert fewshot.EvalProtocol is EvalProtocol and "Protocol" not in dir(fewshot)
+    with pytest.warns(DeprecationWarning, match="fewshot.Protocol is deprecated; use fewshot.EvalProtocol"):
+        assert fewshot.Protocol is EvalProtocol

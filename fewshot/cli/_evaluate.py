@@ -48,10 +48,10 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fewshot.pipeline import evaluate_to_directory
-    from fewshot.protocol import Protocol, load_protocol
+    from fewshot.protocol import EvalProtocol, load_protocol
     from fewshot.stats import summarize
 
-    base = load_protocol(args.protocol) if args.protocol else Protocol()
+    base = load_protocol(args.protocol) if args.protocol else EvalProtocol()
     overrides = {
         "dataset": args.dataset,
         "split": args.split,
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         "episodes": args.episodes,
         "seeds": args.seeds,
     }
-    protocol = Protocol(**{**base.to_dict(), **{k: v for k, v in overrides.items() if v is not None}})
+    protocol = EvalProtocol(**{**base.to_dict(), **{k: v for k, v in overrides.items() if v is not None}})
     from fewshot.classifier_options import parse_classifier_args
 
     clf_kwargs = {"C": args.C} if args.C is not None else {}
