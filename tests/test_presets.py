@@ -124,3 +124,34 @@ def test_protocol_is_a_deprecated_alias_of_eval_protocol():
     assert fewshot.EvalProtocol is EvalProtocol and "Protocol" not in dir(fewshot)
     with pytest.warns(DeprecationWarning, match="fewshot.Protocol is deprecated; use fewshot.EvalProtocol"):
         assert fewshot.Protocol is EvalProtocol
+
+
+def test_load_protocol_overrides(tmp_path):
+    f = PRESETS / "rfs.toml"
+    base = load_protocol(f)
+    p = load_protocol(f, ways=3, shots=[2], episodes=7, seeds=None, ci="z")
+    assert (p.ways, p.shots, p.episodes, p.ci) == (3, (2,), 7, "z")
+    assert (p.seeds, p.queries, p.upstream, p.name) == (base.seeds, base.queries, base.upstream, "rfs")  # None keeps the file's
+    assert (p.path, p.sha256) == (base.path, base.sha256)  # the file stays recorded
+    assert load_protocol(None, queries=4) == EvalProtocol(queries=4)
+    assert load_protocol() == EvalProtocol()
+    with pytest.raises(ValueError, match=r"unknown protocol override\(s\) \['way'\]; accepted: ci, dataset, description"):
+        load_protocol(f, way=3)
+    with pytest.raises(ValueError, match=r"unknown protocol override\(s\) \['sha256'\]"):
+        load_protocol(None, sha256="0" * 64)
+    with pytest.raises(ValueError, match=r"^protocol ways must be a positive integer, got 0$"):
+        load_protocol(f, ways=0)
+    with pytest.raises(ValueError, match=r"protocol shots must not repeat a value"):
+        load_protocol(None, shots=[1, 1])
+
+
+def test_cli_flags_override_the_protocol_file(tmp_path, features_file, run_cli):
+    f = tmp_path / "p.toml"
+    f.write_text('ways = 4\nshots = [1, 5]\nepisodes = 50\nqueries = 5\nci = "z"\n')
+    status, _, err = run_cli("evaluate", "--features", features_file, "--protocol", f, "--shots", "2", "--episodes", "5",
+                             "--out", tmp_path / "r")
+    assert status == 0, err
+    config = json.loads((tmp_path / "r" / "manifest.json").read_text())["config"]
+    assert (config["ways"], config["shots"], config["episodes"], config["queries"], config["ci"]) == (4, [2], 5, 5, "z")
+    status, _, err = run_cli("evaluate", "--features", features_file, "--protocol", f, "--ways", "0", "--out", tmp_path / "r2")
+    assert status == 2 and "protocol ways must be a positive integer, got 0" in err and not (tmp_path / "r2").exists()

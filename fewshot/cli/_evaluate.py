@@ -47,23 +47,15 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fewshot.classifier_options import parse_classifier_args
     from fewshot.pipeline import evaluate_to_directory
-    from fewshot.protocol import EvalProtocol, load_protocol
+    from fewshot.protocol import load_protocol
     from fewshot.stats import summarize
 
-    base = load_protocol(args.protocol) if args.protocol else EvalProtocol()
-    overrides = {
-        "dataset": args.dataset,
-        "split": args.split,
-        "ways": args.ways,
-        "shots": args.shots,
-        "queries": args.queries,
-        "episodes": args.episodes,
-        "seeds": args.seeds,
-    }
-    protocol = EvalProtocol(**{**base.to_dict(), **{k: v for k, v in overrides.items() if v is not None}})
-    from fewshot.classifier_options import parse_classifier_args
-
+    protocol = load_protocol(
+        args.protocol, dataset=args.dataset, split=args.split, ways=args.ways, shots=args.shots,
+        queries=args.queries, episodes=args.episodes, seeds=args.seeds,
+    )
     clf_kwargs = {"C": args.C} if args.C is not None else {}
     clf_kwargs.update(parse_classifier_args(args.classifier_arg))
     if args.classifier == "simpleshot" and not args.base_features:

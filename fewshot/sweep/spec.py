@@ -99,10 +99,10 @@ class SweepSpec:
         return FinetuneConfig.from_dict(settings, source=f"sweep cell {cell.id}")
 
     def protocol(self, cell: Cell) -> Any:
-        from fewshot.protocol import EvalProtocol
+        from fewshot.protocol import load_protocol
 
         fields = {k: v for k, v in self.evaluate.items() if k not in ("classifier", "split", "data_root")}
-        return EvalProtocol(dataset=self.cell_config(cell).dataset, split=self.evaluate.get("split", "test"), **fields)
+        return load_protocol(None, dataset=self.cell_config(cell).dataset, split=self.evaluate.get("split", "test"), **fields)
 
 
 def load_sweep(path: str | os.PathLike, *, out: str | os.PathLike | None = None) -> SweepSpec:
