@@ -21,9 +21,10 @@ import torch
 from tqdm.auto import tqdm
 
 from fewshot._device import resolve_device
-from fewshot._io import sha256_arrays
+from fewshot._io import sha256_arrays, write_bytes
 from fewshot.classifiers import EpisodeClassifier, create_classifier
-from fewshot.episodes import Episodes, check_sizes, episodes_filename, sample_episodes
+from fewshot.episode_cache import cached_episodes
+from fewshot.episodes import Episodes, check_sizes, episodes_filename, labels_fingerprint, sample_episodes
 from fewshot.results import EPISODE_COLUMNS
 from fewshot.runs import check_run_name
 
@@ -259,6 +260,7 @@ def run_protocol(
     episodes_dir: str | Path | None = None,
     progress: bool | None = None,
     per_class: bool = False,
+    episode_cache_dir: str | Path | None = None,
 ) -> pd.DataFrame:
     """Evaluate every (shot, seed) of the protocol; one row per episode.
 
@@ -272,10 +274,14 @@ def run_protocol(
             15 queries, 3,000 episodes, seeds 0, 1, 2).
         classifier, classifier_kwargs: see :func:`evaluate`.
         episodes_dir: if given, every sampled :class:`Episodes` is saved there as
-            ``{n_way}way-{shot}shot-{n_query}query-seed{seed}.npz``.
+            ``{n_way}way-{shot}shot-{n_query}query-seed{seed}.npz`` (with the labels'
+            fingerprint, see :meth:`Episodes.save`).
         per_class: also keep, per episode, ``class_k`` (the name of its ``k``-th class, or
             the label as text when the features have no class names) and ``correct_k`` (its
             correctly classified queries, out of ``n_query``), ``k = 0 .. n_way-1``.
+        episode_cache_dir: an episode cache (:mod:`fewshot.episode_cache`): episodes of the
+            same labels and request are read from it instead of sampled (and written there
+            when missing). Default None: always sample. Results are identical either way.
 
     Returns:
         DataFrame with columns :data:`fewshot.results.EPISODE_COLUMNS` (then the per-class
@@ -308,13 +314,25 @@ def run_protocol(
     clf_kwargs = dict(classifier_kwargs or {})
     create_classifier(classifier, **clf_kwargs)  # validate the name and arguments up front
     resolve_device(device)  # and the device
-    # sample everything first: any size problem surfaces before minutes of work
-    jobs = [(shot, seed, sample_episodes(fs.labels, n_way, shot, n_query, n_episodes, seed)) for shot in shots for seed in seeds]
+    # sample (or read) everything first: any size problem surfaces before minutes of work
+    labels_fp = labels_fingerprint(fs.labels)
+    jobs = []
+    for shot in shots:
+        for seed in seeds:
+            if episode_cache_dir is None:
+                jobs.append((shot, seed, sample_episodes(fs.labels, n_way, shot, n_query, n_episodes, seed), None))
+            else:
+                entry = cached_episodes(fs.labels, n_way, shot, n_query, n_episodes, seed, episode_cache_dir, labels_fp=labels_fp)
+                jobs.append((shot, seed, entry.episodes, entry.data))
 
     frames = []
-    for shot, seed, episodes in tqdm(jobs, desc=f"{dataset} {n_way}-way", unit="run", disable=(not progress) if progress is not None else None):
+    for shot, seed, episodes, data in tqdm(jobs, desc=f"{dataset} {n_way}-way", unit="run", disable=(not progress) if progress is not None else None):
         if episodes_dir is not None:
-            episodes.save(Path(episodes_dir) / episodes_filename(n_way, shot, n_query, seed))
+            target = Path(episodes_dir) / episodes_filename(n_way, shot, n_query, seed)
+            if data is not None:  # the cache entry's bytes: the same episodes file, not compressed again
+                write_bytes(target, data)
+            else:
+                episodes.save(target, labels_fingerprint=labels_fp)
         out = evaluate(fs.features, fs.labels, episodes, classifier, device=device, return_per_class=per_class, **clf_kwargs)
         acc, correct = out if per_class else (out, None)
         frames.append(

@@ -18,6 +18,7 @@ from fewshot._io import atomic_dir, check_output_dir
 from fewshot._manifest import make_manifest
 from fewshot.classifier_options import classifier_parameters
 from fewshot.classifiers import is_transductive
+from fewshot.episode_cache import default_episode_cache_dir
 from fewshot.episodes import episodes_filename
 from fewshot.evaluation import load_features, run_protocol
 from fewshot.feature_formats import features_image_size
@@ -32,7 +33,7 @@ __all__ = ["evaluate_to_directory"]
 def evaluate_to_directory(
     features_path: str | Path,
     out_dir: str | Path,
-    protocol: Any = None,
+    protocol: EvalProtocol | None = None,
     *,
     classifier: str = "logreg",
     classifier_kwargs: dict[str, Any] | None = None,
@@ -42,6 +43,8 @@ def evaluate_to_directory(
     progress: bool | None = None,
     base_features: str | Path | None = None,
     per_class: bool = False,
+    episode_cache_dir: str | Path | None = None,
+    use_episode_cache: bool = True,
 ) -> Any:
     """Run a protocol on a features file and write a results directory (what the CLI does).
 
@@ -69,6 +72,11 @@ def evaluate_to_directory(
 
         per_class: keep per-class correct counts in the per-episode rows (see
             :func:`fewshot.evaluation.run_protocol`), for ``fewshot compare --per-class``.
+        episode_cache_dir: the episode cache (:mod:`fewshot.episode_cache`; default:
+            :func:`~fewshot.episode_cache.default_episode_cache_dir`, beside the feature
+            cache): a second method or run on features with the same labels and protocol
+            reads its episodes there instead of sampling them. The results are identical.
+        use_episode_cache: False: neither read nor write the episode cache.
 
     The summary's CI uses ``protocol.ci`` (``"t"`` or ``"z"``).
 
@@ -77,6 +85,11 @@ def evaluate_to_directory(
     """
     protocol = protocol or EvalProtocol()
     check_output_dir(out_dir, "evaluate", inputs=[features_path, protocol.path, base_features])
+    episode_cache = None
+    if use_episode_cache:
+        episode_cache = Path(episode_cache_dir) if episode_cache_dir is not None else default_episode_cache_dir()
+    if episode_cache is not None and episode_cache.exists() and not episode_cache.is_dir():
+        raise ValueError(f"episode cache {episode_cache} is not a directory")
     if run is not None:
         check_run_name(run, "run")
     clf_kwargs = dict(classifier_kwargs or {})
@@ -111,6 +124,7 @@ def evaluate_to_directory(
             episodes_dir=tmp / "episodes",
             progress=progress,
             per_class=per_class,
+            episode_cache_dir=episode_cache,
         )
         runs = df.groupby(["n_way", "n_shot", "n_query", "seed"], sort=True).episodes_fingerprint.first()
         episode_files = {episodes_filename(*key): fingerprint for key, fingerprint in runs.items()}

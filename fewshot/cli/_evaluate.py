@@ -40,6 +40,10 @@ def register(sub: Any) -> None:
                    help="training run of these features, written in every row (default: the features file's run, "
                    "e.g. seed-0); results with one --label and distinct runs are replicates of that method")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--episode-cache-dir", metavar="DIR", default=None,
+                   help="episode cache; a second method or run on the same labels and protocol reads its episodes "
+                   "from it instead of sampling (default: $FEWSHOT_CACHE_DIR/episodes, else ~/.cache/fewshot/episodes)")
+    p.add_argument("--no-episode-cache", action="store_true", help="neither read nor write the episode cache")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("--out", required=True,
                    help="results directory to write (replaced only when it holds an earlier `fewshot evaluate` result)")
@@ -71,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         base_features=args.base_features,
         per_class=args.per_class,
+        episode_cache_dir=args.episode_cache_dir,
+        use_episode_cache=not args.no_episode_cache,
         progress=False if args.no_progress else None,
     )
     summary = summarize(results.episodes, ci=protocol.ci)
