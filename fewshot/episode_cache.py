@@ -32,7 +32,7 @@ import numpy as np
 from fewshot.episodes import Episodes, labels_fingerprint, load_episodes, sample_episodes
 
 logger = logging.getLogger(__name__)
-__all__ = ["CachedEpisodes", "cached_episodes", "default_episode_cache_dir", "episode_cache_path"]
+__all__ = ["CachedEpisodes", "cached_episodes", "store_episodes", "default_episode_cache_dir", "episode_cache_path"]
 
 
 def default_episode_cache_dir() -> Path:
@@ -75,6 +75,7 @@ def cached_episodes(
     cache_dir: str | os.PathLike,
     *,
     labels_fp: str | None = None,
+    write: bool = True,
 ) -> CachedEpisodes:
     """``sample_episodes(labels, n_way, n_shot, n_query, n_episodes, seed)``, read from
     ``cache_dir`` when an intact entry exists, else sampled and written there.
@@ -85,6 +86,8 @@ def cached_episodes(
             (episodes ``0 .. n_episodes - 1`` of the seed's stream).
         cache_dir: the cache directory (created when missing).
         labels_fp: :func:`fewshot.episodes.labels_fingerprint` of ``labels``, when known.
+        write: False: on a miss, sample but do not write the entry yet (``data`` is None; pass
+            the result to :func:`store_episodes` once every request is known to be valid).
 
     Returns:
         :class:`CachedEpisodes`: the episodes (identical to sampling them), the entry's bytes,
@@ -113,12 +116,23 @@ def cached_episodes(
             logger.info("episodes %s read from the episode cache", path.name)
             return CachedEpisodes(episodes, data, True, path)
     episodes = sample_episodes(labels, n_way, n_shot, n_query, n_episodes, seed)
-    # atomic (a temporary file renamed into place): concurrent writers of one entry each
-    # rename a complete file of the same episodes, and readers never see a partial one
+    entry = CachedEpisodes(episodes, None, False, path)
+    return store_episodes(entry, labels_fp) if write else entry
+
+
+def store_episodes(entry: CachedEpisodes, labels_fp: str) -> CachedEpisodes:
+    """Write a missed entry (from ``cached_episodes(..., write=False)``); returns it with ``data``.
+
+    The write is atomic (a temporary file renamed into place): concurrent writers of one entry
+    each rename a complete file of the same episodes, and readers never see a partial one. An
+    entry that cannot be written (read-only or full disk) is logged and skipped (``data`` None).
+    """
+    if entry.hit or entry.data is not None:
+        return entry
     try:
-        episodes.save(path, labels_fingerprint=labels_fp)
-        data = path.read_bytes()
+        entry.episodes.save(entry.path, labels_fingerprint=labels_fp)
+        data = entry.path.read_bytes()
     except OSError as exc:  # a read-only or full cache must not stop an evaluation
-        logger.warning("cannot write the episode cache entry %s (%s); continuing without it", path, exc)
+        logger.warning("cannot write the episode cache entry %s (%s); continuing without it", entry.path, exc)
         data = None
-    return CachedEpisodes(episodes, data, False, path)
+    return entry._replace(data=data)

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from fewshot._device import resolve_device
 from fewshot._io import sha256_arrays, write_bytes
 from fewshot.classifiers import EpisodeClassifier, create_classifier
-from fewshot.episode_cache import cached_episodes
+from fewshot.episode_cache import cached_episodes, store_episodes
 from fewshot.episodes import Episodes, check_sizes, episodes_filename, labels_fingerprint, sample_episodes
 from fewshot.results import EPISODE_COLUMNS
 from fewshot.runs import check_run_name
@@ -314,7 +314,8 @@ def run_protocol(
     clf_kwargs = dict(classifier_kwargs or {})
     create_classifier(classifier, **clf_kwargs)  # validate the name and arguments up front
     resolve_device(device)  # and the device
-    # sample (or read) everything first: any size problem surfaces before minutes of work
+    # sample (or read) everything first: any size problem surfaces before minutes of work, and
+    # before anything is written to the episode cache
     labels_fp = labels_fingerprint(fs.labels)
     jobs = []
     for shot in shots:
@@ -322,8 +323,10 @@ def run_protocol(
             if episode_cache_dir is None:
                 jobs.append((shot, seed, sample_episodes(fs.labels, n_way, shot, n_query, n_episodes, seed), None))
             else:
-                entry = cached_episodes(fs.labels, n_way, shot, n_query, n_episodes, seed, episode_cache_dir, labels_fp=labels_fp)
-                jobs.append((shot, seed, entry.episodes, entry.data))
+                entry = cached_episodes(fs.labels, n_way, shot, n_query, n_episodes, seed, episode_cache_dir,
+                                        labels_fp=labels_fp, write=False)
+                jobs.append((shot, seed, entry.episodes, entry))
+    jobs = [(shot, seed, ep, store_episodes(entry, labels_fp).data if entry is not None else None) for shot, seed, ep, entry in jobs]
 
     frames = []
     for shot, seed, episodes, data in tqdm(jobs, desc=f"{dataset} {n_way}-way", unit="run", disable=(not progress) if progress is not None else None):

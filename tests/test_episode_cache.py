@@ -226,3 +226,11 @@ def test_load_episodes_checks_the_labels_fingerprint(tmp_path):
         load_episodes(tmp_path / "a.npz", labels_fingerprint="0" * 64)
     with pytest.raises(ValueError, match=r"b\.npz: episodes of labels unrecorded, expected labels"):
         load_episodes(tmp_path / "b.npz", labels_fingerprint=labels_fingerprint(labels))
+
+
+def test_refused_request_writes_no_cache_entry(tmp_path):
+    labels = np.repeat(np.arange(6), [20, 20, 20, 20, 20, 8])  # 5-shot + 5 queries does not fit class 5
+    with pytest.raises(ValueError, match="class 5 has 8 items, fewer than n_shot"):
+        run_protocol(np.ones((labels.size, 3), np.float32), labels, n_way=5, shots=(1, 5), n_query=5, n_episodes=4,
+                     seeds=(0,), episode_cache_dir=tmp_path / "cache", progress=False)
+    assert not (tmp_path / "cache").exists()
