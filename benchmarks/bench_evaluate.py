@@ -18,7 +18,12 @@ Each setting runs in a fresh interpreter, because OpenMP reads ``OMP_WAIT_POLICY
 torch loads it. The machine's own load average is printed: "quiet" means "no load added by
 the benchmark", not "idle".
 
+Then (issue 18) the second method's ``evaluate_to_directory`` (``fewshot evaluate``) on one
+features file, 5-way 1/5-shot x seeds 0, 1, 2 x 3,000 episodes, with and without the episode
+cache (the first method has filled it), side by side (target >= 1.5x faster with the cache).
+
 Usage: python benchmarks/bench_evaluate.py [--episodes 3000] [--datasets 4] [--load N] [--no-tight] [--quick]
+       python benchmarks/bench_evaluate.py episode-cache [--episodes 3000] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -201,6 +206,8 @@ def main() -> None:
                    for n, load in (("quiet", 0), ("loaded", L))}
             print(f"{label:<28} {res['quiet']['threads']:>7} {res['quiet']['protocol']:>8.1f} {res['loaded']['protocol']:>9.1f} "
                   f"{res['quiet']['batched_5']:>10.2f} / {res['loaded']['batched_5']:<9.2f}")
+    print()
+    main_episode_cache(["--episodes", str(E)])
     print(f"\nload average after: {os.getloadavg()[0]:.1f}")
 
 
@@ -300,10 +307,75 @@ def main_classifiers(argv: list[str] | None = None) -> None:
         print(f"{r[0]:<14} {r[1]:<12} {r[2]:>4} {r[3]:>8.3f} {r[4]:>8.2f} {r[5]:>7.1f}x {r[6]:>10.3f} {r[7]:>9.3f} {r[8]:>10.2f}")
 
 
+# --------------------------------------------------------------------------- the episode cache (issue 18)
+#
+# python benchmarks/bench_evaluate.py episode-cache [--episodes 3000] [--repeats 3]
+
+
+def bench_episode_cache(n_episodes: int = 3000, repeats: int = 3, classifiers=("logreg", "prototype")) -> list[tuple]:
+    """Seconds of a second method's ``evaluate_to_directory`` without / with the episode cache.
+
+    The first method (logreg) fills the cache; then, per classifier, the two settings alternate
+    ``repeats`` times (so load drifts hit both alike). Returns rows
+    ``(classifier, [seconds without], [seconds with], sampling seconds of one protocol)``.
+    """
+    import tempfile
+
+    import numpy as np
+
+    from fewshot.episodes import sample_episodes
+    from fewshot.pipeline import evaluate_to_directory
+    from fewshot.protocol import EvalProtocol
+
+    feats, labels = synthetic_features()
+    protocol = EvalProtocol(ways=5, shots=(1, 5), queries=15, episodes=n_episodes, seeds=(0, 1, 2))
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        np.savez(tmp / "features.npz", features=feats, labels=labels, dataset="synthetic", split="test")
+        cache = tmp / "episode-cache"
+        evaluate_to_directory(tmp / "features.npz", tmp / "first", protocol, episode_cache_dir=cache, progress=False)
+        _, t_sample = timed(lambda: [sample_episodes(labels, 5, s, 15, n_episodes, seed) for s in (1, 5) for seed in (0, 1, 2)])
+        rows = []
+        for name in classifiers:
+            without, with_ = [], []
+            for r in range(repeats):
+                for use, times in ((False, without), (True, with_)):
+                    _, t = timed(lambda: evaluate_to_directory(
+                        tmp / "features.npz", tmp / f"{name}-{use}", protocol, classifier=name,
+                        episode_cache_dir=cache, use_episode_cache=use, progress=False))
+                    times.append(t)
+            rows.append((name, without, with_, t_sample))
+    return rows
+
+
+def main_episode_cache(argv: list[str] | None = None) -> None:
+    import numpy as np
+
+    import fewshot  # noqa: F401  (before torch: sets fewshot's OpenMP default)
+    import torch
+
+    parser = argparse.ArgumentParser(description="second method's evaluate with and without the episode cache")
+    parser.add_argument("--episodes", type=int, default=3000)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    warnings.simplefilter("ignore")
+    print(f"second method's evaluate_to_directory: features (12000, 640), 5-way 1/5-shot x seeds 0 1 2 x "
+          f"{args.episodes} episodes, 15 queries; torch threads {torch.get_num_threads()}; median (min) of "
+          f"{args.repeats} alternating runs (target: >= 1.5x faster with the cache)")
+    head = f"{'classifier':<10} {'no cache s':>14} {'cache s':>14} {'speed-up':>8} {'sampling alone s':>16}"
+    print(head)
+    print("-" * len(head))
+    for name, without, with_, t_sample in bench_episode_cache(args.episodes, args.repeats):
+        a, b = float(np.median(without)), float(np.median(with_))
+        print(f"{name:<10} {a:>7.2f} ({min(without):>5.2f}) {b:>7.2f} ({min(with_):>5.2f}) {a / b:>7.2f}x {t_sample:>16.2f}")
+
+
 if __name__ == "__main__":
     import sys
 
     if sys.argv[1:2] == ["classifiers"]:
         main_classifiers(sys.argv[2:])
+    elif sys.argv[1:2] == ["episode-cache"]:
+        main_episode_cache(sys.argv[2:])
     else:
         main()

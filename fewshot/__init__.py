@@ -46,6 +46,7 @@ _EXPORTS: dict[str, str] = {
     "evaluate": "fewshot.evaluation",
     "run_protocol": "fewshot.evaluation",
     "load_features": "fewshot.evaluation",
+    "evaluate_to_directory": "fewshot.pipeline",
     "write_results": "fewshot.results",
     "read_results": "fewshot.results",
     # statistics and reporting
@@ -67,7 +68,7 @@ _EXPORTS: dict[str, str] = {
     "render_table": "fewshot.report.tables",
     "table_frame": "fewshot.report.tables",
     "plot_results": "fewshot.report.plots",
-    "Protocol": "fewshot.protocol",
+    "EvalProtocol": "fewshot.protocol",
     "load_protocol": "fewshot.protocol",
     # objectives
     "schane_loss": "fewshot.losses",
@@ -121,10 +122,21 @@ _EXPORTS: dict[str, str] = {
     "run_sweep": "fewshot.sweep",
 }
 
+# old name -> (new name, module): still importable, with a DeprecationWarning; not in __all__
+_DEPRECATED: dict[str, tuple[str, str]] = {
+    "Protocol": ("EvalProtocol", "fewshot.protocol"),  # collided with typing.Protocol
+}
+
 __all__ = ["__version__", *sorted(_EXPORTS)]
 
 
 def __getattr__(name: str) -> Any:
+    if name in _DEPRECATED:
+        new, module = _DEPRECATED[name]
+        import warnings
+
+        warnings.warn(f"fewshot.{name} is deprecated; use fewshot.{new}", DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(module), new)
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'fewshot' has no attribute {name!r}")

@@ -42,9 +42,9 @@ from fewshot._io import (
 )
 from fewshot._manifest import make_manifest
 from fewshot.analysis import analyze_to_directory
-from fewshot.evaluation import evaluate_to_directory
+from fewshot.pipeline import evaluate_to_directory
 from fewshot.features import extract_to_file
-from fewshot.protocol import Protocol
+from fewshot.protocol import EvalProtocol
 from fewshot.runs import seed_run_name
 from fewshot.report import render_table, table_frame
 from fewshot.report.compare import compare
@@ -100,7 +100,9 @@ def _check_own_runs(runs_dir: Path) -> None:
 def _clear_old_results(results_dir: Path) -> None:
     """Remove an older demo's single results directory of one objective (``results/<objective>/``
     holding ``manifest.json`` of kind evaluate); per-run directories below it are replaced one
-    by one by :func:`fewshot.evaluation.evaluate_to_directory`."""
+    by one by :func:`fewshot.pipeline.evaluate_to_directory`."""
+    from fewshot._io import manifest_kind
+
     if manifest_kind(results_dir) == "evaluate":
         shutil.rmtree(results_dir)
 
@@ -153,7 +155,7 @@ def _run(out: Path, s: DemoSettings, quick: bool, progress: bool, log: Callable[
     write_json(out / "manifest.json", make_manifest("demo", {**dataclasses.asdict(s), "quick": quick}, status="running"))  # marks out as demo output
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    protocol = Protocol(
+    protocol = EvalProtocol(
         dataset="digits", split="test", ways=5, shots=s.shots, queries=15, episodes=s.episodes, seeds=s.seeds
     )
     log(

@@ -18,15 +18,19 @@ position ``j`` is ``j // n_shot`` and of query position ``j`` is ``j // n_query`
 
 from __future__ import annotations
 
+import os
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
 
 from fewshot._io import save_npz, sha256_arrays
 
-__all__ = ["Episodes", "sample_episodes", "load_episodes", "check_sizes"]
+__all__ = ["Episodes", "sample_episodes", "load_episodes", "labels_fingerprint", "check_sizes", "episodes_filename"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -108,9 +112,15 @@ class Episodes:
             self.n_way, self.n_shot, self.n_query, self.seed, self.start + lo,
         )
 
-    def save(self, path: str | Path) -> Path:
-        """Write the episodes and their fingerprint to ``path`` (``.npz``, atomically)."""
+    def save(self, path: str | Path, *, labels_fingerprint: str | None = None) -> Path:
+        """Write the episodes and their fingerprint to ``path`` (``.npz``, atomically).
+
+        ``labels_fingerprint`` (:func:`labels_fingerprint` of the labels they were sampled
+        from), when given, is recorded too, so a reader can check the episodes belong to its
+        labels (see :func:`load_episodes`).
+        """
         path = Path(path)
+        extra = {} if labels_fingerprint is None else {"labels_fingerprint": np.array(str(labels_fingerprint))}
         save_npz(
             path,
             compressed=True,
@@ -119,31 +129,54 @@ class Episodes:
             query=self.query,
             spec=np.array([self.n_way, self.n_shot, self.n_query, self.seed, self.start], dtype=np.int64),
             fingerprint=np.array(self.fingerprint),
+            **extra,
         )
         return path
 
 
-def load_episodes(path: str | Path) -> Episodes:
+def labels_fingerprint(labels: np.ndarray) -> str:
+    """SHA-256 of a label array as int64 (what :meth:`Episodes.save` records)."""
+    return sha256_arrays(np.asarray(labels).astype(np.int64, copy=False))
+
+
+def load_episodes(path: str | Path | BinaryIO, *, labels_fingerprint: str | None = None) -> Episodes:
     """Read episodes written by :meth:`Episodes.save` and verify their fingerprint.
+
+    Args:
+        path: the file, or an open binary file (e.g. ``io.BytesIO`` of its bytes).
+        labels_fingerprint: when given, the file must record this labels fingerprint
+            (:func:`labels_fingerprint` of the labels the episodes were sampled from).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: the file is not an episodes file, or its content does not match the
-            recorded fingerprint.
+        ValueError: the file is not an episodes file, its content does not match the
+            recorded fingerprint, or it records another (or no) labels fingerprint.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"episodes file not found: {path}")
+    if isinstance(path, (str, os.PathLike)):
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"episodes file not found: {path}")
+    where = path if isinstance(path, Path) else "episodes data"
     try:
         with np.load(path, allow_pickle=False) as z:
             n_way, n_shot, n_query, seed, start = (int(v) for v in z["spec"])
             episodes = Episodes(z["classes"], z["support"], z["query"], n_way, n_shot, n_query, seed, start)
             recorded = str(z["fingerprint"])
-    except (KeyError, ValueError, OSError) as exc:
-        raise ValueError(f"{path} is not a valid episodes file: {exc}") from None
+            recorded_labels = str(z["labels_fingerprint"]) if "labels_fingerprint" in z.files else None
+    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise ValueError(f"{where} is not a valid episodes file: {exc}") from None
     if recorded != episodes.fingerprint:
-        raise ValueError(f"{path}: episode arrays do not match their recorded fingerprint (file corrupted?)")
+        raise ValueError(f"{where}: episode arrays do not match their recorded fingerprint (file corrupted?)")
+    if labels_fingerprint is not None and recorded_labels != labels_fingerprint:
+        raise ValueError(
+            f"{where}: episodes of labels {(recorded_labels or 'unrecorded')[:16]}, expected labels {labels_fingerprint[:16]}"
+        )
     return episodes
+
+
+def episodes_filename(n_way: int, n_shot: int, n_query: int, seed: int) -> str:
+    """Name of a run's episodes file inside a results directory's ``episodes/``."""
+    return f"{n_way}way-{n_shot}shot-{n_query}query-seed{seed}.npz"
 
 
 def check_sizes(n_way: int, n_shot: int, n_query: int, n_episodes: int | None = None) -> None:

@@ -21,14 +21,15 @@ import torch
 from tqdm.auto import tqdm
 
 from fewshot._device import resolve_device
-from fewshot._io import sha256_arrays
-from fewshot.classifiers import EpisodeClassifier, create_classifier, is_transductive
-from fewshot.episodes import Episodes, check_sizes, sample_episodes
+from fewshot._io import sha256_arrays, write_bytes
+from fewshot.classifiers import EpisodeClassifier, create_classifier
+from fewshot.episode_cache import cached_episodes, store_episodes
+from fewshot.episodes import Episodes, check_sizes, episodes_filename, labels_fingerprint, sample_episodes
 from fewshot.results import EPISODE_COLUMNS
 from fewshot.runs import check_run_name
 
 logger = logging.getLogger(__name__)
-__all__ = ["FeatureSet", "load_features", "evaluate", "run_protocol", "evaluate_to_directory"]
+__all__ = ["FeatureSet", "load_features", "evaluate", "run_protocol"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -259,6 +260,7 @@ def run_protocol(
     episodes_dir: str | Path | None = None,
     progress: bool | None = None,
     per_class: bool = False,
+    episode_cache_dir: str | Path | None = None,
 ) -> pd.DataFrame:
     """Evaluate every (shot, seed) of the protocol; one row per episode.
 
@@ -272,10 +274,14 @@ def run_protocol(
             15 queries, 3,000 episodes, seeds 0, 1, 2).
         classifier, classifier_kwargs: see :func:`evaluate`.
         episodes_dir: if given, every sampled :class:`Episodes` is saved there as
-            ``{n_way}way-{shot}shot-{n_query}query-seed{seed}.npz``.
+            ``{n_way}way-{shot}shot-{n_query}query-seed{seed}.npz`` (with the labels'
+            fingerprint, see :meth:`Episodes.save`).
         per_class: also keep, per episode, ``class_k`` (the name of its ``k``-th class, or
             the label as text when the features have no class names) and ``correct_k`` (its
             correctly classified queries, out of ``n_query``), ``k = 0 .. n_way-1``.
+        episode_cache_dir: an episode cache (:mod:`fewshot.episode_cache`): episodes of the
+            same labels and request are read from it instead of sampled (and written there
+            when missing). Default None: always sample. Results are identical either way.
 
     Returns:
         DataFrame with columns :data:`fewshot.results.EPISODE_COLUMNS` (then the per-class
@@ -308,13 +314,28 @@ def run_protocol(
     clf_kwargs = dict(classifier_kwargs or {})
     create_classifier(classifier, **clf_kwargs)  # validate the name and arguments up front
     resolve_device(device)  # and the device
-    # sample everything first: any size problem surfaces before minutes of work
-    jobs = [(shot, seed, sample_episodes(fs.labels, n_way, shot, n_query, n_episodes, seed)) for shot in shots for seed in seeds]
+    # sample (or read) everything first: any size problem surfaces before minutes of work, and
+    # before anything is written to the episode cache
+    labels_fp = labels_fingerprint(fs.labels)
+    jobs = []
+    for shot in shots:
+        for seed in seeds:
+            if episode_cache_dir is None:
+                jobs.append((shot, seed, sample_episodes(fs.labels, n_way, shot, n_query, n_episodes, seed), None))
+            else:
+                entry = cached_episodes(fs.labels, n_way, shot, n_query, n_episodes, seed, episode_cache_dir,
+                                        labels_fp=labels_fp, write=False)
+                jobs.append((shot, seed, entry.episodes, entry))
+    jobs = [(shot, seed, ep, store_episodes(entry, labels_fp).data if entry is not None else None) for shot, seed, ep, entry in jobs]
 
     frames = []
-    for shot, seed, episodes in tqdm(jobs, desc=f"{dataset} {n_way}-way", unit="run", disable=(not progress) if progress is not None else None):
+    for shot, seed, episodes, data in tqdm(jobs, desc=f"{dataset} {n_way}-way", unit="run", disable=(not progress) if progress is not None else None):
         if episodes_dir is not None:
-            episodes.save(Path(episodes_dir) / _episodes_filename(n_way, shot, n_query, seed))
+            target = Path(episodes_dir) / episodes_filename(n_way, shot, n_query, seed)
+            if data is not None:  # the cache entry's bytes: the same episodes file, not compressed again
+                write_bytes(target, data)
+            else:
+                episodes.save(target, labels_fingerprint=labels_fp)
         out = evaluate(fs.features, fs.labels, episodes, classifier, device=device, return_per_class=per_class, **clf_kwargs)
         acc, correct = out if per_class else (out, None)
         frames.append(
@@ -350,134 +371,3 @@ def _per_class_columns(episodes: Episodes, correct: np.ndarray, class_names: Seq
     for k in range(episodes.n_way):
         cols[f"correct_{k}"] = correct[:, k]
     return cols
-
-
-def evaluate_to_directory(
-    features_path: str | Path,
-    out_dir: str | Path,
-    protocol: Any = None,
-    *,
-    classifier: str = "logreg",
-    classifier_kwargs: dict[str, Any] | None = None,
-    label: str | None = None,
-    run: str | None = None,
-    device: str | torch.device | None = None,
-    progress: bool | None = None,
-    base_features: str | Path | None = None,
-    per_class: bool = False,
-) -> Any:
-    """Run a protocol on a features file and write a results directory (what the CLI does).
-
-    Everything is validated and computed first; the directory (per-episode CSV, summary CSV,
-    episode files, ``manifest.json``) is then written under a temporary name and renamed into
-    place, so bad input writes nothing and an interrupted run leaves no partial results.
-
-    Args:
-        features_path: a features ``.npz`` (see :func:`load_features`).
-        out_dir: the results directory; an existing one is replaced only when it is empty or
-            holds an earlier ``fewshot evaluate`` result (its manifest says so), and it may
-            not be or contain the features or protocol file.
-        protocol: a :class:`fewshot.protocol.Protocol` (default: the papers' protocol).
-            ``protocol.dataset``/``split`` of None take the features file's; a protocol naming a
-            different dataset than the file records is refused.
-        classifier, classifier_kwargs, device: see :func:`evaluate`.
-        label: the method's label in tables (default: the directory name).
-        run: the training run's name, written in every row and the manifest (default: the
-            features file's ``run``, written by ``fewshot extract --checkpoint``); results
-            with one label and several runs are replicates of that method.
-        base_features: a features file of the *base* classes; its mean feature becomes the
-            classifier's ``base_mean`` (``simpleshot``'s CL2N centring) and its path and
-            fingerprint are recorded in the manifest. Refused for classifiers without a
-            ``base_mean`` parameter.
-
-        per_class: keep per-class correct counts in the per-episode rows (see
-            :func:`run_protocol`), for ``fewshot compare --per-class``.
-
-    The summary's CI uses ``protocol.ci`` (``"t"`` or ``"z"``).
-
-    Returns:
-        The written :class:`fewshot.results.Results`.
-    """
-    from fewshot._io import atomic_dir
-    from fewshot._manifest import make_manifest
-    from fewshot.feature_formats import features_image_size
-    from fewshot.protocol import Protocol
-    from fewshot.results import read_results, write_results
-    from fewshot.stats import summarize
-
-    from fewshot._io import check_output_dir
-
-    protocol = protocol or Protocol()
-    check_output_dir(out_dir, "evaluate", inputs=[features_path, protocol.path, base_features])
-    if run is not None:
-        check_run_name(run, "run")
-    clf_kwargs = dict(classifier_kwargs or {})
-    base_record = None
-    if base_features is not None:
-        from fewshot.classifiers.options import classifier_parameters
-
-        if "base_mean" not in classifier_parameters(classifier):
-            raise ValueError(f"base features are used only by classifiers with a base_mean (simpleshot), not by {classifier!r}")
-        base = load_features(base_features)
-        clf_kwargs["base_mean"] = base.features.astype(np.float64).mean(0)
-        base_record = {"path": str(base_features), "fingerprint": base.fingerprint, "n": int(base.labels.size), "dim": int(base.features.shape[1])}
-    fs = load_features(features_path)
-    if protocol.dataset and fs.dataset not in ("custom", protocol.dataset):
-        raise ValueError(
-            f"{features_path} holds features of dataset {fs.dataset!r} but the protocol is for "
-            f"{protocol.dataset!r}"
-        )
-    out = Path(out_dir)
-    with atomic_dir(out) as tmp:
-        df = run_protocol(
-            fs,
-            dataset=protocol.dataset,
-            split=protocol.split,
-            run=run,
-            n_way=protocol.ways,
-            shots=protocol.shots,
-            n_query=protocol.queries,
-            n_episodes=protocol.episodes,
-            seeds=protocol.seeds,
-            classifier=classifier,
-            classifier_kwargs=clf_kwargs,
-            device=device,
-            episodes_dir=tmp / "episodes",
-            progress=progress,
-            per_class=per_class,
-        )
-        runs = df.groupby(["n_way", "n_shot", "n_query", "seed"], sort=True).episodes_fingerprint.first()
-        episode_files = {_episodes_filename(*key): fingerprint for key, fingerprint in runs.items()}
-        config = {
-            **protocol.to_dict(),
-            "dataset": str(df.dataset.iloc[0]),
-            "split": str(df.split.iloc[0]),
-            "classifier": classifier,
-            "classifier_kwargs": {k: v for k, v in clf_kwargs.items() if k != "base_mean"},
-            "transductive": is_transductive(classifier),
-            "per_class": bool(per_class),
-        }
-        if base_record is not None:
-            config["base_features"] = base_record
-        manifest = make_manifest(
-            "evaluate",
-            config,
-            label=label or out.name,
-            run=str(df.run.iloc[0]),
-            features={
-                "path": str(features_path),
-                "fingerprint": fs.fingerprint,
-                "n": int(fs.labels.size),
-                "dim": int(fs.features.shape[1]),
-                "image_size": features_image_size(features_path),
-            },
-            episodes=episode_files,
-            protocol_file={"path": protocol.path, "sha256": protocol.sha256} if protocol.path else None,
-        )
-        write_results(tmp, df, summarize(df, ci=protocol.ci), manifest)
-    return read_results(out)
-
-
-def _episodes_filename(n_way: int, n_shot: int, n_query: int, seed: int) -> str:
-    """Name of a run's episodes file inside a results directory's ``episodes/``."""
-    return f"{n_way}way-{n_shot}shot-{n_query}query-seed{seed}.npz"

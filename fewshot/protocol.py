@@ -22,6 +22,7 @@ Every method scored with one protocol file sees the same episodes (given the sam
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,14 +30,14 @@ from typing import Any
 
 from fewshot._io import sha256_file
 
-__all__ = ["Protocol", "load_protocol"]
+__all__ = ["EvalProtocol", "load_protocol"]
 
 _KEYS = {"dataset", "split", "ways", "shots", "queries", "episodes", "seeds", "ci", "name", "description", "upstream"}
 _CI = ("t", "z")
 
 
 @dataclass(frozen=True)
-class Protocol:
+class EvalProtocol:
     """A few-shot evaluation protocol (defaults: the papers' 5-way, 1/5-shot, 15 queries,
     3,000 episodes, seeds 0, 1, 2). ``dataset``/``split`` None: taken from the features file."""
 
@@ -85,13 +86,27 @@ class Protocol:
         return d
 
 
-def load_protocol(path: str | Path) -> Protocol:
-    """Read a protocol TOML file; its SHA-256 is recorded in the returned :class:`Protocol`.
+def load_protocol(path: str | Path | None = None, **overrides: Any) -> EvalProtocol:
+    """Read a protocol TOML file and apply ``overrides``; the file's SHA-256 is recorded.
+
+    Args:
+        path: the TOML file; None: the papers' protocol (the :class:`EvalProtocol` defaults).
+        **overrides: protocol settings that replace the file's (``dataset``, ``split``,
+            ``ways``, ``shots``, ``queries``, ``episodes``, ``seeds``, ``ci``, ``name``,
+            ``description``, ``upstream``), validated like the file's; a value of None keeps
+            the file's (so CLI flags that were not given can be passed as they are). The
+            returned protocol still records ``path`` and ``sha256`` of the file.
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: invalid TOML, unknown keys or bad values.
+        ValueError: invalid TOML, unknown keys or bad values (in the file or the overrides).
     """
+    unknown = set(overrides) - _KEYS
+    if unknown:
+        raise ValueError(f"unknown protocol override(s) {sorted(unknown)}; accepted: {', '.join(sorted(_KEYS))}")
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if path is None:
+        return EvalProtocol(**given)
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"protocol file not found: {path}")
@@ -103,6 +118,7 @@ def load_protocol(path: str | Path) -> Protocol:
     if unknown:
         raise ValueError(f"{path}: unknown key(s) {sorted(unknown)}; expected {sorted(_KEYS)}")
     try:
-        return Protocol(**data, path=str(path), sha256=sha256_file(path))
+        protocol = EvalProtocol(**data, path=str(path), sha256=sha256_file(path))
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
+    return dataclasses.replace(protocol, **given) if given else protocol

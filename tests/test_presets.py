@@ -10,7 +10,7 @@ import pytest
 from scipy import stats as st
 
 from fewshot.classifiers.options import classifier_parameters, parse_classifier_args
-from fewshot.protocol import Protocol, load_protocol
+from fewshot.protocol import EvalProtocol, load_protocol
 from fewshot.results import read_results
 from fewshot.stats import confidence_interval, summarize
 
@@ -49,7 +49,7 @@ def test_z_and_t_intervals():
 
 def test_protocol_validation(tmp_path):
     with pytest.raises(ValueError, match="protocol ci must be one of t, z, got 'x'"):
-        Protocol(ci="x")
+        EvalProtocol(ci="x")
     bad = tmp_path / "p.toml"
     bad.write_text('upstream = 3\n')
     with pytest.raises(ValueError, match="protocol upstream must be a table"):
@@ -116,3 +116,42 @@ def test_every_protocol_file_loads():
     for f in files:
         p = load_protocol(f)
         assert p.dataset in list_datasets() and p.split == "test" and p.ci == "t"
+
+
+def test_protocol_is_a_deprecated_alias_of_eval_protocol():
+    import fewshot
+
+    assert fewshot.EvalProtocol is EvalProtocol and "Protocol" not in dir(fewshot)
+    with pytest.warns(DeprecationWarning, match="fewshot.Protocol is deprecated; use fewshot.EvalProtocol"):
+        assert fewshot.Protocol is EvalProtocol
+
+
+def test_load_protocol_overrides(tmp_path):
+    f = PRESETS / "rfs.toml"
+    base = load_protocol(f)
+    p = load_protocol(f, ways=3, shots=[2], episodes=7, seeds=None, ci="z")
+    assert (p.ways, p.shots, p.episodes, p.ci) == (3, (2,), 7, "z")
+    assert (p.seeds, p.queries, p.upstream, p.name) == (base.seeds, base.queries, base.upstream, "rfs")  # None keeps the file's
+    assert (p.path, p.sha256) == (base.path, base.sha256)  # the file stays recorded
+    assert load_protocol(None, queries=4) == EvalProtocol(queries=4)
+    assert load_protocol() == EvalProtocol()
+    with pytest.raises(ValueError, match=r"unknown protocol override\(s\) \['way'\]; accepted: ci, dataset, description"):
+        load_protocol(f, way=3)
+    with pytest.raises(ValueError, match=r"unknown protocol override\(s\) \['sha256'\]"):
+        load_protocol(None, sha256="0" * 64)
+    with pytest.raises(ValueError, match=r"^protocol ways must be a positive integer, got 0$"):
+        load_protocol(f, ways=0)
+    with pytest.raises(ValueError, match=r"protocol shots must not repeat a value"):
+        load_protocol(None, shots=[1, 1])
+
+
+def test_cli_flags_override_the_protocol_file(tmp_path, features_file, run_cli):
+    f = tmp_path / "p.toml"
+    f.write_text('ways = 4\nshots = [1, 5]\nepisodes = 50\nqueries = 5\nci = "z"\n')
+    status, _, err = run_cli("evaluate", "--features", features_file, "--protocol", f, "--shots", "2", "--episodes", "5",
+                             "--out", tmp_path / "r")
+    assert status == 0, err
+    config = json.loads((tmp_path / "r" / "manifest.json").read_text())["config"]
+    assert (config["ways"], config["shots"], config["episodes"], config["queries"], config["ci"]) == (4, [2], 5, 5, "z")
+    status, _, err = run_cli("evaluate", "--features", features_file, "--protocol", f, "--ways", "0", "--out", tmp_path / "r2")
+    assert status == 2 and "protocol ways must be a positive integer, got 0" in err and not (tmp_path / "r2").exists()

@@ -97,11 +97,11 @@ def fake_stages(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 def test_resume_skips_exactly_the_finished_cells_fast(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_stages: list[str]
 ) -> None:
-    import fewshot.evaluation
+    import fewshot.pipeline
 
     spec = spec_of(tmp_path, {"lam": [0.0, 0.5, 0.9], "seed": [0, 1]})
     cells = spec.cells()
-    real_evaluate = fewshot.evaluation.evaluate_to_directory
+    real_evaluate = fewshot.pipeline.evaluate_to_directory
 
     def interrupted(features, out, *args, **kwargs):
         if cells[2].id in str(out):
@@ -109,7 +109,7 @@ def test_resume_skips_exactly_the_finished_cells_fast(
         fake_stages.append(f"evaluate {Path(out).parent.name}")
         return real_evaluate(features, out, *args, **kwargs)
 
-    monkeypatch.setattr(fewshot.evaluation, "evaluate_to_directory", interrupted)
+    monkeypatch.setattr(fewshot.pipeline, "evaluate_to_directory", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run_sweep(spec)
     assert [cell_finished(spec, c) for c in cells] == [True, True, False, False, False, False]
@@ -119,7 +119,7 @@ def test_resume_skips_exactly_the_finished_cells_fast(
         fake_stages.append(f"evaluate {Path(out).parent.name}")
         return real_evaluate(features, out, *args, **kwargs)
 
-    monkeypatch.setattr(fewshot.evaluation, "evaluate_to_directory", recorded)
+    monkeypatch.setattr(fewshot.pipeline, "evaluate_to_directory", recorded)
     outcomes = run_sweep(spec)
     assert [o.status for o in outcomes] == ["skipped", "skipped", "resumed", "ran", "ran", "ran"]
     assert fake_stages == [f"evaluate {cells[2].id}"] + [
@@ -143,13 +143,13 @@ def test_resume_skips_exactly_the_finished_cells_fast(
 
 @pytest.mark.slow
 def test_resume_skips_exactly_the_finished_cells(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import fewshot.evaluation
+    import fewshot.pipeline
     import fewshot.features
     import fewshot.sweep.cell
 
     spec = spec_of(tmp_path, {"lam": [0.0, 0.9], "seed": [0]})
     first, second = spec.cells()
-    real_evaluate = fewshot.evaluation.evaluate_to_directory
+    real_evaluate = fewshot.pipeline.evaluate_to_directory
     calls: list[tuple[str, str]] = []
 
     def failing_evaluate(features, out, *args, **kwargs):
@@ -157,7 +157,7 @@ def test_resume_skips_exactly_the_finished_cells(tmp_path: Path, monkeypatch: py
             raise KeyboardInterrupt  # the sweep is stopped while the second cell evaluates
         return real_evaluate(features, out, *args, **kwargs)
 
-    monkeypatch.setattr(fewshot.evaluation, "evaluate_to_directory", failing_evaluate)
+    monkeypatch.setattr(fewshot.pipeline, "evaluate_to_directory", failing_evaluate)
     with pytest.raises(KeyboardInterrupt):
         run_sweep(spec)
     assert cell_finished(spec, first) and not cell_finished(spec, second)
@@ -170,7 +170,7 @@ def test_resume_skips_exactly_the_finished_cells(tmp_path: Path, monkeypatch: py
             return fn(*args, **kwargs)
         return wrapped
 
-    monkeypatch.setattr(fewshot.evaluation, "evaluate_to_directory", spy("evaluate", real_evaluate))
+    monkeypatch.setattr(fewshot.pipeline, "evaluate_to_directory", spy("evaluate", real_evaluate))
     monkeypatch.setattr(fewshot.features, "extract_to_file", spy("extract", fewshot.features.extract_to_file))
     monkeypatch.setattr(fewshot.sweep.cell, "_finetune", spy("finetune", fewshot.sweep.cell._finetune))
     outcomes = run_sweep(spec)

@@ -40,6 +40,10 @@ def register(sub: Any) -> None:
                    help="training run of these features, written in every row (default: the features file's run, "
                    "e.g. seed-0); results with one --label and distinct runs are replicates of that method")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--episode-cache-dir", metavar="DIR", default=None,
+                   help="episode cache; a second method or run on the same labels and protocol reads its episodes "
+                   "from it instead of sampling (default: $FEWSHOT_CACHE_DIR/episodes, else ~/.cache/fewshot/episodes)")
+    p.add_argument("--no-episode-cache", action="store_true", help="neither read nor write the episode cache")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("--out", required=True,
                    help="results directory to write (replaced only when it holds an earlier `fewshot evaluate` result)")
@@ -47,23 +51,15 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fewshot.evaluation import evaluate_to_directory
-    from fewshot.protocol import Protocol, load_protocol
+    from fewshot.classifiers.options import parse_classifier_args
+    from fewshot.pipeline import evaluate_to_directory
+    from fewshot.protocol import load_protocol
     from fewshot.stats import summarize
 
-    base = load_protocol(args.protocol) if args.protocol else Protocol()
-    overrides = {
-        "dataset": args.dataset,
-        "split": args.split,
-        "ways": args.ways,
-        "shots": args.shots,
-        "queries": args.queries,
-        "episodes": args.episodes,
-        "seeds": args.seeds,
-    }
-    protocol = Protocol(**{**base.to_dict(), **{k: v for k, v in overrides.items() if v is not None}})
-    from fewshot.classifiers.options import parse_classifier_args
-
+    protocol = load_protocol(
+        args.protocol, dataset=args.dataset, split=args.split, ways=args.ways, shots=args.shots,
+        queries=args.queries, episodes=args.episodes, seeds=args.seeds,
+    )
     clf_kwargs = {"C": args.C} if args.C is not None else {}
     clf_kwargs.update(parse_classifier_args(args.classifier_arg))
     if args.classifier == "simpleshot" and not args.base_features:
@@ -79,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         base_features=args.base_features,
         per_class=args.per_class,
+        episode_cache_dir=args.episode_cache_dir,
+        use_episode_cache=not args.no_episode_cache,
         progress=False if args.no_progress else None,
     )
     summary = summarize(results.episodes, ci=protocol.ci)

@@ -12,7 +12,7 @@ epochs = 20
 lam = [0.0, 0.25, 0.5, 0.75, 0.9, 1.0]
 seed = [0, 1, 2]             # the training seed is part of every cell's identity
 
-[evaluate]                   # fewshot.protocol.Protocol fields, plus `classifier` and the
+[evaluate]                   # fewshot.protocol.EvalProtocol fields, plus `classifier` and the
 shots = [1, 5]               # extraction split (`split`, default "test") and `data_root`
 episodes = 600
 ```
@@ -70,7 +70,7 @@ class SweepSpec:
         out: the sweep directory (``cells/<cell id>/``, ``summary.csv``, figures).
         finetune: shared fine-tuning settings.
         grid: axis -> values, in file order.
-        evaluate: protocol settings (``Protocol`` fields), ``classifier``, ``split``, ``data_root``.
+        evaluate: protocol settings (``EvalProtocol`` fields), ``classifier``, ``split``, ``data_root``.
         slurm: ``submitit`` executor parameters for ``--executor slurm`` (e.g. ``timeout_min``).
         path: the sweep file.
     """
@@ -99,10 +99,10 @@ class SweepSpec:
         return FinetuneConfig.from_dict(settings, source=f"sweep cell {cell.id}")
 
     def protocol(self, cell: Cell) -> Any:
-        from fewshot.protocol import Protocol
+        from fewshot.protocol import load_protocol
 
         fields = {k: v for k, v in self.evaluate.items() if k not in ("classifier", "split", "data_root")}
-        return Protocol(dataset=self.cell_config(cell).dataset, split=self.evaluate.get("split", "test"), **fields)
+        return load_protocol(None, dataset=self.cell_config(cell).dataset, split=self.evaluate.get("split", "test"), **fields)
 
 
 def load_sweep(path: str | os.PathLike, *, out: str | os.PathLike | None = None) -> SweepSpec:
