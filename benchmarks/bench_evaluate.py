@@ -243,6 +243,7 @@ def _sklearn_loop(name):
 
 def _easyfsl_loop(name, base_mean):
     import easyfsl.methods as m
+    import torch
 
     model = {
         "simpleshot": lambda: m.SimpleShot(feature_centering=torch.from_numpy(base_mean), feature_normalization=2),
@@ -260,12 +261,19 @@ def _easyfsl_loop(name, base_mean):
 
 
 def _reference_accuracy(run, feats, ep):
+    import numpy as np
+
     ys = ep.support_labels
     return np.array([(run(feats[s], ys, feats[q]) == ep.query_labels).mean() for s, q in zip(ep.support, ep.query)])
 
 
 def bench_classifiers(n_episodes: int = 300) -> list[tuple]:
     """Time every new classifier against its reference loop; returns the table rows."""
+    import numpy as np
+
+    from fewshot.episodes import sample_episodes
+    from fewshot.evaluation import evaluate
+
     try:
         import easyfsl  # noqa: F401
 
@@ -287,9 +295,9 @@ def bench_classifiers(n_episodes: int = 300) -> list[tuple]:
             X = unit if name == "pt-map" else feats
             kwargs = {"base_mean": base_mean, "metric": "cosine"} if name == "simpleshot" else {}
             evaluate(X, labels, ep[:20], name, **kwargs)  # warm-up
-            ours, t_ours = timed(lambda: evaluate(X, labels, ep, name, **kwargs))
+            ours, t_ours = timed(lambda X=X, ep=ep, name=name, kwargs=kwargs: evaluate(X, labels, ep, name, **kwargs))
             run = _easyfsl_loop(name, base_mean) if ref_name == "easyfsl" else _sklearn_loop(name)
-            ref, t_ref = timed(lambda: _reference_accuracy(run, X, ep))
+            ref, t_ref = timed(lambda run=run, X=X, ep=ep: _reference_accuracy(run, X, ep))
             rows.append((name, ref_name, shot, t_ours, t_ref, t_ref / t_ours, 100 * ours.mean(), 100 * ref.mean(), 100 * np.mean(ours == ref)))
     return rows
 
@@ -298,6 +306,8 @@ def main_classifiers(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="new classifiers vs their reference loops")
     parser.add_argument("--episodes", type=int, default=300)
     args = parser.parse_args(argv)
+    import torch
+
     warnings.simplefilter("ignore")
     print(f"torch threads: {torch.get_num_threads()}; features (12000, 640); {args.episodes} identical episodes per shot, 5-way, 15 queries\n")
     head = f"{'classifier':<14} {'reference':<12} {'shot':>4} {'ours s':>8} {'ref s':>8} {'speed-up':>8} {'acc ours %':>10} {'acc ref %':>9} {'same acc %':>10}"
