@@ -104,6 +104,8 @@ _EXPORTS: dict[str, str] = {
     "extract_features": "fewshot.features",
     "extract_cached": "fewshot.features",
     "write_features": "fewshot.features",
+    "extract_to_file": "fewshot.pipeline",
+    "ExtractResult": "fewshot.pipeline",
     "finetune": "fewshot.training",
     "finetune_seeds": "fewshot.training",
     "FinetuneConfig": "fewshot.training",

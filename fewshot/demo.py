@@ -137,7 +137,7 @@ def _run(out: Path, s: DemoSettings, quick: bool, progress: bool, log: Callable[
     from fewshot.analysis import analyze_to_directory
     from fewshot.comparison import compare
     from fewshot.evaluation import evaluate_to_directory
-    from fewshot.features import extract_to_file
+    from fewshot.pipeline import extract_to_file
     from fewshot.plots import plot_results
     from fewshot.protocol import Protocol
     from fewshot.runs import seed_run_name

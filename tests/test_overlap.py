@@ -129,7 +129,7 @@ def test_data_overlap_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 
 def test_extract_records_the_overlap_and_table_footnotes_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # digits has no ImageNet classes: nothing is recorded, even with a label set
-    from fewshot.features import extract_to_file
+    from fewshot.pipeline import extract_to_file
 
     out = tmp_path / "f.npz"
     with warnings.catch_warnings():

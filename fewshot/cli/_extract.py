@@ -60,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fewshot.features import extract_to_file
+    from fewshot.pipeline import extract_to_file
 
     res = extract_to_file(
         args.out,

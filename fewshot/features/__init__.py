@@ -2,14 +2,12 @@
 
 from fewshot.features.extract import (
     FEATURE_KEYS,
-    ExtractResult,
     check_input_size,
     content_fingerprint,
     default_cache_dir,
     default_num_workers,
     extract_cached,
     extract_features,
-    extract_to_file,
     feature_cache_key,
     model_identity,
     save_features,
@@ -19,14 +17,12 @@ from fewshot.features.extract import (
 
 __all__ = [
     "FEATURE_KEYS",
-    "ExtractResult",
     "check_input_size",
     "content_fingerprint",
     "default_cache_dir",
     "default_num_workers",
     "extract_cached",
     "extract_features",
-    "extract_to_file",
     "feature_cache_key",
     "model_identity",
     "save_features",

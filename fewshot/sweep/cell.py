@@ -125,7 +125,7 @@ def run_cell(spec: SweepSpec, cell: Cell) -> CellOutcome:
     """
     from fewshot.checkpoint import read_checkpoint_meta
     from fewshot.evaluation import evaluate_to_directory
-    from fewshot.features import extract_to_file
+    from fewshot.pipeline import extract_to_file
 
     directory = spec.cell_dir(cell)
     identity = _identity(spec, cell)
