@@ -45,7 +45,8 @@ _EXPORTS: dict[str, str] = {
     "plot_per_class": "fewshot.per_class",
     "evaluate": "fewshot.evaluation",
     "run_protocol": "fewshot.evaluation",
-    "load_features": "fewshot.evaluation",
+    "load_features": "fewshot.features",
+    "FeatureSet": "fewshot.features",
     "write_results": "fewshot.results",
     "read_results": "fewshot.results",
     # statistics and reporting

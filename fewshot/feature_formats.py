@@ -1,6 +1,6 @@
 """Feature files written by other toolkits, read into ``(features, labels, class_names)``.
 
-:func:`fewshot.evaluation.load_features` dispatches here by file name
+:func:`fewshot.features.load_features` dispatches here by file name
 (:data:`FOREIGN_SUFFIXES`); ``.npz`` stays with it.
 
 ``*.parquet`` / ``*.parquet.gzip`` / ``*.pq``

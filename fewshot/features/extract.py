@@ -47,29 +47,13 @@ __all__ = [
     "extract_features",
     "extract_cached",
     "write_features",
-    "save_features",
     "feature_cache_key",
     "content_fingerprint",
     "check_input_size",
     "split_identity",
     "model_identity",
     "default_num_workers",
-    "FEATURE_KEYS",
 ]
-
-#: Keys of a feature file written by :func:`save_features`.
-FEATURE_KEYS: tuple[str, ...] = (
-    "features",
-    "labels",
-    "class_names",
-    "fingerprint",
-    "dataset",
-    "split",
-    "run",
-    "cache_key",
-    "manifest",
-)
-
 
 class _PixelDataset(torch.utils.data.Dataset):
     """Items of a split as ``(3, H, W)`` uint8 tensors after resize and crop."""
@@ -271,50 +255,6 @@ def check_input_size(model: nn.Module, preprocessing: Preprocessing) -> None:
         raise ValueError(f"input size {size} does not fit this backbone ({first}); choose another --img-size") from None
     finally:
         model.train(was_training)
-
-
-def save_features(
-    path: str | os.PathLike,
-    features: np.ndarray,
-    labels: np.ndarray,
-    *,
-    class_names: Sequence[str] | None = None,
-    dataset: str = "",
-    split: str = "",
-    run: str = "",
-    cache_key: str = "",
-    manifest: Mapping[str, Any] | None = None,
-) -> str:
-    """Write a feature file atomically (keys: :data:`FEATURE_KEYS`); returns its fingerprint.
-
-    ``run`` names the training run whose checkpoint made the features (``""``: none), see
-    :mod:`fewshot.runs`.
-
-    Raises:
-        ValueError: ``features`` not 2-D, labels not matching its rows, or a label outside
-            ``class_names``.
-    """
-    features = np.ascontiguousarray(features, dtype=np.float32)
-    labels = np.ascontiguousarray(labels, dtype=np.int64)
-    if features.ndim != 2 or labels.shape != (features.shape[0],):
-        raise ValueError(f"need features (N, d) and labels (N,), got {features.shape} and {labels.shape}")
-    names = list(class_names or [])
-    if names and len(labels) and (labels.min() < 0 or labels.max() >= len(names)):
-        raise ValueError(f"labels span {labels.min()}..{labels.max()} but there are {len(names)} class names")
-    fingerprint = sha256_arrays(features, labels)
-    save_npz(
-        path,
-        features=features,
-        labels=labels,
-        class_names=np.array(names, dtype=str),
-        fingerprint=np.array(fingerprint),
-        dataset=np.array(dataset),
-        split=np.array(split),
-        run=np.array(run),
-        cache_key=np.array(cache_key),
-        manifest=np.array(json.dumps(dict(manifest or {}), sort_keys=True, default=str)),
-    )
-    return fingerprint
 
 
 # --------------------------------------------------------------------------- cache
