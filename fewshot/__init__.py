@@ -39,7 +39,7 @@ _EXPORTS: dict[str, str] = {
     "LaplacianShot": "fewshot.transductive",
     "TIM": "fewshot.transductive",
     "PTMAP": "fewshot.transductive",
-    "read_foreign_features": "fewshot.feature_formats",
+    "read_foreign_features": "fewshot.features",
     "per_class_accuracy": "fewshot.per_class",
     "compare_per_class": "fewshot.per_class",
     "plot_per_class": "fewshot.per_class",

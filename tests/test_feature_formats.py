@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from fewshot.features import load_features
-from fewshot.feature_formats import read_foreign_features
+from fewshot.features import read_foreign_features
 from fewshot.results import read_results
 
 from conftest import make_features

@@ -26,6 +26,9 @@ _EXPORTS: dict[str, str] = {
     "load_features": "fewshot.features.file",
     "save_features": "fewshot.features.file",
     "validate_features": "fewshot.features.file",
+    "FOREIGN_SUFFIXES": "fewshot.features.foreign",
+    "is_foreign_features": "fewshot.features.foreign",
+    "read_foreign_features": "fewshot.features.foreign",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -14,7 +14,7 @@ Feature files (``.npz``, written atomically, read by ``fewshot evaluate --featur
     manifest      ()     str, JSON: backbone, preprocessing, source, versions, time
 
 Only ``features`` and ``labels`` are required when reading. Files of other toolkits are read
-by :mod:`fewshot.feature_formats`, chosen by the file name.
+by :mod:`fewshot.features.foreign`, chosen by the file name.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from fewshot._io import save_npz, sha256_arrays
-from fewshot.feature_formats import is_foreign_features, read_foreign_features
+from fewshot.features.foreign import is_foreign_features, read_foreign_features
 from fewshot.runs import check_run_name
 
 logger = logging.getLogger(__name__)
@@ -143,7 +143,7 @@ def load_features(path: str | Path) -> FeatureSet:
     Optional keys: ``class_names`` (strings), ``dataset``, ``split``, ``run`` (the training
     run, written by ``fewshot extract --checkpoint``). Files of other toolkits (easyfsl
     parquet, ``.pt`` dicts, restricted pickles) are read by
-    :func:`fewshot.feature_formats.read_foreign_features`, chosen by the file name.
+    :func:`fewshot.features.foreign.read_foreign_features`, chosen by the file name.
 
     Raises:
         FileNotFoundError: the file does not exist.
