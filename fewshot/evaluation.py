@@ -279,7 +279,7 @@ def evaluate_to_directory(
     """
     from fewshot._io import atomic_dir
     from fewshot._manifest import make_manifest
-    from fewshot.features.foreign import features_image_size
+    from fewshot.features import features_image_size
     from fewshot.protocol import Protocol
     from fewshot.results import read_results, write_results
     from fewshot.stats import summarize

@@ -23,6 +23,7 @@ _EXPORTS: dict[str, str] = {
     "content_fingerprint": "fewshot.features.extract",
     "FEATURE_KEYS": "fewshot.features.file",
     "FeatureSet": "fewshot.features.file",
+    "features_image_size": "fewshot.features.file",
     "load_features": "fewshot.features.file",
     "save_features": "fewshot.features.file",
     "validate_features": "fewshot.features.file",

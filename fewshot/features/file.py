@@ -36,7 +36,7 @@ from fewshot.features.foreign import is_foreign_features, read_foreign_features
 from fewshot.runs import check_run_name
 
 logger = logging.getLogger(__name__)
-__all__ = ["FEATURE_KEYS", "FeatureSet", "load_features", "save_features", "validate_features"]
+__all__ = ["FEATURE_KEYS", "FeatureSet", "features_image_size", "load_features", "save_features", "validate_features"]
 
 
 #: Keys of a feature file written by :func:`save_features`.
@@ -218,3 +218,20 @@ def save_features(
         manifest=np.array(json.dumps(dict(manifest or {}), sort_keys=True, default=str)),
     )
     return fingerprint
+
+
+def features_image_size(path: str | Path) -> list[int] | None:
+    """``[height, width]`` the features were extracted at, from a fewshot ``.npz``'s manifest
+    (``preprocessing.input_size``); ``None`` when the file does not record it."""
+    path = Path(path)
+    if is_foreign_features(path) or not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "manifest" not in z.files:
+                return None
+            manifest = json.loads(str(z["manifest"]))
+        size = manifest.get("preprocessing", {}).get("input_size")
+        return [int(v) for v in size[1:]] if size and len(size) == 3 else None
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None

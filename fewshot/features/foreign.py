@@ -22,13 +22,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["FOREIGN_SUFFIXES", "is_foreign_features", "read_foreign_features", "features_image_size"]
+__all__ = ["FOREIGN_SUFFIXES", "is_foreign_features", "read_foreign_features"]
 
 #: File name endings read here rather than as ``.npz``.
 FOREIGN_SUFFIXES: tuple[str, ...] = (".parquet", ".parquet.gzip", ".pq", ".pkl", ".pickle", ".pt", ".pth")
@@ -143,20 +142,3 @@ def _from_torch(path: Path) -> Triple:
     to_np = lambda t: t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else t  # noqa: E731
     names = [str(c) for c in obj.get("class_names", [])]
     return to_np(feats), to_np(labels), names
-
-
-def features_image_size(path: str | Path) -> list[int] | None:
-    """``[height, width]`` the features were extracted at, from a fewshot ``.npz``'s manifest
-    (``preprocessing.input_size``); ``None`` when the file does not record it."""
-    path = Path(path)
-    if is_foreign_features(path) or not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if "manifest" not in z.files:
-                return None
-            manifest = json.loads(str(z["manifest"]))
-        size = manifest.get("preprocessing", {}).get("input_size")
-        return [int(v) for v in size[1:]] if size and len(size) == 3 else None
-    except (OSError, ValueError, TypeError, AttributeError):
-        return None
