@@ -6,6 +6,7 @@ writes one output, validating its arguments first.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import time
@@ -17,18 +18,15 @@ import torch
 from torch import nn
 
 from fewshot._device import resolve_device
-from fewshot.features import (
-    check_input_size,
-    default_cache_dir,
-    extract_cached,
-    save_features,
-    split_identity,
-    write_features,
-)
-from fewshot.models import resolve_preprocessing
+from fewshot._io import check_output_file, write_bytes
+from fewshot._manifest import environment_info
+from fewshot.data import load_split
+from fewshot.features import save_features
+from fewshot.overlap import label_set_of_model, label_set_synsets, warn_overlap
 from fewshot.runs import check_run_name
 
 __all__ = ["ExtractResult", "extract_to_file"]
+
 
 class ExtractResult(NamedTuple):
     """What :func:`extract_to_file` wrote."""
@@ -87,12 +85,10 @@ def extract_to_file(
         ValueError: conflicting or missing arguments, an output not ending in ``.npz``, a bad
             dataset/split/backbone; FileNotFoundError: missing data, weights or checkpoint.
     """
-    import dataclasses
-
-    from fewshot._io import write_bytes
-    from fewshot._manifest import environment_info
-    from fewshot.data import load_split
-    from fewshot.models import create_backbone
+    # timm-backed modules, imported on use: importing this module (it also serves `fewshot evaluate`) loads no timm
+    from fewshot.checkpoint import checkpoint_run, load_checkpoint, load_heads
+    from fewshot.features import check_input_size, default_cache_dir, extract_cached, write_features
+    from fewshot.models import create_backbone, resolve_preprocessing
 
     if checkpoint is None and backbone is None:
         raise ValueError("give a backbone name (--backbone) or a checkpoint directory (--checkpoint)")
@@ -103,8 +99,6 @@ def extract_to_file(
         raise ValueError(f"output must end in .npz, got {out}")
     if run is not None:
         check_run_name(run, "run")
-    from fewshot._io import check_output_file
-
     inputs = [checkpoint, data_root]
     if pretrained not in (None, "hub"):
         inputs.append(pretrained)
@@ -114,14 +108,10 @@ def extract_to_file(
     source: dict[str, Any]
     neck: nn.Module | None = None
     if checkpoint is not None:
-        from fewshot.checkpoint import checkpoint_run, load_checkpoint
-
         if pretrained is not None:
             raise ValueError("pretrained weights conflict with a checkpoint (the checkpoint holds the weights)")
         model, pp, meta = load_checkpoint(checkpoint)
         if "neck" in (meta.get("heads") or {}):
-            from fewshot.checkpoint import load_heads
-
             neck = load_heads(checkpoint)["neck"]
         name = meta["backbone"]["name"]
         if backbone is not None and backbone != name:
@@ -142,8 +132,6 @@ def extract_to_file(
         source = {"pretrained": weights, "seed": seed if pretrained is None else None}
 
     check_input_size(model, pp)
-    from fewshot.overlap import label_set_of_model, label_set_synsets, warn_overlap
-
     if pretrained_on is not None:
         label_set_synsets(pretrained_on)  # validates the name
     elif source.get("pretrained") == "hub" or source.get("from_hub"):
@@ -187,6 +175,10 @@ def _write_necked(
     cache_dir: str | os.PathLike | None, options: dict[str, Any],
 ) -> bool:
     """Write ``neck(backbone features)`` of ``split`` to ``out``; whether the backbone's came from the cache."""
+    # timm-backed, imported on use (see extract_to_file)
+    from fewshot.features import default_cache_dir, extract_cached, split_identity, write_features
+    from fewshot.models import state_dict_sha256
+
     options = dict(options)
     manifest, run = dict(options.pop("manifest")), options.pop("run")
     if use_cache:
@@ -203,8 +195,6 @@ def _write_necked(
     neck = neck.eval().float().cpu()
     with torch.inference_mode():
         feats = torch.cat([neck(torch.from_numpy(c)) for c in np.array_split(base, max(1, len(base) // 4096))]).numpy()
-    from fewshot.models import state_dict_sha256
-
     neck_sha = state_dict_sha256(neck)
     manifest.update(neck={"dims": list(getattr(neck, "dims", ())), "weights_sha256": neck_sha}, backbone_cache_key=key)
     sid = split_identity(split)

@@ -191,8 +191,8 @@ def test_save_features_validates(tmp_path):
 
 @pytest.fixture
 def toy_data(monkeypatch):
-    """``fewshot.data.load_split`` answering with an in-memory split."""
-    import fewshot.data
+    """``load_split`` (as ``fewshot extract`` calls it) answering with an in-memory split."""
+    import fewshot.pipeline
 
     calls = []
 
@@ -200,7 +200,7 @@ def toy_data(monkeypatch):
         calls.append((name, split, root))
         return MemorySplit(name=name, split=split, size=16)
 
-    monkeypatch.setattr(fewshot.data, "load_split", load_split, raising=False)
+    monkeypatch.setattr(fewshot.pipeline, "load_split", load_split)
     return calls
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from fewshot._device import resolve_device
 from fewshot.models import Preprocessing, eval_transform, resolve_preprocessing
@@ -140,8 +141,6 @@ def extract_features(
         ValueError: empty split, ``batch_size < 1``, ``num_workers < 0``, or a model whose
             output is not ``(B, d)``.
     """
-    from tqdm.auto import tqdm
-
     n = len(split)
     if n == 0:
         raise ValueError(f"split {getattr(split, 'name', '?')}/{getattr(split, 'split', '?')} has no images")

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from fewshot.data import load_pickle
+
 __all__ = ["FOREIGN_SUFFIXES", "is_foreign_features", "read_foreign_features"]
 
 #: File name endings read here rather than as ``.npz``.
@@ -66,7 +68,7 @@ def read_foreign_features(path: str | Path) -> Triple:
 
 
 def _read_parquet(path: Path) -> Any:
-    import pandas as pd
+    import pandas as pd  # only this format needs pandas (and the optional pyarrow)
 
     try:
         import pyarrow  # noqa: F401
@@ -99,8 +101,6 @@ def _codes(names: list[str]) -> tuple[np.ndarray, list[str]]:
 
 
 def _from_pickle(path: Path) -> Triple:
-    from fewshot.data import load_pickle
-
     try:
         obj = load_pickle(path)
     except ValueError as exc:
@@ -125,7 +125,7 @@ def _from_pickle(path: Path) -> Triple:
 
 
 def _from_torch(path: Path) -> Triple:
-    import torch
+    import torch  # only this format needs torch: reading the others stays NumPy-only
 
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
