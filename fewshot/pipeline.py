@@ -61,6 +61,7 @@ def extract_to_file(
     progress: bool = True,
     run: str | None = None,
     pretrained_on: str | None = None,
+    channels_last: bool | None = None,
 ) -> ExtractResult:
     """Features of ``dataset``/``split`` from a backbone or a fine-tuned checkpoint, to ``out``.
 
@@ -80,6 +81,8 @@ def extract_to_file(
     frozen backbone of many runs is run once per split) mapped by the neck in float32. When the split shares classes with it, one
     :class:`~fewshot.overlap.PretrainingOverlapWarning` is issued and the feature file's
     manifest records ``pretraining_overlap`` (:func:`fewshot.overlap.overlap_summary`).
+    ``channels_last``: the memory format of the forward passes, as
+    :func:`~fewshot.features.extract_features` (None: by backbone family).
 
     Raises:
         ValueError: conflicting or missing arguments, an output not ending in ``.npz``, a bad
@@ -149,6 +152,7 @@ def extract_to_file(
         progress=progress,
         manifest=record,
         run=run or "",
+        channels_last=channels_last,
     )
     t0 = time.perf_counter()
     hit = False

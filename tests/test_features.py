@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -13,7 +14,7 @@ from fewshot._io import sha256_arrays
 from fewshot.checkpoint import save_checkpoint
 from fewshot.cli import main
 from fewshot.data._base import ImageSplit
-from fewshot.features import FEATURE_KEYS, extract_cached, extract_features, save_features
+from fewshot.features import FEATURE_KEYS, default_channels_last, extract_cached, extract_features, save_features
 from fewshot.models import create_backbone, eval_transform, resolve_preprocessing
 
 
@@ -121,6 +122,48 @@ def test_extract_bad_input():
     with pytest.raises(ValueError, match=r"backbone output has shape \(12, 8, 2, 2\)"):
         extract_features(model.stages, MemorySplit(), preprocessing=resolve_preprocessing(model, img_size=32),
                          batch_size=12, progress=False)
+
+
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [("conv4", {"width": 8}), ("resnet12_narrow", {}), pytest.param("resnet12", {}, marks=pytest.mark.slow)],
+)
+def test_channels_last_features_equal_the_contiguous_path(name, kwargs):
+    split = MemorySplit()
+    model = create_backbone(name, seed=0, **kwargs)
+    pp = resolve_preprocessing(model, img_size=16)
+    contiguous, _ = extract_features(model, split, preprocessing=pp, batch_size=5, progress=False, channels_last=False)
+    channels_last, _ = extract_features(model, split, preprocessing=pp, batch_size=5, progress=False, channels_last=True)
+    assert default_channels_last(model)
+    scale = np.abs(contiguous).max()
+    np.testing.assert_allclose(channels_last, contiguous, rtol=0, atol=1e-5 * scale)
+    # and both agree with a float64 forward pass of the per-image timm transform
+    tf = eval_transform(pp)
+    x = torch.stack([tf(split.image(i)) for i in range(len(split))]).double()
+    with torch.no_grad():
+        reference = copy.deepcopy(model).double().eval()(x).numpy()
+    np.testing.assert_allclose(channels_last, reference, rtol=0, atol=1e-5 * scale)
+    np.testing.assert_allclose(contiguous, reference, rtol=0, atol=1e-5 * scale)
+    # the model's parameters are contiguous again afterwards
+    assert all(p.is_contiguous() for p in model.parameters())
+
+
+def test_channels_last_choice_is_validated_and_keyed(tmp_path):
+    split, model = MemorySplit(), _model()
+    pp = resolve_preprocessing(model, img_size=32)
+    with pytest.raises(ValueError, match=r"channels_last must be True, False or None \(auto\), got 'yes'"):
+        extract_features(model, split, preprocessing=pp, progress=False, channels_last="yes")
+    auto, _ = extract_cached(model, split, tmp_path, preprocessing=pp, progress=False)
+    assert extract_cached(model, split, tmp_path, preprocessing=pp, progress=False, channels_last=True) == (auto, True)
+    contiguous, hit = extract_cached(model, split, tmp_path, preprocessing=pp, progress=False, channels_last=False)
+    assert not hit and contiguous != auto
+    with np.load(auto) as a, np.load(contiguous) as c:
+        assert json.loads(str(a["manifest"]))["memory_format"] == "channels_last"
+        assert json.loads(str(c["manifest"]))["memory_format"] == "contiguous"
+    # a model already in channels-last format stays so
+    model.to(memory_format=torch.channels_last)
+    extract_features(model, split, preprocessing=pp, progress=False, channels_last=True)
+    assert not model.stages[0].conv.weight.is_contiguous()
 
 
 def test_timm_model_end_to_end_into_npz(tmp_path):

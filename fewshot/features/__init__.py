@@ -13,6 +13,8 @@ from typing import Any
 _EXPORTS: dict[str, str] = {
     "extract_features": "fewshot.features.extract",
     "default_num_workers": "fewshot.features.extract",
+    "default_channels_last": "fewshot.features.extract",
+    "CHANNELS_LAST_FAMILIES": "fewshot.features.extract",
     "check_input_size": "fewshot.features.extract",
     "extract_cached": "fewshot.features.cache",
     "write_features": "fewshot.features.cache",

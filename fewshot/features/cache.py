@@ -24,7 +24,7 @@ from torch import nn
 
 from fewshot._device import resolve_device
 from fewshot._io import sha256_arrays
-from fewshot.features.extract import extract_features
+from fewshot.features.extract import extract_features, resolve_channels_last
 from fewshot.features.file import save_features
 from fewshot.models import Preprocessing, resolve_preprocessing, state_dict_sha256
 
@@ -113,9 +113,12 @@ def feature_cache_key(
     preprocessing: Preprocessing,
     precision: str,
     run: str = "",
+    memory_format: str = "contiguous",
 ) -> str:
     """SHA-256 of the canonical JSON of everything that determines the feature file
-    (the training ``run`` name is recorded in the file, so it is part of the key)."""
+    (the training ``run`` name is recorded in the file, so it is part of the key). The memory
+    format (``"contiguous"`` or ``"channels_last"``, whose features differ at float rounding)
+    enters the key only when it is channels-last, so contiguous keys are those of before."""
     payload = {
         "model": model_id,
         "split": dict(split_id),
@@ -124,6 +127,8 @@ def feature_cache_key(
         "run": run,
         "version": 2,
     }
+    if memory_format != "contiguous":
+        payload["memory_format"] = memory_format
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -151,17 +156,22 @@ def _key(
     device: torch.device | str | None,
     model_id: Mapping[str, Any] | str | None,
     run: str = "",
+    channels_last: bool | None = None,
 ) -> tuple[str, dict[str, Any]]:
     dev = resolve_device(device)
     pp = preprocessing if preprocessing is not None else resolve_preprocessing(model)
+    cl = resolve_channels_last(model, channels_last)
     info = {
         "model": model_identity(model) if model_id is None else model_id,
         "split": split_identity(split),
         "preprocessing": pp,
         "precision": "bf16" if dev.type == "cuda" else "fp32",
+        "memory_format": "channels_last" if cl else "contiguous",
+        "channels_last": cl,
         "device": dev,
     }
-    return feature_cache_key(info["model"], info["split"], pp, info["precision"], run), info
+    key = feature_cache_key(info["model"], info["split"], pp, info["precision"], run, info["memory_format"])
+    return key, info
 
 
 def write_features(
@@ -177,12 +187,14 @@ def write_features(
     progress: bool = True,
     manifest: Mapping[str, Any] | None = None,
     run: str = "",
+    channels_last: bool | None = None,
 ) -> str:
     """:func:`extract_features`, then :func:`save_features` to ``path`` with the cache key and a
-    manifest (``manifest`` plus model, split, preprocessing, precision, time). Returns the
-    fingerprint. Arguments and errors as :func:`extract_features` and :func:`extract_cached`.
+    manifest (``manifest`` plus model, split, preprocessing, precision, memory format, time).
+    Returns the fingerprint. Arguments and errors as :func:`extract_features` and
+    :func:`extract_cached`.
     """
-    key, info = _key(model, split, preprocessing, device, model_id, run)
+    key, info = _key(model, split, preprocessing, device, model_id, run, channels_last)
     pp, dev = info["preprocessing"], info["device"]
     t0 = time.perf_counter()
     features, labels = extract_features(
@@ -193,6 +205,7 @@ def write_features(
         num_workers=num_workers,
         device=dev,
         progress=progress,
+        channels_last=info["channels_last"],
     )
     sid = info["split"]
     record = {
@@ -201,6 +214,7 @@ def write_features(
         "split": sid,
         "preprocessing": pp.to_dict(),
         "precision": info["precision"],
+        "memory_format": info["memory_format"],
         "device": str(dev),
         "seconds": round(time.perf_counter() - t0, 3),
     }
@@ -230,18 +244,20 @@ def extract_cached(
     progress: bool = True,
     manifest: Mapping[str, Any] | None = None,
     run: str = "",
+    channels_last: bool | None = None,
 ) -> tuple[Path, bool]:
     """Features of ``split`` as a feature file in ``cache_dir``, computed at most once.
 
     The file is ``cache_dir/<dataset>-<split>-<key[:16]>.npz`` where the key
     (:func:`feature_cache_key`) covers the model (``model_id``, default
     :func:`model_identity`, which hashes the weights), the split (:func:`split_identity`),
-    the preprocessing and the precision (bf16 on CUDA, fp32 on the CPU). An existing, intact
+    the preprocessing, the precision (bf16 on CUDA, fp32 on the CPU) and the memory format
+    (channels-last or not, see :func:`~fewshot.features.extract.default_channels_last`). An existing, intact
     file with that key is a hit: no forward pass runs. A damaged one is recomputed.
 
     Args:
-        model, split, preprocessing, batch_size, num_workers, device, progress: as
-            :func:`extract_features`.
+        model, split, preprocessing, batch_size, num_workers, device, progress, channels_last:
+            as :func:`extract_features`.
         cache_dir: directory of feature files (created when missing).
         model_id: identity of the model for the key (e.g. a checkpoint's SHA-256), when
             hashing its state dict is not wanted.
@@ -254,7 +270,7 @@ def extract_cached(
     Raises:
         As :func:`extract_features`.
     """
-    key, info = _key(model, split, preprocessing, device, model_id, run)
+    key, info = _key(model, split, preprocessing, device, model_id, run, channels_last)
     sid = info["split"]
     path = Path(cache_dir) / f"{_safe(sid['dataset'])}-{_safe(sid['split'])}-{key[:16]}.npz"
     if path.is_file():
@@ -273,6 +289,7 @@ def extract_cached(
         progress=progress,
         manifest=manifest,
         run=run,
+        channels_last=info["channels_last"],
     )
     return path, False
 

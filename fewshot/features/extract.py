@@ -25,7 +25,19 @@ from tqdm.auto import tqdm
 from fewshot._device import resolve_device
 from fewshot.models import Preprocessing, eval_transform, resolve_preprocessing
 
-__all__ = ["extract_features", "check_input_size", "default_num_workers"]
+__all__ = [
+    "extract_features",
+    "check_input_size",
+    "default_num_workers",
+    "default_channels_last",
+    "resolve_channels_last",
+    "CHANNELS_LAST_FAMILIES",
+]
+
+#: Backbone classes (``type(model).__name__``) that extraction feeds in channels-last memory
+#: format unless told otherwise: the families whose extraction measured faster that way on the
+#: CPU (``benchmarks/bench_features.py``: Conv-4, ResNet-12, timm's ResNet, EfficientNet).
+CHANNELS_LAST_FAMILIES: frozenset[str] = frozenset({"Conv4", "ResNet12", "FewShotResNet12", "ResNet", "EfficientNet"})
 
 
 class _PixelDataset(torch.utils.data.Dataset):
@@ -101,6 +113,31 @@ def default_num_workers(device: torch.device | str | None = None) -> int:
     return max(0, min(8, (os.cpu_count() or 1) - 1))
 
 
+def default_channels_last(model: nn.Module) -> bool:
+    """Whether extraction runs ``model`` in channels-last memory format by default: for the
+    families in :data:`CHANNELS_LAST_FAMILIES`, on any device (other models, e.g. ViTs, stay
+    contiguous)."""
+    return type(model).__name__ in CHANNELS_LAST_FAMILIES
+
+
+def resolve_channels_last(model: nn.Module, channels_last: bool | None) -> bool:
+    """``channels_last``, or :func:`default_channels_last` when it is None.
+
+    Raises:
+        ValueError: ``channels_last`` neither a bool nor None.
+    """
+    if channels_last is None:
+        return default_channels_last(model)
+    if not isinstance(channels_last, bool):
+        raise ValueError(f"channels_last must be True, False or None (auto), got {channels_last!r}")
+    return channels_last
+
+
+def _is_channels_last(model: nn.Module) -> bool:
+    """Whether some 4-D parameter of ``model`` is stored channels-last (and not contiguous)."""
+    return any(p.ndim == 4 and not p.is_contiguous() for p in model.parameters())
+
+
 def _embed(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     if getattr(model, "num_classes", 0) and hasattr(model, "forward_head"):
         return model.forward_head(model.forward_features(x), pre_logits=True)
@@ -116,6 +153,7 @@ def extract_features(
     num_workers: int | None = None,
     device: torch.device | str | None = None,
     progress: bool = True,
+    channels_last: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Embed every item of ``split`` with a frozen backbone.
 
@@ -133,13 +171,16 @@ def extract_features(
         device: where the model runs; default CUDA when available, else CPU. The model is
             moved there.
         progress: show a tqdm bar.
+        channels_last: run the model and its inputs in channels-last memory format (same
+            features up to float rounding); None (default): :func:`default_channels_last`.
+            The model's parameters are converted for the extraction and restored afterwards.
 
     Returns:
         ``(features, labels)``: ``(N, d)`` float32 and ``(N,)`` int64 (``split.labels``).
 
     Raises:
-        ValueError: empty split, ``batch_size < 1``, ``num_workers < 0``, or a model whose
-            output is not ``(B, d)``.
+        ValueError: empty split, ``batch_size < 1``, ``num_workers < 0``, ``channels_last``
+            not a bool or None, or a model whose output is not ``(B, d)``.
     """
     n = len(split)
     if n == 0:
@@ -150,6 +191,8 @@ def extract_features(
     workers = default_num_workers(dev) if num_workers is None else int(num_workers)
     if workers < 0:
         raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+    cl = resolve_channels_last(model, channels_last)
+    memory_format = torch.channels_last if cl else torch.contiguous_format
     pp = preprocessing if preprocessing is not None else resolve_preprocessing(model)
     labels = np.asarray(split.labels, dtype=np.int64)
     if labels.shape != (n,):
@@ -167,6 +210,9 @@ def extract_features(
     std = torch.tensor(pp.std, device=dev, dtype=torch.float32).view(1, -1, 1, 1)
     was_training = model.training
     model.eval().to(dev)
+    restore_layout = cl and not _is_channels_last(model)
+    if cl:
+        model.to(memory_format=torch.channels_last)
     out: np.ndarray | None = None
     start = 0
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else contextlib.nullcontext()
@@ -177,7 +223,9 @@ def extract_features(
         ) as bar:
             for pixels in batches:
                 # the same operations, in the same order, as ToTensor + Normalize per image
-                x = pixels.to(dev, non_blocking=True).float().div_(255).sub_(mean).div_(std)
+                # (channels-last uint8 first: .float() and the in-place ops keep the layout)
+                x = pixels.to(dev, non_blocking=True).contiguous(memory_format=memory_format)
+                x = x.float().div_(255).sub_(mean).div_(std)
                 with autocast:
                     f = _embed(model, x)
                 if f.ndim != 2 or f.shape[0] != x.shape[0]:
@@ -194,6 +242,8 @@ def extract_features(
     finally:
         if isinstance(batches, Generator):
             batches.close()  # stops the prefetch thread
+        if restore_layout:
+            model.to(memory_format=torch.contiguous_format)
         model.train(was_training)
     if out is None or start != n:
         raise RuntimeError(f"the loader yielded {start} items for a split of {n}")
