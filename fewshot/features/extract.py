@@ -105,7 +105,7 @@ def default_num_workers(device: torch.device | str | None = None) -> int:
     On CUDA, up to 8 (leaving one core to the main process). On the CPU the model already
     uses every core through intra-op threads, so 0: images are loaded by a prefetching thread
     of the main process, which on 2 cores measured faster than worker processes
-    (``benchmarks/bench_features.py``).
+    (an earlier ``benchmarks/bench_features.py``, with ``--workers 0 1``).
     """
     dev = resolve_device(device)
     if dev.type == "cpu":
