@@ -1,18 +1,23 @@
-"""Feature extraction throughput: extract_features vs a bare model(x) loop; cache-hit time.
+"""Feature extraction throughput per backbone family: contiguous vs channels-last, and vs a bare loop.
 
-A timm ``resnet18`` (random init, nothing downloaded) at 84 px on the CPU embeds an in-memory
-split of 84×84 uint8 images through :func:`fewshot.features.extract_features` (PIL decode,
-resize, crop, batched normalisation, DataLoader), and, as the reference, the same images
-already transformed into normalised float tensors through a bare ``model(x)`` loop under
-``torch.inference_mode``. Target: extract_features within 10% of the bare loop.
-Then :func:`fewshot.features.extract_cached` is timed on a hit (no forward pass).
+For each family (``conv4``, ``resnet12``, timm's ``resnet18``, ``tf_efficientnet_lite0``; random
+init, nothing downloaded) at 84 px on the CPU, an in-memory split of 84×84 uint8 images is
+embedded by :func:`fewshot.features.extract_features` (PIL decode, resize, crop, batched
+normalisation, prefetch thread) with ``channels_last=False`` and ``True``; as the reference, the
+same images already transformed into normalised float tensors go through a bare
+``with torch.inference_mode(): model(x)`` loop, contiguous and channels-last. The paths are
+timed in interleaved rounds; ratios are medians over rounds of (time / reference time of the
+same round), robust to drifting load. Targets: extraction within 10 % of the bare channels-last
+loop; the default memory format of a family (:data:`fewshot.features.CHANNELS_LAST_FAMILIES`)
+is the faster one. Then :func:`fewshot.features.extract_cached` is timed on a hit.
 
-    python benchmarks/bench_features.py [--n 512] [--batch-size 128] [--repeats 5] [--workers 0 1]
+    python benchmarks/bench_features.py [--models conv4 resnet12 ...] [--n 256] [--repeats 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import tempfile
 import time
@@ -23,12 +28,12 @@ from PIL import Image
 
 from fewshot.backbones import create_backbone
 from fewshot.data._base import ImageSplit
-from fewshot.features import extract_cached, extract_features
+from fewshot.features import default_channels_last, extract_cached, extract_features
 from fewshot.transforms import eval_transform, resolve_preprocessing
 
 
 class MemorySplit(ImageSplit):
-    """N random 84×84 RGB images held as one uint8 array."""
+    """N random RGB images held as one uint8 array."""
 
     def __init__(self, n: int, size: int, seed: int = 0) -> None:
         rng = np.random.default_rng(seed)
@@ -46,73 +51,97 @@ def _time(fn) -> float:
     return time.perf_counter() - t0
 
 
-def _best(fn, repeats: int) -> tuple[float, list[float]]:
-    times = [_time(fn) for _ in range(repeats)]
-    return min(times), times
+def _family(name: str, split: MemorySplit, args: argparse.Namespace) -> dict[str, object]:
+    model = create_backbone(name, seed=0).eval()
+    pp = resolve_preprocessing(model, img_size=args.img_size)
+    transform = eval_transform(pp)
+    tensors = torch.stack([transform(split.image(i)) for i in range(len(split))])
+    batches = {
+        "contiguous": list(torch.split(tensors, args.batch_size)),
+        "channels_last": [b.contiguous(memory_format=torch.channels_last) for b in torch.split(tensors, args.batch_size)],
+    }
+    models = {"contiguous": model, "channels_last": copy.deepcopy(model).to(memory_format=torch.channels_last)}
+
+    def bare(fmt: str) -> None:
+        with torch.inference_mode():
+            for x in batches[fmt]:
+                models[fmt](x)
+
+    def extract(cl: bool) -> np.ndarray:
+        return extract_features(model, split, preprocessing=pp, batch_size=args.batch_size, num_workers=0,
+                                device="cpu", progress=False, channels_last=cl)[0]
+
+    paths = {
+        "bare contiguous": lambda: bare("contiguous"),
+        "bare channels_last": lambda: bare("channels_last"),
+        "extract contiguous": lambda: extract(False),
+        "extract channels_last": lambda: extract(True),
+    }
+    for fn in paths.values():  # warm-up (allocator, oneDNN primitives)
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in paths}
+    for _ in range(args.repeats):
+        for k, fn in paths.items():
+            times[k].append(_time(fn))
+    a, b = extract(False), extract(True)
+    scale = float(np.abs(a).max()) or 1.0
+
+    def ratio(num: str, den: str) -> float:
+        return statistics.median(x / y for x, y in zip(times[num], times[den]))
+
+    return {
+        "model": name,
+        "params_M": sum(p.numel() for p in model.parameters()) / 1e6,
+        **{f"{k} img/s": args.n / min(v) for k, v in times.items()},
+        "cl/contig extract": ratio("extract channels_last", "extract contiguous"),
+        "cl/contig bare": ratio("bare channels_last", "bare contiguous"),
+        "extract cl / bare cl": ratio("extract channels_last", "bare channels_last"),
+        "max |diff| / max |f|": float(np.abs(a - b).max()) / scale,
+        "default": "channels_last" if default_channels_last(model) else "contiguous",
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="resnet18")
-    parser.add_argument("--n", type=int, default=512, help="images (default 512)")
+    parser.add_argument("--models", nargs="*", default=["conv4", "resnet12", "resnet18", "tf_efficientnet_lite0"])
+    parser.add_argument("--n", type=int, default=256, help="images (default 256)")
     parser.add_argument("--img-size", type=int, default=84)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=5, help="interleaved timed rounds")
-    parser.add_argument("--workers", type=int, nargs="*", default=[0, 1], help="loader workers to try")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved timed rounds")
     args = parser.parse_args()
 
     split = MemorySplit(args.n, args.img_size)
-    model = create_backbone(args.model, seed=0).eval()
+    rows = [_family(name, split, args) for name in args.models]
+
+    print(f"{args.n} images at {args.img_size} px, batch {args.batch_size}, torch threads "
+          f"{torch.get_num_threads()}, {args.repeats} interleaved rounds; img/s from the best round")
+    head = (f"{'model':22s} {'bare':>7s} {'bare CL':>8s} {'extract':>8s} {'extr. CL':>9s} "
+            f"{'CL/contig':>10s} {'CL/contig':>10s} {'extr.CL':>8s} {'max|diff|':>10s}  default")
+    print(head)
+    print(f"{'':22s} {'img/s':>7s} {'img/s':>8s} {'img/s':>8s} {'img/s':>9s} "
+          f"{'extract':>10s} {'bare':>10s} {'/bareCL':>8s} {'/max|f|':>10s}")
+    for r in rows:
+        print(f"{r['model']:22s} {r['bare contiguous img/s']:7.1f} {r['bare channels_last img/s']:8.1f} "
+              f"{r['extract contiguous img/s']:8.1f} {r['extract channels_last img/s']:9.1f} "
+              f"{r['cl/contig extract']:10.3f} {r['cl/contig bare']:10.3f} {r['extract cl / bare cl'] - 1:+8.1%} "
+              f"{r['max |diff| / max |f|']:10.1e}  {r['default']}")
+    print("CL/contig: median over rounds of (channels-last time / contiguous time), < 1 means channels-last "
+          "is faster; extr.CL/bareCL: extraction vs the bare channels-last loop, target within +10%")
+
+    model = create_backbone("resnet18", seed=0).eval()
     pp = resolve_preprocessing(model, img_size=args.img_size)
-    transform = eval_transform(pp)
-    tensors = torch.stack([transform(split.image(i)) for i in range(len(split))])
-    batches = list(torch.split(tensors, args.batch_size))
-
-    def bare() -> None:
-        with torch.inference_mode():
-            for x in batches:
-                model(x)
-
-    def extract(workers: int) -> None:
-        extract_features(model, split, preprocessing=pp, batch_size=args.batch_size,
-                         num_workers=workers, device="cpu", progress=False)
-
-    bare()  # warm-up (allocator, oneDNN primitives)
-    for w in args.workers:
-        extract(w)
-    # interleave the paths so that drifting machine load affects them alike
-    runs: dict[str, list[float]] = {"bare model(x) loop": []}
-    runs.update({f"extract_features, workers={w}": [] for w in args.workers})
-    for _ in range(args.repeats):
-        runs["bare model(x) loop"].append(_time(bare))
-        for w in args.workers:
-            runs[f"extract_features, workers={w}"].append(_time(lambda w=w: extract(w)))
-    rows = [(name, min(ts), ts) for name, ts in runs.items()]
-
     with tempfile.TemporaryDirectory() as cache:
         def cached(model_id=None):
             return extract_cached(model, split, cache, preprocessing=pp, batch_size=args.batch_size,
                                   device="cpu", progress=False, model_id=model_id)
 
-        t_miss = _time(cached)
-        t_hit, _ = _best(cached, args.repeats)
-        cached("checkpoint-sha256")  # a miss: another key
-        t_hit_id, _ = _best(lambda: cached("checkpoint-sha256"), args.repeats)
+        cached()
+        cached("checkpoint-sha256")
+        t_hit = min(_time(cached) for _ in range(args.repeats))
+        t_hit_id = min(_time(lambda: cached("checkpoint-sha256")) for _ in range(args.repeats))
         assert cached()[1] and cached("checkpoint-sha256")[1]
-
-    print(f"{args.model} at {args.img_size} px, {args.n} images, batch {args.batch_size}, "
-          f"torch threads {torch.get_num_threads()}, {args.repeats} interleaved rounds")
-    print(f"{'path':36s} {'best s':>7s} {'images/s':>9s} {'median s':>9s} {'vs bare':>8s}")
-    bare_runs = runs["bare model(x) loop"]
-    for name, t, all_t in rows:
-        # per-round ratio to the bare loop timed just before it: robust to drifting load
-        ratio = statistics.median(v / b for v, b in zip(all_t, bare_runs))
-        print(f"{name:36s} {t:7.3f} {args.n / t:9.1f} {statistics.median(all_t):9.3f} {ratio - 1:+8.1%}")
-    print(f"{'extract_cached, miss':36s} {t_miss:7.3f}")
-    print(f"{'extract_cached, hit (hash weights)':36s} {t_hit:7.3f}")
-    print(f"{'extract_cached, hit (model_id given)':36s} {t_hit_id:7.3f}")
-    print("vs bare: median over rounds of (time / bare time of the same round) - 1; "
-          "target: extract_features within +10%")
+    print(f"extract_cached hit, resnet18: {t_hit * 1e3:.1f} ms (hashing the weights), "
+          f"{t_hit_id * 1e3:.1f} ms (model_id given)")
 
 
 if __name__ == "__main__":

@@ -42,8 +42,7 @@ from fewshot._io import (
 )
 from fewshot._manifest import make_manifest
 from fewshot.analysis import analyze_to_directory
-from fewshot.pipeline import evaluate_to_directory
-from fewshot.features import extract_to_file
+from fewshot.pipeline import evaluate_to_directory, extract_to_file
 from fewshot.protocol import EvalProtocol
 from fewshot.runs import seed_run_name
 from fewshot.report import render_table, table_frame
@@ -101,8 +100,6 @@ def _clear_old_results(results_dir: Path) -> None:
     """Remove an older demo's single results directory of one objective (``results/<objective>/``
     holding ``manifest.json`` of kind evaluate); per-run directories below it are replaced one
     by one by :func:`fewshot.pipeline.evaluate_to_directory`."""
-    from fewshot._io import manifest_kind
-
     if manifest_kind(results_dir) == "evaluate":
         shutil.rmtree(results_dir)
 

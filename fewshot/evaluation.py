@@ -8,10 +8,7 @@ that let later comparisons check they pair identical tasks on identical features
 from __future__ import annotations
 
 import logging
-import zipfile
-import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,133 +18,16 @@ import torch
 from tqdm.auto import tqdm
 
 from fewshot._device import resolve_device
-from fewshot._io import sha256_arrays, write_bytes
+from fewshot._io import write_bytes
 from fewshot.classifiers import EpisodeClassifier, create_classifier
 from fewshot.episode_cache import cached_episodes, store_episodes
 from fewshot.episodes import Episodes, check_sizes, episodes_filename, labels_fingerprint, sample_episodes
+from fewshot.features import FeatureSet, validate_features
 from fewshot.results import EPISODE_COLUMNS
 from fewshot.runs import check_run_name
 
 logger = logging.getLogger(__name__)
-__all__ = ["FeatureSet", "load_features", "evaluate", "run_protocol"]
-
-
-@dataclass(frozen=True, eq=False)
-class FeatureSet:
-    """Frozen features of one split, as read from a features ``.npz`` file.
-
-    Attributes:
-        features: ``(N, d)`` float32 or float64.
-        labels: ``(N,)`` int64.
-        class_names: names of the classes (label order), or empty.
-        dataset, split: what the features are of (``"custom"``/``"test"`` when unrecorded).
-        run: the training run whose checkpoint made them (e.g. ``"seed-0"``; ``""`` when
-            unrecorded), see :mod:`fewshot.runs`.
-        fingerprint: SHA-256 of ``features`` and ``labels``.
-        path: the file read, if any.
-    """
-
-    features: np.ndarray
-    labels: np.ndarray
-    class_names: list[str] = field(default_factory=list)
-    dataset: str = "custom"
-    split: str = "test"
-    path: Path | None = None
-    run: str = ""
-    fingerprint: str = field(init=False)
-
-    def __post_init__(self) -> None:
-        if self.run:
-            check_run_name(self.run, f"{self.path or 'features'}: run")
-        features, labels = _validate_features(self.features, self.labels, str(self.path or "features"))
-        object.__setattr__(self, "features", features)
-        object.__setattr__(self, "labels", labels)
-        object.__setattr__(self, "fingerprint", sha256_arrays(features, labels))
-
-
-def _validate_features(features: Any, labels: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
-    X = np.asarray(features)
-    y = np.asarray(labels)
-    if X.ndim != 2:
-        raise ValueError(f"{where}: features must be a 2-D array (N, d), got shape {X.shape}")
-    if not np.issubdtype(X.dtype, np.floating):
-        raise ValueError(f"{where}: features must be floating point, got dtype {X.dtype}")
-    if X.shape[0] == 0 or X.shape[1] == 0:
-        raise ValueError(f"{where}: features are empty, shape {X.shape}")
-    if y.ndim != 1:
-        raise ValueError(f"{where}: labels must be a 1-D array, got shape {y.shape}")
-    if not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"{where}: labels must be integers, got dtype {y.dtype}")
-    if y.shape[0] != X.shape[0]:
-        raise ValueError(f"{where}: {y.shape[0]} labels for {X.shape[0]} feature rows")
-    if X.dtype not in (np.float32, np.float64):
-        X = X.astype(np.float32)
-    bad = ~np.isfinite(X).all(axis=1)
-    if bad.any():
-        raise ValueError(
-            f"{where}: features contain NaN or Inf in {int(bad.sum())} row(s), first at row {int(np.argmax(bad))}"
-        )
-    X = _representable(X, where)
-    return np.ascontiguousarray(X), y.astype(np.int64)
-
-
-def _representable(X: np.ndarray, where: str) -> np.ndarray:
-    """``X``, promoted to float64 when its squared norms would overflow or underflow float32
-    (the solvers form Gram matrices ``X X^T``); refused when even float64 cannot hold them."""
-    peak = float(np.abs(X).max())
-    if peak == 0.0:
-        return X
-    scale = peak * np.sqrt(X.shape[1])
-    if X.dtype == np.float32 and not 1e-15 < scale < 1e18:
-        logger.warning("%s: features reach %.3g; evaluating in float64 so X X^T stays finite", where, peak)
-        X = X.astype(np.float64)
-    if not 1e-140 < scale < 1e140:
-        raise ValueError(
-            f"{where}: features of magnitude {peak:.3g} cannot be evaluated (their squared norms "
-            "overflow or underflow float64); rescale them"
-        )
-    return X
-
-
-def load_features(path: str | Path) -> FeatureSet:
-    """Read a features file: ``.npz`` with ``features`` ``(N, d)`` float and ``labels`` ``(N,)`` int.
-
-    Optional keys: ``class_names`` (strings), ``dataset``, ``split``, ``run`` (the training
-    run, written by ``fewshot extract --checkpoint``). Files of other toolkits (easyfsl
-    parquet, ``.pt`` dicts, restricted pickles) are read by
-    :func:`fewshot.feature_formats.read_foreign_features`, chosen by the file name.
-
-    Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: unreadable file, missing keys, NaN/Inf, wrong shapes or dtypes.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"features file not found: {path}")
-    from fewshot.feature_formats import is_foreign_features, read_foreign_features
-
-    if is_foreign_features(path):  # easyfsl parquet, restricted pickles, .pt dicts
-        features, labels, names = read_foreign_features(path)
-        return FeatureSet(features, labels, names, path=path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            keys = set(z.files)
-            missing = [k for k in ("features", "labels") if k not in keys]
-            if missing:
-                raise ValueError(f"{path}: missing key(s) {missing}; found {sorted(keys)}")
-            features, labels = z["features"], z["labels"]
-            names = [str(c) for c in z["class_names"]] if "class_names" in keys else []
-            dataset = str(z["dataset"]) if "dataset" in keys else "custom"
-            split = str(z["split"]) if "split" in keys else "test"
-            run = str(z["run"]) if "run" in keys else ""
-    except ValueError as exc:
-        if str(exc).startswith(str(path)):
-            raise
-        raise ValueError(f"{path}: not a readable .npz features file ({exc})") from None
-    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, MemoryError, KeyError, TypeError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ValueError(f"{path}: not a readable .npz features file ({first})") from None
-    return FeatureSet(features, labels, names, dataset, split, path, run)
+__all__ = ["evaluate", "run_protocol"]
 
 
 def _check_episodes_match(labels: np.ndarray, episodes: Episodes) -> None:
@@ -198,7 +78,7 @@ def evaluate(
     Raises:
         ValueError: malformed features/labels, or episodes that do not index these labels.
     """
-    X, y = _validate_features(features.cpu().numpy() if isinstance(features, torch.Tensor) else features, labels, "features")
+    X, y = validate_features(features.cpu().numpy() if isinstance(features, torch.Tensor) else features, labels, "features")
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     _check_episodes_match(y, episodes)

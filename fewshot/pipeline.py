@@ -1,33 +1,228 @@
 """CLI-facing pipelines: what a ``fewshot`` subcommand does, as one library call.
 
-:func:`evaluate_to_directory` runs a protocol on a features file and writes a results
-directory (``fewshot evaluate``, the demo and every sweep cell call it). The computations
-live in :mod:`fewshot.evaluation`; this module validates paths, writes atomically and
-records provenance.
+Each validates its arguments first, does the work and writes one output atomically, recording
+provenance:
+
+- :func:`extract_to_file` (``fewshot extract``) writes the features of one split;
+- :func:`evaluate_to_directory` (``fewshot evaluate``, the demo and every sweep cell) runs a
+  protocol on a features file and writes a results directory.
+
+The computations live in :mod:`fewshot.features` and :mod:`fewshot.evaluation`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import os
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
+from torch import nn
 
-from fewshot._io import atomic_dir, check_output_dir
-from fewshot._manifest import make_manifest
-from fewshot.classifiers.options import classifier_parameters
+from fewshot._device import resolve_device
+from fewshot._io import atomic_dir, check_output_dir, check_output_file, write_bytes
+from fewshot._manifest import environment_info, make_manifest
 from fewshot.classifiers import is_transductive
+from fewshot.classifiers.options import classifier_parameters
+from fewshot.data import load_split
 from fewshot.episode_cache import default_episode_cache_dir
 from fewshot.episodes import episodes_filename
-from fewshot.evaluation import load_features, run_protocol
-from fewshot.feature_formats import features_image_size
+from fewshot.evaluation import run_protocol
+from fewshot.features import features_image_size, load_features, save_features
+from fewshot.overlap import label_set_of_model, label_set_synsets, warn_overlap
 from fewshot.protocol import EvalProtocol
 from fewshot.results import read_results, write_results
 from fewshot.runs import check_run_name
 from fewshot.stats import summarize
 
-__all__ = ["evaluate_to_directory"]
+__all__ = ["ExtractResult", "evaluate_to_directory", "extract_to_file"]
+
+
+class ExtractResult(NamedTuple):
+    """What :func:`extract_to_file` wrote."""
+
+    path: Path
+    fingerprint: str
+    n: int
+    dim: int
+    backbone: str
+    input_size: tuple[int, int, int]
+    cache_hit: bool
+    seconds: float
+
+
+def extract_to_file(
+    out: str | os.PathLike,
+    *,
+    dataset: str,
+    split: str = "test",
+    data_root: str | os.PathLike | None = None,
+    backbone: str | None = None,
+    pretrained: str | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    seed: int | None = 0,
+    img_size: int | None = None,
+    crop_pct: float | None = None,
+    batch_size: int = 256,
+    num_workers: int | None = None,
+    device: torch.device | str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    use_cache: bool = True,
+    progress: bool = True,
+    run: str | None = None,
+    pretrained_on: str | None = None,
+    channels_last: bool | None = None,
+) -> ExtractResult:
+    """Features of ``dataset``/``split`` from a backbone or a fine-tuned checkpoint, to ``out``.
+
+    What ``fewshot extract`` runs. Give either ``backbone`` (a timm name, with ``pretrained``
+    None/"hub"/PATH and ``seed`` for a random initialisation) or ``checkpoint`` (a directory
+    from ``fewshot finetune``; its backbone and recorded preprocessing are used). With
+    ``use_cache`` the extraction goes through :func:`extract_cached` in ``cache_dir``
+    (default :func:`default_cache_dir`), so a repeat is read from disk without a forward pass.
+    ``run`` names the training run in the file (key ``run``); default: the checkpoint's run
+    (``seed-<S>`` for ``fewshot finetune`` runs), ``""`` for a plain backbone.
+
+    Pretraining overlap: the label set the weights were trained on is ``pretrained_on`` (a
+    key of :data:`fewshot.overlap.LABEL_SETS`), else, for timm's weights (``pretrained="hub"``,
+    or a checkpoint fine-tuned from them), the one its pretrained tag names
+    (:func:`fewshot.overlap.label_set_of_model`). A checkpoint with a neck (``fewshot finetune
+    --neck-dims``) gives the neck's output: the backbone's features (through the cache, so the
+    frozen backbone of many runs is run once per split) mapped by the neck in float32. When the split shares classes with it, one
+    :class:`~fewshot.overlap.PretrainingOverlapWarning` is issued and the feature file's
+    manifest records ``pretraining_overlap`` (:func:`fewshot.overlap.overlap_summary`).
+    ``channels_last``: the memory format of the forward passes, as
+    :func:`~fewshot.features.extract_features` (None: by backbone family).
+
+    Raises:
+        ValueError: conflicting or missing arguments, an output not ending in ``.npz``, a bad
+            dataset/split/backbone; FileNotFoundError: missing data, weights or checkpoint.
+    """
+    # timm-backed modules, imported on use: importing this module (it also serves `fewshot evaluate`) loads no timm
+    from fewshot.checkpoint import checkpoint_run, load_checkpoint, load_heads
+    from fewshot.features import check_input_size, default_cache_dir, extract_cached, write_features
+    from fewshot.backbones import create_backbone
+    from fewshot.transforms import resolve_preprocessing
+
+    if checkpoint is None and backbone is None:
+        raise ValueError("give a backbone name (--backbone) or a checkpoint directory (--checkpoint)")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+    out = Path(out)
+    if out.suffix != ".npz":
+        raise ValueError(f"output must end in .npz, got {out}")
+    if run is not None:
+        check_run_name(run, "run")
+    inputs = [checkpoint, data_root]
+    if pretrained not in (None, "hub"):
+        inputs.append(pretrained)
+    check_output_file(out, inputs=inputs)
+    resolve_device(device)  # a device this machine has, before any work
+
+    source: dict[str, Any]
+    neck: nn.Module | None = None
+    if checkpoint is not None:
+        if pretrained is not None:
+            raise ValueError("pretrained weights conflict with a checkpoint (the checkpoint holds the weights)")
+        model, pp, meta = load_checkpoint(checkpoint)
+        if "neck" in (meta.get("heads") or {}):
+            neck = load_heads(checkpoint)["neck"]
+        name = meta["backbone"]["name"]
+        if backbone is not None and backbone != name:
+            raise ValueError(f"backbone {backbone} differs from the checkpoint's backbone {name}")
+        if img_size is not None or crop_pct is not None:
+            size = pp.input_size if img_size is None else (pp.input_size[0], img_size, img_size)
+            pp = dataclasses.replace(pp, input_size=size, crop_pct=crop_pct or pp.crop_pct)
+        source = {"checkpoint": str(Path(checkpoint).resolve()), "sha256": meta["backbone"]["sha256"]}
+        if run is None:
+            run = checkpoint_run(meta)
+        if (meta.get("config") or {}).get("pretrained") == "hub":
+            source["from_hub"] = True
+    else:
+        name = str(backbone)
+        model = create_backbone(name, pretrained, seed=seed)
+        pp = resolve_preprocessing(model, img_size=img_size, crop_pct=crop_pct)
+        weights = pretrained if pretrained in (None, "hub") else str(Path(pretrained).resolve())
+        source = {"pretrained": weights, "seed": seed if pretrained is None else None}
+
+    check_input_size(model, pp)
+    if pretrained_on is not None:
+        label_set_synsets(pretrained_on)  # validates the name
+    elif source.get("pretrained") == "hub" or source.get("from_hub"):
+        pretrained_on = label_set_of_model(name)
+    split_data = load_split(dataset, split, data_root)
+    record: dict[str, Any] = {"kind": "extract", "backbone": name, "source": source, "run": run or "", "environment": environment_info()}
+    overlap = warn_overlap(dataset, split, pretrained_on)
+    if overlap is not None:
+        record["pretraining_overlap"] = overlap
+    options: dict[str, Any] = dict(
+        preprocessing=pp,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        device=device,
+        progress=progress,
+        manifest=record,
+        run=run or "",
+        channels_last=channels_last,
+    )
+    t0 = time.perf_counter()
+    hit = False
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if use_cache and out.parent.resolve() == cache.resolve():
+        raise ValueError(f"output {out} lies in the feature cache {cache}; write it elsewhere or pass --no-cache")
+    if neck is not None:  # backbone features (cached: a frozen backbone's are shared by every run), then the neck
+        hit = _write_necked(out, model, neck, split_data, use_cache=use_cache, cache_dir=cache, options=options)
+    elif use_cache:
+        cached, hit = extract_cached(model, split_data, cache, **options)
+        if cached.resolve() != out.resolve():
+            write_bytes(out, cached.read_bytes())
+    else:
+        write_features(model, split_data, out, **options)
+    with np.load(out, allow_pickle=False) as data:
+        shape, fingerprint = data["features"].shape, str(data["fingerprint"])
+    if neck is not None:
+        name = f"{name}+neck"
+    return ExtractResult(out, fingerprint, int(shape[0]), int(shape[1]), name, tuple(pp.input_size), hit, time.perf_counter() - t0)
+
+
+def _write_necked(
+    out: Path, backbone: nn.Module, neck: nn.Module, split: Any, *, use_cache: bool,
+    cache_dir: str | os.PathLike | None, options: dict[str, Any],
+) -> bool:
+    """Write ``neck(backbone features)`` of ``split`` to ``out``; whether the backbone's came from the cache."""
+    # timm-backed, imported on use (see extract_to_file)
+    from fewshot.features import default_cache_dir, extract_cached, split_identity, write_features
+    from fewshot.backbones.weights import state_dict_sha256
+
+    options = dict(options)
+    manifest, run = dict(options.pop("manifest")), options.pop("run")
+    if use_cache:
+        path, hit = extract_cached(backbone, split, cache_dir or default_cache_dir(), **options, run="")
+    else:
+        path, hit = Path(str(out) + ".backbone.npz"), False
+        write_features(backbone, split, path, **options)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            base, labels, key = data["features"], data["labels"], str(data["cache_key"])
+    finally:
+        if not use_cache:
+            path.unlink(missing_ok=True)
+    neck = neck.eval().float().cpu()
+    with torch.inference_mode():
+        feats = torch.cat([neck(torch.from_numpy(c)) for c in np.array_split(base, max(1, len(base) // 4096))]).numpy()
+    neck_sha = state_dict_sha256(neck)
+    manifest.update(neck={"dims": list(getattr(neck, "dims", ())), "weights_sha256": neck_sha}, backbone_cache_key=key)
+    sid = split_identity(split)
+    save_features(
+        out, feats, labels, class_names=sid["class_names"], dataset=sid["dataset"], split=sid["split"], run=run,
+        cache_key=hashlib.sha256(f"{key}|neck|{neck_sha}|{run}".encode()).hexdigest(), manifest=manifest,
+    )
+    return hit
+
 
 
 def evaluate_to_directory(
@@ -53,7 +248,7 @@ def evaluate_to_directory(
     place, so bad input writes nothing and an interrupted run leaves no partial results.
 
     Args:
-        features_path: a features ``.npz`` (see :func:`fewshot.evaluation.load_features`).
+        features_path: a features ``.npz`` (see :func:`fewshot.features.load_features`).
         out_dir: the results directory; an existing one is replaced only when it is empty or
             holds an earlier ``fewshot evaluate`` result (its manifest says so), and it may
             not be or contain the features or protocol file.

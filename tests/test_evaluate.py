@@ -6,7 +6,8 @@ import pytest
 
 from fewshot.classifiers import create_classifier
 from fewshot.episodes import load_episodes, sample_episodes
-from fewshot.evaluation import FeatureSet, evaluate, load_features, run_protocol
+from fewshot.evaluation import evaluate, run_protocol
+from fewshot.features import FeatureSet, load_features
 from fewshot.results import EPISODE_COLUMNS, read_results
 
 from conftest import make_features

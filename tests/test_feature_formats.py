@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from fewshot.evaluation import load_features
-from fewshot.feature_formats import read_foreign_features
+from fewshot.features import load_features
+from fewshot.features import read_foreign_features
 from fewshot.results import read_results
 
 from conftest import make_features

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -15,7 +16,7 @@ from fewshot.checkpoint import save_checkpoint
 from fewshot.cli import main
 from fewshot.data import list_datasets, load_split
 from fewshot.data._base import ImageSplit
-from fewshot.features import FEATURE_KEYS, extract_cached, extract_features, save_features
+from fewshot.features import FEATURE_KEYS, default_channels_last, extract_cached, extract_features, save_features
 from fewshot.results import read_results
 from fewshot.transforms import eval_transform, resolve_preprocessing
 
@@ -126,6 +127,48 @@ def test_extract_bad_input():
                          batch_size=12, progress=False)
 
 
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [("conv4", {"width": 8}), ("resnet12_narrow", {}), pytest.param("resnet12", {}, marks=pytest.mark.slow)],
+)
+def test_channels_last_features_equal_the_contiguous_path(name, kwargs):
+    split = MemorySplit()
+    model = create_backbone(name, seed=0, **kwargs)
+    pp = resolve_preprocessing(model, img_size=16)
+    contiguous, _ = extract_features(model, split, preprocessing=pp, batch_size=5, progress=False, channels_last=False)
+    channels_last, _ = extract_features(model, split, preprocessing=pp, batch_size=5, progress=False, channels_last=True)
+    assert default_channels_last(model)
+    scale = np.abs(contiguous).max()
+    np.testing.assert_allclose(channels_last, contiguous, rtol=0, atol=1e-5 * scale)
+    # and both agree with a float64 forward pass of the per-image timm transform
+    tf = eval_transform(pp)
+    x = torch.stack([tf(split.image(i)) for i in range(len(split))]).double()
+    with torch.no_grad():
+        reference = copy.deepcopy(model).double().eval()(x).numpy()
+    np.testing.assert_allclose(channels_last, reference, rtol=0, atol=1e-5 * scale)
+    np.testing.assert_allclose(contiguous, reference, rtol=0, atol=1e-5 * scale)
+    # the model's parameters are contiguous again afterwards
+    assert all(p.is_contiguous() for p in model.parameters())
+
+
+def test_channels_last_choice_is_validated_and_keyed(tmp_path):
+    split, model = MemorySplit(), _model()
+    pp = resolve_preprocessing(model, img_size=32)
+    with pytest.raises(ValueError, match=r"channels_last must be True, False or None \(auto\), got 'yes'"):
+        extract_features(model, split, preprocessing=pp, progress=False, channels_last="yes")
+    auto, _ = extract_cached(model, split, tmp_path, preprocessing=pp, progress=False)
+    assert extract_cached(model, split, tmp_path, preprocessing=pp, progress=False, channels_last=True) == (auto, True)
+    contiguous, hit = extract_cached(model, split, tmp_path, preprocessing=pp, progress=False, channels_last=False)
+    assert not hit and contiguous != auto
+    with np.load(auto) as a, np.load(contiguous) as c:
+        assert json.loads(str(a["manifest"]))["memory_format"] == "channels_last"
+        assert json.loads(str(c["manifest"]))["memory_format"] == "contiguous"
+    # a model already in channels-last format stays so
+    model.to(memory_format=torch.channels_last)
+    extract_features(model, split, preprocessing=pp, progress=False, channels_last=True)
+    assert not model.stages[0].conv.weight.is_contiguous()
+
+
 def test_timm_model_end_to_end_into_npz(tmp_path):
     split = MemorySplit(n_classes=2, per_class=3, size=32)
     model = create_backbone("resnet10t", seed=0)
@@ -194,8 +237,8 @@ def test_save_features_validates(tmp_path):
 
 @pytest.fixture
 def toy_data(monkeypatch):
-    """``fewshot.data.load_split`` answering with an in-memory split."""
-    import fewshot.data
+    """``load_split`` (as ``fewshot extract`` calls it) answering with an in-memory split."""
+    import fewshot.pipeline
 
     calls = []
 
@@ -203,7 +246,7 @@ def toy_data(monkeypatch):
         calls.append((name, split, root))
         return MemorySplit(name=name, split=split, size=16)
 
-    monkeypatch.setattr(fewshot.data, "load_split", load_split)  # raises if the registry lost load_split
+    monkeypatch.setattr(fewshot.pipeline, "load_split", load_split)  # raises if the pipeline lost load_split
     return calls
 
 

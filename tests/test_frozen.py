@@ -267,7 +267,7 @@ def test_cuda_bf16_channels_last_and_compile_smoke(tmp_path, frozen):
         settings.update(freeze_backbone=False, neck_dims=())
     result = finetune(FinetuneConfig(out=str(tmp_path / "run"), **settings))
     assert all(np.isfinite(r["total"]) and np.isfinite(r["val_loss"]) for r in result.history)
-    from fewshot.features import extract_to_file
+    from fewshot.pipeline import extract_to_file
 
     res = extract_to_file(tmp_path / "f.npz", dataset="digits", checkpoint=result.best, device="cuda",
                           use_cache=False, progress=False)

@@ -129,7 +129,7 @@ def test_data_overlap_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 
 def test_extract_records_the_overlap_and_table_footnotes_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # digits has no ImageNet classes: nothing is recorded, even with a label set
-    from fewshot.features import extract_to_file
+    from fewshot.pipeline import extract_to_file
 
     out = tmp_path / "f.npz"
     with warnings.catch_warnings():
@@ -138,10 +138,10 @@ def test_extract_records_the_overlap_and_table_footnotes_it(tmp_path: Path, monk
                         progress=False, pretrained_on="imagenet-1k")
     with np.load(out) as data:
         assert "pretraining_overlap" not in json.loads(str(data["manifest"]))
-    import fewshot.overlap
+    import fewshot.pipeline
 
     seen = {"label_set": "imagenet-1k", "n_overlap": 1}
-    monkeypatch.setattr(fewshot.overlap, "warn_overlap", lambda d, s, ls: dict(seen, dataset=d, split=s, asked=ls))
+    monkeypatch.setattr(fewshot.pipeline, "warn_overlap", lambda d, s, ls: dict(seen, dataset=d, split=s, asked=ls))
     extract_to_file(out, dataset="digits", backbone="conv4", img_size=16, use_cache=False,
                     progress=False, pretrained_on="imagenet-21k")
     with np.load(out) as data:

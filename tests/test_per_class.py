@@ -9,7 +9,8 @@ from scipy import stats as st
 
 from fewshot.classifiers import create_classifier
 from fewshot.episodes import sample_episodes
-from fewshot.evaluation import evaluate, load_features
+from fewshot.evaluation import evaluate
+from fewshot.features import load_features
 from fewshot.report.per_class import compare_per_class, per_class_accuracy
 from fewshot.results import read_results
 

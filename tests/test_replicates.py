@@ -273,8 +273,7 @@ def test_finetune_seeds_trains_resumes_and_names_runs(tmp_path: Path, monkeypatc
     from test_training import ColourSplit, tiny_config
 
     from fewshot.checkpoint import checkpoint_run, read_checkpoint_meta
-    from fewshot.evaluation import load_features
-    from fewshot.features import extract_cached
+    from fewshot.features import extract_cached, load_features
     from fewshot.training import finetune_seeds
 
     config = tiny_config(tmp_path / "runs", epochs=1)

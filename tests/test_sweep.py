@@ -65,7 +65,7 @@ def test_cli_refuses_a_bad_file_and_writes_nothing(tmp_path: Path, capsys: pytes
 def fake_stages(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Stand-ins for fine-tuning and extraction (seconds -> milliseconds) that write what the real
     stages write and the manifest check reads; evaluation is the real one. Returns the call log."""
-    import fewshot.features
+    import fewshot.pipeline
     import fewshot.sweep.cell
     from fewshot._io import save_npz, sha256_arrays, write_json
 
@@ -90,7 +90,7 @@ def fake_stages(monkeypatch: pytest.MonkeyPatch) -> list[str]:
                  manifest=np.array(json.dumps({"source": {"sha256": sha}})))
 
     monkeypatch.setattr(fewshot.sweep.cell, "_finetune", finetune)
-    monkeypatch.setattr(fewshot.features, "extract_to_file", extract)
+    monkeypatch.setattr(fewshot.pipeline, "extract_to_file", extract)
     return calls
 
 
@@ -144,7 +144,6 @@ def test_resume_skips_exactly_the_finished_cells_fast(
 @pytest.mark.slow
 def test_resume_skips_exactly_the_finished_cells(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import fewshot.pipeline
-    import fewshot.features
     import fewshot.sweep.cell
 
     spec = spec_of(tmp_path, {"lam": [0.0, 0.9], "seed": [0]})
@@ -171,7 +170,7 @@ def test_resume_skips_exactly_the_finished_cells(tmp_path: Path, monkeypatch: py
         return wrapped
 
     monkeypatch.setattr(fewshot.pipeline, "evaluate_to_directory", spy("evaluate", real_evaluate))
-    monkeypatch.setattr(fewshot.features, "extract_to_file", spy("extract", fewshot.features.extract_to_file))
+    monkeypatch.setattr(fewshot.pipeline, "extract_to_file", spy("extract", fewshot.pipeline.extract_to_file))
     monkeypatch.setattr(fewshot.sweep.cell, "_finetune", spy("finetune", fewshot.sweep.cell._finetune))
     outcomes = run_sweep(spec)
     assert [(o.status, o.stages) for o in outcomes] == [("skipped", ()), ("resumed", ("evaluate",))]

@@ -108,7 +108,7 @@ def analyze_to_directory(
         FileNotFoundError: a feature file does not exist.
     """
     from fewshot._manifest import make_manifest
-    from fewshot.evaluation import load_features
+    from fewshot.features import load_features
 
     paths = [Path(p) for p in paths]
     if not paths:

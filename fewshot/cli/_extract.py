@@ -53,6 +53,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     run_.add_argument("--cache-dir", metavar="DIR", default=None,
                       help="feature cache; a repeated extraction is read from it "
                       "(default: $FEWSHOT_CACHE_DIR, else ~/.cache/fewshot/features)")
+    run_.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                      help="channels-last memory format for the forward passes (default: on for "
+                      "conv4, resnet12 and timm ResNets/EfficientNets, off otherwise)")
     run_.add_argument("--no-cache", action="store_true", help="neither read nor write the feature cache")
     run_.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--out", required=True, metavar="FILE.npz", help="feature file to write")
@@ -60,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fewshot.features import extract_to_file
+    from fewshot.pipeline import extract_to_file
 
     res = extract_to_file(
         args.out,
@@ -81,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         run=args.run,
         pretrained_on=args.pretrained_on,
+        channels_last=args.channels_last,
     )
     how = "from cache" if res.cache_hit else f"in {res.seconds:.1f}s"
     print(

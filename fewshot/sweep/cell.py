@@ -124,8 +124,7 @@ def run_cell(spec: SweepSpec, cell: Cell) -> CellOutcome:
             (change ``out`` to start another sweep); errors of the stages.
     """
     from fewshot.checkpoint import read_checkpoint_meta
-    from fewshot.pipeline import evaluate_to_directory
-    from fewshot.features import extract_to_file
+    from fewshot.pipeline import evaluate_to_directory, extract_to_file
 
     directory = spec.cell_dir(cell)
     identity = _identity(spec, cell)

@@ -1,6 +1,6 @@
 """Feature files written by other toolkits, read into ``(features, labels, class_names)``.
 
-:func:`fewshot.evaluation.load_features` dispatches here by file name
+:func:`fewshot.features.load_features` dispatches here by file name
 (:data:`FOREIGN_SUFFIXES`); ``.npz`` stays with it.
 
 ``*.parquet`` / ``*.parquet.gzip`` / ``*.pq``
@@ -22,13 +22,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["FOREIGN_SUFFIXES", "is_foreign_features", "read_foreign_features", "features_image_size"]
+from fewshot.data import load_pickle
+
+__all__ = ["FOREIGN_SUFFIXES", "is_foreign_features", "read_foreign_features"]
 
 #: File name endings read here rather than as ``.npz``.
 FOREIGN_SUFFIXES: tuple[str, ...] = (".parquet", ".parquet.gzip", ".pq", ".pkl", ".pickle", ".pt", ".pth")
@@ -67,7 +68,7 @@ def read_foreign_features(path: str | Path) -> Triple:
 
 
 def _read_parquet(path: Path) -> Any:
-    import pandas as pd
+    import pandas as pd  # only this format needs pandas (and the optional pyarrow)
 
     try:
         import pyarrow  # noqa: F401
@@ -100,8 +101,6 @@ def _codes(names: list[str]) -> tuple[np.ndarray, list[str]]:
 
 
 def _from_pickle(path: Path) -> Triple:
-    from fewshot.data import load_pickle
-
     try:
         obj = load_pickle(path)
     except ValueError as exc:
@@ -126,7 +125,7 @@ def _from_pickle(path: Path) -> Triple:
 
 
 def _from_torch(path: Path) -> Triple:
-    import torch
+    import torch  # only this format needs torch: reading the others stays NumPy-only
 
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -143,20 +142,3 @@ def _from_torch(path: Path) -> Triple:
     to_np = lambda t: t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else t  # noqa: E731
     names = [str(c) for c in obj.get("class_names", [])]
     return to_np(feats), to_np(labels), names
-
-
-def features_image_size(path: str | Path) -> list[int] | None:
-    """``[height, width]`` the features were extracted at, from a fewshot ``.npz``'s manifest
-    (``preprocessing.input_size``); ``None`` when the file does not record it."""
-    path = Path(path)
-    if is_foreign_features(path) or not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if "manifest" not in z.files:
-                return None
-            manifest = json.loads(str(z["manifest"]))
-        size = manifest.get("preprocessing", {}).get("input_size")
-        return [int(v) for v in size[1:]] if size and len(size) == 3 else None
-    except (OSError, ValueError, TypeError, AttributeError):
-        return None

@@ -1,0 +1,278 @@
+"""Frozen features: run a backbone once over a split.
+
+:func:`extract_features` returns ``(features, labels)`` for an :class:`~fewshot.data.ImageSplit`
+(:mod:`fewshot.features.cache` keeps them on disk, :mod:`fewshot.features.file` is their file).
+
+Pixels are decoded and resized by ``DataLoader`` workers as uint8 tensors (timm's eval
+transform without normalisation); conversion to float and normalisation happen batched on
+the device, giving the same values as timm's per-image ``ToTensor`` + ``Normalize``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import threading
+from collections.abc import Generator, Iterable, Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from fewshot._device import resolve_device
+from fewshot.transforms import Preprocessing, eval_transform, resolve_preprocessing
+
+__all__ = [
+    "extract_features",
+    "check_input_size",
+    "default_num_workers",
+    "default_channels_last",
+    "resolve_channels_last",
+    "CHANNELS_LAST_FAMILIES",
+]
+
+#: Backbone classes (``type(model).__name__``) that extraction feeds in channels-last memory
+#: format unless told otherwise: the families whose extraction measured faster that way on the
+#: CPU (``benchmarks/bench_features.py``: Conv-4, ResNet-12, timm's ResNet, EfficientNet).
+CHANNELS_LAST_FAMILIES: frozenset[str] = frozenset({"Conv4", "ResNet12", "FewShotResNet12", "ResNet", "EfficientNet"})
+
+
+class _PixelDataset(torch.utils.data.Dataset):
+    """Items of a split as ``(3, H, W)`` uint8 tensors after resize and crop."""
+
+    def __init__(self, split: Any, preprocessing: Preprocessing) -> None:
+        self.split = split
+        self.transform = eval_transform(preprocessing, normalize=False)
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.transform(self.split.image(index))
+
+
+def _prefetch(iterable: Iterable[Any], depth: int = 2) -> Iterator[Any]:
+    """Iterate ``iterable`` in a background thread, up to ``depth`` items ahead.
+
+    With ``num_workers=0`` this overlaps decoding and resizing (PIL releases the GIL) with
+    the forward pass (so does torch) without the cost of worker processes on small machines.
+    Exceptions of the producer are re-raised here; stopping early stops the thread.
+    """
+    items: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(entry: tuple[Any, BaseException | None]) -> bool:
+        while not stop.is_set():
+            try:
+                items.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in iterable:
+                if not put((item, None)):
+                    return
+        except BaseException as exc:  # handed to the consumer
+            put((end, exc))
+        else:
+            put((end, None))
+
+    thread = threading.Thread(target=produce, name="fewshot-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, exc = items.get()
+            if item is end:
+                if exc is not None:
+                    raise exc
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+def default_num_workers(device: torch.device | str | None = None) -> int:
+    """Loader workers used when none are given.
+
+    On CUDA, up to 8 (leaving one core to the main process). On the CPU the model already
+    uses every core through intra-op threads, so 0: images are loaded by a prefetching thread
+    of the main process, which on 2 cores measured faster than worker processes
+    (an earlier ``benchmarks/bench_features.py``, with ``--workers 0 1``).
+    """
+    dev = resolve_device(device)
+    if dev.type == "cpu":
+        return 0
+    return max(0, min(8, (os.cpu_count() or 1) - 1))
+
+
+def default_channels_last(model: nn.Module) -> bool:
+    """Whether extraction runs ``model`` in channels-last memory format by default: for the
+    families in :data:`CHANNELS_LAST_FAMILIES`, on any device (other models, e.g. ViTs, stay
+    contiguous)."""
+    return type(model).__name__ in CHANNELS_LAST_FAMILIES
+
+
+def resolve_channels_last(model: nn.Module, channels_last: bool | None) -> bool:
+    """``channels_last``, or :func:`default_channels_last` when it is None.
+
+    Raises:
+        ValueError: ``channels_last`` neither a bool nor None.
+    """
+    if channels_last is None:
+        return default_channels_last(model)
+    if not isinstance(channels_last, bool):
+        raise ValueError(f"channels_last must be True, False or None (auto), got {channels_last!r}")
+    return channels_last
+
+
+def _is_channels_last(model: nn.Module) -> bool:
+    """Whether some 4-D parameter of ``model`` is stored channels-last (and not contiguous)."""
+    return any(p.ndim == 4 and not p.is_contiguous() for p in model.parameters())
+
+
+def _embed(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    if getattr(model, "num_classes", 0) and hasattr(model, "forward_head"):
+        return model.forward_head(model.forward_features(x), pre_logits=True)
+    return model(x)
+
+
+def extract_features(
+    model: nn.Module,
+    split: Any,
+    *,
+    preprocessing: Preprocessing | None = None,
+    batch_size: int = 256,
+    num_workers: int | None = None,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+    channels_last: bool | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Embed every item of ``split`` with a frozen backbone.
+
+    The model runs in eval mode under ``torch.inference_mode``, with bf16 autocast on CUDA
+    (float32 on the CPU); its training mode is restored afterwards. A model with a
+    classifier (``num_classes > 0``) yields its pre-logits features.
+
+    Args:
+        model: a backbone, ``(B, 3, H, W)`` → ``(B, d)``.
+        split: an :class:`~fewshot.data.ImageSplit` (``len``, ``image(i)``, ``labels``).
+        preprocessing: how images become inputs; default ``resolve_preprocessing(model)``.
+        batch_size: images per forward pass.
+        num_workers: ``DataLoader`` worker processes; 0 loads in a prefetching thread of this
+            process. Default :func:`default_num_workers`.
+        device: where the model runs; default CUDA when available, else CPU. The model is
+            moved there.
+        progress: show a tqdm bar.
+        channels_last: run the model and its inputs in channels-last memory format (same
+            features up to float rounding); None (default): :func:`default_channels_last`.
+            The model's parameters are converted for the extraction and restored afterwards.
+
+    Returns:
+        ``(features, labels)``: ``(N, d)`` float32 and ``(N,)`` int64 (``split.labels``).
+
+    Raises:
+        ValueError: empty split, ``batch_size < 1``, ``num_workers < 0``, ``channels_last``
+            not a bool or None, or a model whose output is not ``(B, d)``.
+    """
+    n = len(split)
+    if n == 0:
+        raise ValueError(f"split {getattr(split, 'name', '?')}/{getattr(split, 'split', '?')} has no images")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    dev = resolve_device(device)
+    workers = default_num_workers(dev) if num_workers is None else int(num_workers)
+    if workers < 0:
+        raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+    cl = resolve_channels_last(model, channels_last)
+    memory_format = torch.channels_last if cl else torch.contiguous_format
+    pp = preprocessing if preprocessing is not None else resolve_preprocessing(model)
+    labels = np.asarray(split.labels, dtype=np.int64)
+    if labels.shape != (n,):
+        raise ValueError(f"split.labels has shape {labels.shape}, expected ({n},)")
+
+    loader = torch.utils.data.DataLoader(
+        _PixelDataset(split, pp),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        pin_memory=dev.type == "cuda",
+        prefetch_factor=4 if workers > 0 else None,
+    )
+    mean = torch.tensor(pp.mean, device=dev, dtype=torch.float32).view(1, -1, 1, 1)
+    std = torch.tensor(pp.std, device=dev, dtype=torch.float32).view(1, -1, 1, 1)
+    was_training = model.training
+    model.eval().to(dev)
+    restore_layout = cl and not _is_channels_last(model)
+    if cl:
+        model.to(memory_format=torch.channels_last)
+    out: np.ndarray | None = None
+    start = 0
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else contextlib.nullcontext()
+    batches = loader if workers > 0 else _prefetch(loader)
+    try:
+        with torch.inference_mode(), tqdm(
+            total=n, unit="img", desc="features", disable=not progress, leave=False
+        ) as bar:
+            for pixels in batches:
+                # the same operations, in the same order, as ToTensor + Normalize per image
+                # (channels-last uint8 first: .float() and the in-place ops keep the layout)
+                x = pixels.to(dev, non_blocking=True).contiguous(memory_format=memory_format)
+                x = x.float().div_(255).sub_(mean).div_(std)
+                with autocast:
+                    f = _embed(model, x)
+                if f.ndim != 2 or f.shape[0] != x.shape[0]:
+                    raise ValueError(
+                        f"backbone output has shape {tuple(f.shape)}, expected (batch, features); "
+                        f"create it with num_classes=0 (fewshot.create_backbone)"
+                    )
+                f = f.float().cpu().numpy()
+                if out is None:
+                    out = np.empty((n, f.shape[1]), dtype=np.float32)
+                out[start : start + len(f)] = f
+                start += len(f)
+                bar.update(len(f))
+    finally:
+        if isinstance(batches, Generator):
+            batches.close()  # stops the prefetch thread
+        if restore_layout:
+            model.to(memory_format=torch.contiguous_format)
+        model.train(was_training)
+    if out is None or start != n:
+        raise RuntimeError(f"the loader yielded {start} items for a split of {n}")
+    bad = ~np.isfinite(out).all(axis=1)
+    if bad.any():
+        raise ValueError(
+            f"the backbone produced NaN or Inf features for {int(bad.sum())} of {n} images "
+            f"(first: item {int(np.argmax(bad))}); are its weights finite?"
+        )
+    return out, labels
+
+
+def check_input_size(model: nn.Module, preprocessing: Preprocessing) -> None:
+    """Run one blank image of ``preprocessing.input_size`` through ``model`` (on the CPU,
+    before any output is written) to catch an input size the backbone cannot take.
+
+    Raises:
+        ValueError: the forward pass fails (e.g. ``img_size`` too small for the backbone's
+            downsampling, or not a multiple of a ViT's patch size).
+    """
+    was_training = model.training
+    x = torch.zeros(1, *preprocessing.input_size)
+    try:
+        with torch.inference_mode():
+            model.eval()
+            _embed(model, x)
+    except (RuntimeError, ValueError, AssertionError, IndexError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        size = "×".join(map(str, preprocessing.input_size[1:]))
+        raise ValueError(f"input size {size} does not fit this backbone ({first}); choose another --img-size") from None
+    finally:
+        model.train(was_training)
