@@ -224,12 +224,10 @@ def _set_threads(config: FinetuneConfig, ctx: Any) -> None:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // ctx.local_world_size))
 
 
-def _default_workers(config: FinetuneConfig, device: torch.device) -> int:
-    if config.num_workers is not None:
-        return config.num_workers
-    if device.type == "cpu":
-        return 0
-    return max(0, min(8, (os.cpu_count() or 1) - 1))
+def _default_workers(config: FinetuneConfig, ctx: Any) -> int:
+    from fewshot.training.distributed import default_num_workers
+
+    return config.num_workers if config.num_workers is not None else default_num_workers(ctx.local_world_size)
 
 
 def _run(config: FinetuneConfig, ctx: Any, *, resume: bool, split: Any) -> RunResult:
@@ -296,10 +294,11 @@ def _run(config: FinetuneConfig, ctx: Any, *, resume: bool, split: Any) -> RunRe
     if config.features_cached:  # one fixed view per image: the frozen backbone's features, computed once
         items = _cached_feature_items(config, backbone, split, preprocessing, ctx)
     else:
-        transform = train_transform(preprocessing, policy=config.augment, hflip=config.hflip, scale=config.crop_scale)
+        transform = train_transform(preprocessing, policy=config.augment, hflip=config.hflip, scale=config.crop_scale,
+                                    normalize=False)  # uint8 views, normalised on the device
         items = lambda idx: TwoViews(split, idx, transform)  # noqa: E731
     sampler = TrainBatchSampler(len(train_idx), config.batch_size, config.seed, rank=ctx.rank, world_size=ctx.world_size)
-    workers = _default_workers(config, ctx.device)
+    workers = _default_workers(config, ctx)
     loader_options: dict[str, Any] = dict(
         num_workers=workers,
         collate_fn=collate_views,
@@ -324,6 +323,7 @@ def _run(config: FinetuneConfig, ctx: Any, *, resume: bool, split: Any) -> RunRe
         mixup=make_mixup(n_classes, mixup=config.mixup, cutmix=config.cutmix, prob=config.mixup_prob,
                          switch_prob=config.mixup_switch_prob, smoothing=config.smoothing),
         compile=config.compile, sync_batchnorm=config.sync_batchnorm,
+        channels_last=config.channels_last, normalize=(preprocessing.mean, preprocessing.std),
     )
     net = trainer.net
     ckpt = dict(backbone_name=config.backbone, backbone_kwargs=dict(config.backbone_kwargs), preprocessing=preprocessing, config=cfg, run=config.run_name)
@@ -340,6 +340,7 @@ def _run(config: FinetuneConfig, ctx: Any, *, resume: bool, split: Any) -> RunRe
         "steps_per_epoch": steps_per_epoch,
     }
     run_info = {"world_size": ctx.world_size, "device": str(ctx.device), "num_workers": workers,
+                "channels_last": trainer.channels_last,
                 "threads": torch.get_num_threads(), "preprocessing": preprocessing.to_dict()}
     if main and weights_file:
         run_info["pretrained_sha256"] = sha256_file(config.pretrained)
@@ -475,7 +476,7 @@ def _cached_feature_items(config: FinetuneConfig, backbone: Any, split: Any, pre
     from fewshot.training.distributed import barrier
 
     options = dict(preprocessing=preprocessing, device=ctx.device, progress=config.progress,
-                   num_workers=_default_workers(config, ctx.device), manifest={"kind": "finetune-cache"})
+                   num_workers=config.num_workers, manifest={"kind": "finetune-cache"})
     if ctx.is_main:
         path, hit = extract_cached(backbone, split, default_cache_dir(), **options)
         _log.info("backbone features of %s/%s %s: %s", config.dataset, config.split, "from cache" if hit else "computed", path)
