@@ -81,7 +81,9 @@ def test_channels_last_step_equals_contiguous(backbone):
 def test_channels_last_default_per_family_and_setting():
     conv4 = create_backbone("conv4", None, seed=0, width=8)
     assert use_channels_last(conv4, "cpu")
-    assert use_channels_last(create_backbone("resnet12", None, seed=0), "cpu")
+    resnet12 = create_backbone("resnet12", None, seed=0, widths=(8, 8, 8, 8))
+    assert not use_channels_last(resnet12, "cpu")  # measured no faster on the CPU
+    assert use_channels_last(resnet12, "cuda")
 
     class Rows(torch.nn.Module):  # not a measured family: contiguous on the CPU
         num_features = 8
