@@ -97,12 +97,12 @@ def make_loss_only(objective, n_classes: int, batch: int, dim: int, labels, ids)
 #: The throughput settings: backbone (timm name, options), input size, images per step, images
 #: whose views the data column makes, the training augmentation.
 THROUGHPUT_SETTINGS = {
-    "demo": dict(backbone="conv4", options={}, img_size=16, batch=64, images=128, data="digits",
-                 policy="imagenet", hflip=0.0),
-    "miniimagenet": dict(backbone="resnet12", options={}, img_size=84, batch=4, images=32, data="synthetic",
-                         policy="imagenet", hflip=0.5),
-    "lite0": dict(backbone="tf_efficientnet_lite0", options={}, img_size=84, batch=8, images=32, data="synthetic",
-                  policy="imagenet", hflip=0.5),
+    "demo": {"backbone": "conv4", "options": {}, "img_size": 16, "batch": 64, "images": 128, "data": "digits",
+             "policy": "imagenet", "hflip": 0.0},
+    "miniimagenet": {"backbone": "resnet12", "options": {}, "img_size": 84, "batch": 4, "images": 32,
+                     "data": "synthetic", "policy": "imagenet", "hflip": 0.5},
+    "lite0": {"backbone": "tf_efficientnet_lite0", "options": {}, "img_size": 84, "batch": 8, "images": 32,
+              "data": "synthetic", "policy": "imagenet", "hflip": 0.5},
 }
 
 
@@ -148,9 +148,20 @@ def throughput(settings: list[str], rounds: int) -> list[dict]:
     import numpy as np
 
     from fewshot.losses import create_objective
-    from fewshot.models import ClassificationHead, create_backbone, resolve_preprocessing, train_transform
+    from fewshot.models import (
+        ClassificationHead,
+        create_backbone,
+        resolve_preprocessing,
+        train_transform,
+    )
     from fewshot.training.data import TwoViews, collate_views
-    from fewshot.training.loop import FinetuneNet, compute_loss, make_optimizer, normalize_views, use_channels_last
+    from fewshot.training.loop import (
+        FinetuneNet,
+        compute_loss,
+        make_optimizer,
+        normalize_views,
+        use_channels_last,
+    )
 
     rows = []
     for name in settings:
@@ -168,7 +179,7 @@ def throughput(settings: list[str], rounds: int) -> list[dict]:
         labels = torch.randint(0, 5, (b,), generator=g)
         ids = torch.arange(b)
 
-        def stepper(net, views_of, channels_last):
+        def stepper(net, views_of, channels_last, objective=objective, labels=labels, ids=ids):
             optimizer = make_optimizer(net, lr=1e-4, weight_decay=0.05)
 
             def run() -> None:
@@ -184,8 +195,8 @@ def throughput(settings: list[str], rounds: int) -> list[dict]:
         if cl:
             new_net = new_net.to(memory_format=torch.channels_last)
         step = _median_rounds({
-            "old": stepper(net, lambda: floats, False),
-            "new": stepper(new_net, lambda: normalize_views(pixels, mean, std), cl),
+            "old": stepper(net, lambda floats=floats: floats, False),
+            "new": stepper(new_net, lambda p=pixels, m=mean, sd=std: normalize_views(p, m, sd), cl),
         }, rounds)
 
         if s["data"] == "digits":
@@ -199,7 +210,7 @@ def throughput(settings: list[str], rounds: int) -> list[dict]:
         for kind, normalize in (("old", True), ("new", False)):
             tf = train_transform(pp, policy=s["policy"], hflip=s["hflip"], normalize=normalize)
             data = TwoViews(split, np.arange(s["images"]), tf)
-            made[kind] = lambda data=data: collate_views([data[k] for k in keys])
+            made[kind] = lambda data=data, keys=keys: collate_views([data[k] for k in keys])
         data_t = _median_rounds(made, rounds)
         row = {"setting": name, "backbone": s["backbone"], "img_size": size, "batch": b, "channels_last": cl}
         for kind in ("old", "new"):

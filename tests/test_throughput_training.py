@@ -12,11 +12,27 @@ import pytest
 import torch
 
 from fewshot.losses import create_objective
-from fewshot.models import ClassificationHead, Preprocessing, create_backbone, frame_transform, train_transform
+from fewshot.models import (
+    ClassificationHead,
+    Preprocessing,
+    create_backbone,
+    frame_transform,
+    train_transform,
+)
 from fewshot.training import FinetuneConfig
 from fewshot.training.data import TwoViews, collate_views
-from fewshot.training.distributed import DistContext, available_cores, default_num_workers
-from fewshot.training.loop import FinetuneNet, Trainer, compute_loss, normalize_views, use_channels_last
+from fewshot.training.distributed import (
+    DistContext,
+    available_cores,
+    default_num_workers,
+)
+from fewshot.training.loop import (
+    FinetuneNet,
+    Trainer,
+    compute_loss,
+    normalize_views,
+    use_channels_last,
+)
 
 
 class NoiseSplit:
