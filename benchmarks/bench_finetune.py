@@ -15,8 +15,29 @@ model, same initial weights, same inputs. Target (issue 5): the contrastive term
 - loss share: the objective alone (forward + backward on the step's ``(512, 512)`` logits and
   embeddings, same rounds) as a share of the CE step — the direct measure of what the term adds.
 
+Then one table of fine-tuning throughput, before/after in the same run, for three settings:
+``demo`` (Conv-4 on the digits at 16 px, the demo's AutoAugment without flip), ``miniimagenet``
+(ResNet-12 at 84 px on synthetic 84 x 84 images: no data needed) and ``lite0`` (timm
+``tf_efficientnet_lite0``, random init, 84 px, synthetic images):
+
+- old: contiguous model and inputs, float32 views made in the loader (``ToTensor`` +
+  ``Normalize`` after AutoAugment);
+- new: the defaults of :mod:`fewshot.training` — channels-last where
+  :func:`~fewshot.training.loop.use_channels_last` says so, uint8 views from the loader, converted
+  and normalised where the model runs (:func:`~fewshot.training.loop.normalize_views`, timed
+  inside the new step);
+- ``step img/s``: images (two views each) per second of forward, SCHaNe, backward and AdamW
+  step, from the same pixels; ``data img/s``: images per second of making their two views in
+  this process (augmentation as in training, no model); ``serial``: both one after the other
+  (``num_workers=0``), ``1 / (1 / step + 1 / data)``; ``x``: new / old; ``(cpu)``: the same
+  ratio in this process's CPU time (less moved by other jobs on a shared machine).
+
+Medians over ``--rounds`` rounds, old and new taking turns (alternating who goes first).
+Target (issue 18): the CPU training step >= 1.5x faster on Conv-4 and ResNet-12.
+
 Usage: ``python benchmarks/bench_finetune.py [--batch 256] [--img-size 32] [--repeats 7]
-[--threads N] [--objectives ce,schane,supcon]``
+[--threads N] [--objectives ce,schane,supcon] [--rounds 3] [--settings demo,miniimagenet,lite0]
+[--skip-objectives]``
 """
 
 from __future__ import annotations
@@ -74,6 +95,154 @@ def make_loss_only(objective, n_classes: int, batch: int, dim: int, labels, ids)
     return run
 
 
+#: The throughput settings: backbone (timm name, options), input size, images per step, images
+#: whose views the data column makes, the training augmentation.
+THROUGHPUT_SETTINGS = {
+    "demo": {"backbone": "conv4", "options": {}, "img_size": 16, "batch": 64, "images": 128, "data": "digits",
+             "policy": "imagenet", "hflip": 0.0},
+    "miniimagenet": {"backbone": "resnet12", "options": {}, "img_size": 84, "batch": 4, "images": 32,
+                     "data": "synthetic", "policy": "imagenet", "hflip": 0.5},
+    "lite0": {"backbone": "tf_efficientnet_lite0", "options": {}, "img_size": 84, "batch": 8, "images": 32,
+              "data": "synthetic", "policy": "imagenet", "hflip": 0.5},
+}
+
+
+class _SyntheticSplit:
+    """``n`` random 84 x 84 RGB images (a stand-in for miniImageNet's pre-resized images)."""
+
+    def __init__(self, n: int, size: int = 84) -> None:
+        import numpy as np
+
+        rng = np.random.default_rng(0)
+        self.arrays = rng.integers(0, 256, size=(n, size, size, 3), dtype=np.uint8)
+        self.labels = np.arange(n) % 5
+
+    def __len__(self) -> int:
+        return len(self.arrays)
+
+    def image(self, index: int):
+        from PIL import Image
+
+        return Image.fromarray(self.arrays[index])
+
+
+def _median_rounds(runs: dict[str, object], rounds: int) -> dict[str, tuple[float, float]]:
+    """``(wall, cpu)`` median seconds of each callable over ``rounds`` rounds, taking turns,
+    after one warm-up. ``cpu`` is this process's CPU time (all its threads): on a machine
+    shared with other jobs it moves less than the wall-clock time."""
+    names = list(runs)
+    for name in names:
+        runs[name]()
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            t0, c0 = time.perf_counter(), time.process_time()
+            runs[name]()
+            times[name].append((time.perf_counter() - t0, time.process_time() - c0))
+    return {name: (statistics.median(w for w, _ in t), statistics.median(c for _, c in t)) for name, t in times.items()}
+
+
+def throughput(settings: list[str], rounds: int) -> list[dict]:
+    """One row per setting: old/new step and data img/s (see the module docstring)."""
+    import copy
+
+    import numpy as np
+
+    from fewshot.losses import create_objective
+    from fewshot.backbones import create_backbone
+    from fewshot.heads import ClassificationHead
+    from fewshot.transforms import resolve_preprocessing, train_transform
+    from fewshot.training.sampling import TwoViews, collate_views
+    from fewshot.training.loop import (
+        FinetuneNet,
+        compute_loss,
+        make_optimizer,
+        normalize_views,
+        use_channels_last,
+    )
+
+    rows = []
+    for name in settings:
+        s = THROUGHPUT_SETTINGS[name]
+        body = create_backbone(s["backbone"], None, seed=0, **s["options"])
+        pp = resolve_preprocessing(body, img_size=s["img_size"])
+        mean = torch.tensor(pp.mean).view(-1, 1, 1)
+        std = torch.tensor(pp.std).view(-1, 1, 1)
+        objective = create_objective("schane", lam=0.9, temperature=0.5)
+        cl = use_channels_last(body, "cpu")
+        g = torch.Generator().manual_seed(0)
+        b, size = s["batch"], s["img_size"]
+        pixels = torch.randint(0, 256, (b, 2, 3, size, size), generator=g, dtype=torch.uint8)
+        floats = normalize_views(pixels, mean, std)
+        labels = torch.randint(0, 5, (b,), generator=g)
+        ids = torch.arange(b)
+
+        def stepper(net, views_of, channels_last, objective=objective, labels=labels, ids=ids):
+            optimizer = make_optimizer(net, lr=1e-4, weight_decay=0.05)
+
+            def run() -> None:
+                out = compute_loss(net, objective, views_of(), labels, ids, channels_last=channels_last)
+                optimizer.zero_grad(set_to_none=True)
+                out.total.backward()
+                optimizer.step()
+
+            return run
+
+        net = FinetuneNet(body, ClassificationHead(body.num_features, 5, dropout=0.1, seed=1))
+        new_net = copy.deepcopy(net)
+        if cl:
+            new_net = new_net.to(memory_format=torch.channels_last)
+        step = _median_rounds({
+            "old": stepper(net, lambda floats=floats: floats, False),
+            "new": stepper(new_net, lambda p=pixels, m=mean, sd=std: normalize_views(p, m, sd), cl),
+        }, rounds)
+
+        if s["data"] == "digits":
+            from fewshot.data import load_split
+
+            split = load_split("digits", "train")
+        else:
+            split = _SyntheticSplit(s["images"])
+        keys = [(i, 1000 + i) for i in range(s["images"])]
+        made = {}
+        for kind, normalize in (("old", True), ("new", False)):
+            tf = train_transform(pp, policy=s["policy"], hflip=s["hflip"], normalize=normalize)
+            data = TwoViews(split, np.arange(s["images"]), tf)
+            made[kind] = lambda data=data, keys=keys: collate_views([data[k] for k in keys])
+        data_t = _median_rounds(made, rounds)
+        row = {"setting": name, "backbone": s["backbone"], "img_size": size, "batch": b, "channels_last": cl}
+        for kind in ("old", "new"):
+            row[f"step_{kind}"] = b / step[kind][0]
+            row[f"data_{kind}"] = s["images"] / data_t[kind][0]
+            row[f"serial_{kind}"] = 1 / (1 / row[f"step_{kind}"] + 1 / row[f"data_{kind}"])
+        row["step_cpu_x"] = step["old"][1] / step["new"][1]
+        row["data_cpu_x"] = data_t["old"][1] / data_t["new"][1]
+        rows.append(row)
+    return rows
+
+
+def print_throughput(rows: list[dict], rounds: int) -> None:
+    print(f"\nfine-tuning throughput, CPU, {torch.get_num_threads()} threads, median of {rounds} rounds; "
+          "old: contiguous + float32 views, new: channels-last (where on) + uint8 views normalised in the step")
+    head = (f"{'setting':<13} {'backbone':<22} {'px':>3} {'batch':>5} {'c-last':>6} "
+            f"{'step old':>9} {'step new':>9} {'x':>5} {'data old':>9} {'data new':>9} {'x':>5} "
+            f"{'serial old':>10} {'serial new':>10} {'x':>5} {'step x':>6} {'data x':>6}")
+    print(head)
+    print(f"{'':<13} {'':<22} {'':>3} {'':>5} {'':>6} {'img/s':>9} {'img/s':>9} {'':>5} {'img/s':>9} {'img/s':>9} "
+          f"{'':>5} {'img/s':>10} {'img/s':>10} {'':>5} {'(cpu)':>6} {'(cpu)':>6}")
+    for r in rows:
+        print(f"{r['setting']:<13} {r['backbone']:<22} {r['img_size']:>3} {r['batch']:>5} {'on' if r['channels_last'] else 'off':>6} "
+              f"{r['step_old']:>9.1f} {r['step_new']:>9.1f} {r['step_new'] / r['step_old']:>5.2f} "
+              f"{r['data_old']:>9.1f} {r['data_new']:>9.1f} {r['data_new'] / r['data_old']:>5.2f} "
+              f"{r['serial_old']:>10.1f} {r['serial_new']:>10.1f} {r['serial_new'] / r['serial_old']:>5.2f} "
+              f"{r['step_cpu_x']:>6.2f} {r['data_cpu_x']:>6.2f}")
+    for r in rows:
+        if r["backbone"] in ("conv4", "resnet12"):
+            ratio = r["step_new"] / r["step_old"]
+            print(f"target: {r['backbone']} CPU training step >= 1.5x faster -> {'met' if ratio >= 1.5 else 'NOT met'} "
+                  f"({ratio:.2f}x wall-clock, {r['step_cpu_x']:.2f}x in CPU time)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default="resnet18")
@@ -83,11 +252,26 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--objectives", default="ce,schane", help="comma-separated; the first is the baseline")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the throughput table")
+    parser.add_argument("--settings", default=",".join(THROUGHPUT_SETTINGS), help="throughput settings, comma-separated")
+    parser.add_argument("--skip-objectives", action="store_true", help="only the throughput table")
     args = parser.parse_args()
-    from tqdm import tqdm
-
     if args.threads:
         torch.set_num_threads(args.threads)
+    settings = [name for name in args.settings.split(",") if name]
+    unknown = [name for name in settings if name not in THROUGHPUT_SETTINGS]
+    if unknown:
+        parser.error(f"unknown settings {unknown}; expected some of {', '.join(THROUGHPUT_SETTINGS)}")
+    if not args.skip_objectives:
+        objective_cost(args)
+    if settings:
+        print_throughput(throughput(settings, args.rounds), args.rounds)
+
+
+def objective_cost(args: argparse.Namespace) -> None:
+    """The first table: CE vs the contrastive objectives in one step (see the module docstring)."""
+    from tqdm import tqdm
+
     names = args.objectives.split(",")
     g = torch.Generator().manual_seed(0)
     views = torch.randn(args.batch, 2, 3, args.img_size, args.img_size, generator=g)

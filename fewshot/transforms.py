@@ -207,6 +207,7 @@ def train_transform(
     hflip: float = 0.5,
     scale: tuple[float, float] | None = None,
     views: int = 1,
+    normalize: bool = True,
 ) -> Callable[[Any], Any]:
     """Training augmentation: AutoAugment views at the backbone's input size.
 
@@ -225,9 +226,13 @@ def train_transform(
         hflip: probability of a horizontal flip.
         scale: area range of a random resized crop; None resizes the whole image.
         views: with ``views > 1`` each call returns a tuple of that many independent views.
+        normalize: end with ``ToTensor`` + ``Normalize``; False ends with ``PILToTensor``
+            instead, the ``(3, H, W)`` uint8 view (what fine-tuning's workers emit; batches are
+            normalised on the device: ``(x / 255 - mean) / std``, bitwise the same on the CPU).
 
     Returns:
-        A callable mapping an RGB ``PIL.Image`` to a ``(3, H, W)`` float32 tensor (or a tuple).
+        A callable mapping an RGB ``PIL.Image`` to a ``(3, H, W)`` float32 (uint8 with
+        ``normalize=False``) tensor (or a tuple).
 
     Raises:
         ValueError: an unknown policy, ``hflip`` outside [0, 1], or ``views < 1``.
@@ -254,8 +259,7 @@ def train_transform(
             first,
             T.RandomHorizontalFlip(hflip),
             *([] if policy == "none" else [T.AutoAugment(policies[policy])]),
-            T.ToTensor(),
-            T.Normalize(p.mean, p.std),
+            *([T.ToTensor(), T.Normalize(p.mean, p.std)] if normalize else [T.PILToTensor()]),
         ]
     )
     return transform if views == 1 else MultiView(transform, views)

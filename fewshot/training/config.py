@@ -43,7 +43,7 @@ OPTIMIZERS: tuple[str, ...] = ("adamw", "adam", "sgd", "lamb")
 #: Settings that may change when a run is resumed: they decide where and how fast the run
 #: goes, not what it computes.
 RESUME_FREE_KEYS: frozenset[str] = frozenset(
-    {"out", "save_every_steps", "num_workers", "device", "compile", "threads", "progress"}
+    {"out", "save_every_steps", "num_workers", "device", "compile", "threads", "progress", "channels_last"}
 )
 
 _REQUIRED = ("backbone", "dataset", "out")
@@ -143,11 +143,18 @@ class FinetuneConfig:
     Execution (may change on resume, see :data:`RESUME_FREE_KEYS`):
         save_every_steps: also write ``last/`` every this many steps inside an epoch (0: at
             the end of each epoch only).
-        num_workers: ``DataLoader`` workers per process; None: 0 on the CPU (augmenting in
-            the training process is cheapest there), up to 8 on CUDA.
+        num_workers: ``DataLoader`` workers per process; None: the cores this process may
+            run on (``os.sched_getaffinity``) divided among the processes of the node, less
+            one for the training process itself (at least 0), on the CPU and on CUDA alike
+            (:func:`fewshot.training.distributed.default_num_workers`). Workers emit uint8
+            views; they become float and are normalised on the device.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``; None: CUDA when available. Under
             ``torchrun`` each process takes ``cuda:LOCAL_RANK``.
         compile: ``torch.compile`` the model.
+        channels_last: feed the model (and keep its weights) in channels-last memory
+            format; None (default): on CUDA always, on the CPU for the backbone families
+            measured to train faster that way (:func:`fewshot.training.loop.use_channels_last`).
+            The loss equals the contiguous path's within float tolerance, not bitwise.
         threads: CPU threads per process; None: torch's default, divided among the
             processes of a node.
         progress: show tqdm bars.
@@ -207,6 +214,7 @@ class FinetuneConfig:
     num_workers: int | None = None
     device: str | None = None
     compile: bool = False
+    channels_last: bool | None = None
     threads: int | None = None
     progress: bool = True
     sync_batchnorm: bool = True
@@ -468,6 +476,7 @@ _OPT_FLOAT = {"layer_decay", "crop_pct"}
 _STR = {"backbone", "dataset", "out", "split", "objective", "scheduler", "augment", "optimizer"}
 _OPT_STR = {"pretrained", "data_root", "device", "run"}
 _BOOL = {"compile", "progress", "sync_batchnorm", "freeze_backbone"}
+_OPT_BOOL = {"channels_last"}
 _DICT = {"backbone_kwargs", "objective_options"}
 
 
@@ -498,7 +507,7 @@ def _type_error(name: str, expected: str, value: Any) -> TypeError:
 
 
 def _coerce(name: str, value: Any) -> Any:
-    if name in _OPT_INT or name in _OPT_STR or name in _OPT_FLOAT or name in ("crop_scale",):
+    if name in _OPT_INT or name in _OPT_STR or name in _OPT_FLOAT or name in _OPT_BOOL or name in ("crop_scale",):
         if value is None:
             return None
     if name in _INT or name in _OPT_INT:
@@ -515,7 +524,7 @@ def _coerce(name: str, value: Any) -> Any:
         if not isinstance(value, str):
             raise _type_error(name, "a string", value)
         return value
-    if name in _BOOL:
+    if name in _BOOL or name in _OPT_BOOL:
         if not isinstance(value, bool):
             raise _type_error(name, "true or false", value)
         return value

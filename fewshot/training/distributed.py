@@ -40,6 +40,8 @@ __all__ = [
     "all_reduce_sum",
     "broadcast_flag",
     "barrier",
+    "available_cores",
+    "default_num_workers",
 ]
 
 
@@ -119,6 +121,29 @@ def init_distributed(device: str | torch.device | None = None) -> DistContext:
     else:
         dist.init_process_group(backend="gloo")
     return DistContext(rank, world, local_rank, local_world, dev, owns_group=True)
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on: ``len(os.sched_getaffinity(0))`` (a container's or
+    ``taskset``'s limit), or ``os.cpu_count()`` where the platform has no affinity call."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def default_num_workers(local_world_size: int = 1) -> int:
+    """``DataLoader`` workers per process when none are given: the available cores
+    (:func:`available_cores`) divided among the ``local_world_size`` processes of this node,
+    less one for the process itself, at least 0. 16 cores, 8 processes: 1 worker each; 2
+    cores, 1 process: 1 worker. The same rule on the CPU and on CUDA.
+
+    Raises:
+        ValueError: ``local_world_size < 1``.
+    """
+    if isinstance(local_world_size, bool) or not isinstance(local_world_size, int) or local_world_size < 1:
+        raise ValueError(f"local_world_size must be a positive integer, got {local_world_size!r}")
+    return max(0, available_cores() // local_world_size - 1)
 
 
 def shutdown(ctx: DistContext) -> None:

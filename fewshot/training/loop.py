@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -35,7 +35,58 @@ from fewshot.training.distributed import (
     all_reduce_sum,
 )
 
-__all__ = ["FinetuneNet", "compute_loss", "make_optimizer", "make_scheduler", "make_mixup", "Trainer"]
+__all__ = [
+    "FinetuneNet",
+    "compute_loss",
+    "normalize_views",
+    "use_channels_last",
+    "CHANNELS_LAST_CPU",
+    "make_optimizer",
+    "make_scheduler",
+    "make_mixup",
+    "Trainer",
+]
+
+#: Backbone classes (``type(backbone).__name__``) trained in channels-last memory format on
+#: the CPU when ``channels_last`` is not set: the families whose CPU training step measured
+#: faster that way (``benchmarks/bench_finetune.py``, CPU time of one step, 2 cores, 2026-12):
+#: Conv-4 (0.69x the contiguous step's time at 16 px, 0.71x at 84 px) and timm's EfficientNets
+#: (``tf_efficientnet_lite0`` at 84 px: 0.69x). ResNets measured no gain (ResNet-12 at 84 px
+#: 1.01x, timm ``resnet18`` at 84 px 1.02x) and stay contiguous, as do ViTs (their blocks see
+#: rows) and families not measured; on CUDA every backbone goes channels-last.
+CHANNELS_LAST_CPU: frozenset[str] = frozenset({"Conv4", "EfficientNet"})
+
+
+def use_channels_last(backbone: nn.Module, device: torch.device | str) -> bool:
+    """Whether training ``backbone`` on ``device`` uses channels-last by default: always on
+    CUDA; on the CPU when its class is in :data:`CHANNELS_LAST_CPU`."""
+    if torch.device(device).type == "cuda":
+        return True
+    return type(backbone).__name__ in CHANNELS_LAST_CPU
+
+
+def normalize_views(views: torch.Tensor, mean: torch.Tensor | None, std: torch.Tensor | None) -> torch.Tensor:
+    """The model input of a batch of views, on the views' device.
+
+    ``uint8`` pixels ``(..., 3, H, W)`` (what the training workers emit) become float32
+    ``(x / 255 - mean) / std`` — the operations of torchvision's ``ToTensor`` + ``Normalize``
+    in the same order, so on the CPU the result is bitwise theirs (on CUDA within rounding).
+    Float views (a frozen backbone's cached features, or views normalised elsewhere) are
+    returned unchanged.
+
+    Args:
+        views: uint8 pixels or float inputs.
+        mean, std: ``(3, 1, 1)`` float32 tensors on the views' device (the backbone's
+            :class:`~fewshot.transforms.Preprocessing`); needed for uint8 views.
+
+    Raises:
+        ValueError: uint8 views without ``mean`` and ``std``.
+    """
+    if views.dtype != torch.uint8:
+        return views
+    if mean is None or std is None:
+        raise ValueError("uint8 views need the backbone's mean and std (Trainer(normalize=(mean, std)))")
+    return views.float().div_(255).sub_(mean).div_(std)
 
 
 class FinetuneNet(nn.Module):
@@ -303,6 +354,11 @@ class Trainer:
         compile: wrap the model in ``torch.compile``.
         sync_batchnorm: convert BatchNorm to SyncBatchNorm when running on several CUDA
             processes.
+        channels_last: weights and inputs in channels-last memory format; None:
+            :func:`use_channels_last` of the backbone and device.
+        normalize: ``(mean, std)`` of the backbone's preprocessing: uint8 views from the
+            loaders are converted and normalised on the device (:func:`normalize_views`);
+            None: the loaders must yield float inputs.
     """
 
     def __init__(
@@ -327,15 +383,22 @@ class Trainer:
         ema_decay: float = 0.0,
         compile: bool = False,
         sync_batchnorm: bool = True,
+        channels_last: bool | None = None,
+        normalize: tuple[Sequence[float], Sequence[float]] | None = None,
     ) -> None:
         self.ctx = ctx
         self.objective = objective
         self.train_loader, self.val_loader = train_loader, val_loader
         self.seed = int(seed)
         cuda = ctx.device.type == "cuda"
-        self.channels_last = cuda
+        self.channels_last = use_channels_last(net.backbone, ctx.device) if channels_last is None else bool(channels_last)
         self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else contextlib.nullcontext
-        if cuda:
+        self.mean = self.std = None
+        if normalize is not None:
+            mean, std = normalize
+            self.mean = torch.tensor(mean, dtype=torch.float32, device=ctx.device).view(-1, 1, 1)
+            self.std = torch.tensor(std, dtype=torch.float32, device=ctx.device).view(-1, 1, 1)
+        if self.channels_last:
             net = net.to(memory_format=torch.channels_last)
         if ctx.distributed and cuda and sync_batchnorm:
             net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
@@ -411,7 +474,7 @@ class Trainer:
                    disable=not (progress and self.ctx.is_main), dynamic_ncols=True)
         with bar:
             for views, labels, ids in self.train_loader:
-                views = views.to(dev, non_blocking=True)
+                views = normalize_views(views.to(dev, non_blocking=True), self.mean, self.std)
                 labels = labels.to(dev, non_blocking=True)
                 ids = ids.to(dev, non_blocking=True)
                 torch.manual_seed(step_seed(self.seed, epoch, done, self.ctx.rank))
@@ -482,6 +545,7 @@ class Trainer:
                     views = 2
                 else:
                     views_t, labels, instance_ids = (t.to(dev, non_blocking=True) for t in batch)
+                    views_t = normalize_views(views_t, self.mean, self.std)
                     views = views_t.shape[1]
                     x = views_t.flatten(0, 1)
                     if self.channels_last and x.ndim == 4:

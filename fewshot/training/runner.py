@@ -66,6 +66,7 @@ from fewshot.training.config import FinetuneConfig, config_diff
 from fewshot.training.distributed import (
     barrier,
     broadcast_flag,
+    default_num_workers,
     init_distributed,
     shutdown,
 )
@@ -263,12 +264,8 @@ def _set_threads(config: FinetuneConfig, ctx: Any) -> None:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // ctx.local_world_size))
 
 
-def _default_workers(config: FinetuneConfig, device: torch.device) -> int:
-    if config.num_workers is not None:
-        return config.num_workers
-    if device.type == "cpu":
-        return 0
-    return max(0, min(8, (os.cpu_count() or 1) - 1))
+def _default_workers(config: FinetuneConfig, ctx: Any) -> int:
+    return config.num_workers if config.num_workers is not None else default_num_workers(ctx.local_world_size)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -390,6 +387,7 @@ def _build(config: FinetuneConfig, ctx: Any, data: _Data) -> _Run:
         mixup=make_mixup(data.n_classes, mixup=config.mixup, cutmix=config.cutmix, prob=config.mixup_prob,
                          switch_prob=config.mixup_switch_prob, smoothing=config.smoothing),
         compile=config.compile, sync_batchnorm=config.sync_batchnorm,
+        channels_last=config.channels_last, normalize=(preprocessing.mean, preprocessing.std),
     )
     cfg = config.to_dict()
     ckpt = dict(backbone_name=config.backbone, backbone_kwargs=dict(config.backbone_kwargs), preprocessing=preprocessing,
@@ -406,7 +404,7 @@ def _build(config: FinetuneConfig, ctx: Any, data: _Data) -> _Run:
         "steps_per_epoch": steps_per_epoch,
     }
     run_info = {"world_size": ctx.world_size, "device": str(ctx.device), "num_workers": workers,
-                "threads": torch.get_num_threads(), "preprocessing": preprocessing.to_dict()}
+                "channels_last": trainer.channels_last, "threads": torch.get_num_threads(), "preprocessing": preprocessing.to_dict()}
     if ctx.is_main and weights_file:
         run_info["pretrained_sha256"] = sha256_file(config.pretrained)
         run_info["pretrained_load"] = load_report.to_dict()
@@ -430,7 +428,8 @@ def _make_items(config: FinetuneConfig, ctx: Any, backbone: Any, split: Any, pre
     backbone's cached features (one fixed view per image, computed once)."""
     if config.features_cached:
         return _cached_feature_items(config, backbone, split, preprocessing, ctx)
-    transform = train_transform(preprocessing, policy=config.augment, hflip=config.hflip, scale=config.crop_scale)
+    transform = train_transform(preprocessing, policy=config.augment, hflip=config.hflip, scale=config.crop_scale,
+                                normalize=False)  # uint8 views, normalised on the device by the Trainer
     return lambda idx: TwoViews(split, idx, transform)
 
 
@@ -438,7 +437,7 @@ def _make_loaders(config: FinetuneConfig, ctx: Any, data: _Data, items: Callable
     """The training loader (this rank's share of every global batch), the validation loader
     (None without held-out images) and the number of loader workers."""
     sampler = TrainBatchSampler(len(data.train_idx), config.batch_size, config.seed, rank=ctx.rank, world_size=ctx.world_size)
-    workers = _default_workers(config, ctx.device)
+    workers = _default_workers(config, ctx)
     loader_options: dict[str, Any] = dict(
         num_workers=workers,
         collate_fn=collate_views,
@@ -615,7 +614,7 @@ def _cached_feature_items(config: FinetuneConfig, backbone: Any, split: Any, pre
     cache (:func:`fewshot.features.extract_cached`); process 0 computes a missing entry, the
     others then read it."""
     options = dict(preprocessing=preprocessing, device=ctx.device, progress=config.progress,
-                   num_workers=_default_workers(config, ctx.device), manifest={"kind": "finetune-cache"})
+                   num_workers=config.num_workers, manifest={"kind": "finetune-cache"})
     if ctx.is_main:
         path, hit = extract_cached(backbone, split, default_cache_dir(), **options)
         _log.info("backbone features of %s/%s %s: %s", config.dataset, config.split, "from cache" if hit else "computed", path)

@@ -95,7 +95,11 @@ class TwoViews(torch.utils.data.Dataset):
     generator seeded by ``seed``.
 
     Returns per item:
-        views: ``(views, 3, H, W)`` float32, stacked outputs of ``transform``.
+        views: ``(views, 3, H, W)``, stacked outputs of ``transform``: uint8 pixels in
+            fine-tuning (``train_transform(..., normalize=False)``; a quarter of float32's
+            bytes through the worker queues and the host-to-device copy; the trainer
+            normalises them on the device, :func:`fewshot.training.loop.normalize_views`),
+            float32 with a normalising transform.
         label: int, the image's label.
         instance_id: int, the image's index in the split (unique per image, shared by its
             views; SimCLR's positives).
@@ -151,7 +155,8 @@ class FeatureViews(torch.utils.data.Dataset):
 
 
 def collate_views(items: list[tuple[torch.Tensor, int, int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
-    """Stack :class:`TwoViews` items into ``(views (b, V, 3, H, W), labels (b,), ids (b,))``;
+    """Stack :class:`TwoViews` items into ``(views (b, V, 3, H, W), labels (b,), ids (b,))``
+    (views in the items' dtype: uint8 pixels stay uint8);
     None for an empty batch (a process's share of a short validation batch)."""
     if not items:
         return None
