@@ -368,7 +368,7 @@ def test_extract_checks_out_before_any_work(tmp_path, run_cli, monkeypatch):
     [
         (["--img-size", "1"], r"input size 1×1 does not fit this backbone"),
         (["--dataset", "imagenet-22k"], r"invalid choice: 'imagenet-22k'"),
-        (["--batch-size", "0"], r"batch_size must be >= 1"),
+        (["--batch-size", "0"], r"batch_size must be a positive integer"),
         (["--backbone", "resnet9000"], r"unknown|resnet9000"),
     ],
 )
