@@ -608,6 +608,10 @@ def test_name_lists_match_registries():
 
     assert _names.CLASSIFIER_NAMES == tuple(CLASSIFIERS)
     assert _names.OBJECTIVE_NAMES == tuple(OBJECTIVES)
+    from fewshot.losses import list_objectives
+
+    assert list_objectives() == list(OBJECTIVES) and list_objectives("supcon*") == ["supcon", "supcon-in"]
+    assert list_objectives("nothing*") == []
     assert _names.TEST_NAMES == tuple(_TESTS)
     from fewshot.data import list_datasets
 
