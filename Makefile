@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo demo-quick test test-all bench bench-mini bench-pretrained venv clean
+.PHONY: demo demo-quick test test-all lint format bench bench-mini bench-pretrained venv clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,10 +20,19 @@ demo: $(STAMP)
 demo-quick: $(STAMP)
 	$(VENV)/bin/fewshot demo --quick --out /tmp/fewshot-demo-quick
 
-test: $(STAMP)
+# ruff's settings are in pyproject.toml ([tool.ruff])
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test: lint
 	$(PY) -m pytest -q
 
-test-all: $(STAMP)
+test-all: lint
 	$(PY) -m pytest -q -m ''
 
 bench: $(STAMP)

@@ -80,6 +80,7 @@ _EXPORTS: dict[str, str] = {
     "Objective": "fewshot.losses",
     "OBJECTIVES": "fewshot.losses",
     "create_objective": "fewshot.losses",
+    "list_objectives": "fewshot.losses",
     "ObjectiveOutput": "fewshot.losses",
     "NoPositivePairsWarning": "fewshot.losses",
     # data, models, features, fine-tuning

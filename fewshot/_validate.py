@@ -47,12 +47,10 @@ def check_int(name: str, value: Any, *, low: int = 1, high: int | None = None) -
             ``name``, the rule and the value, e.g. ``n_way must be a positive integer, got 0``.
     """
     ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
-    if ok:
-        value = int(value)
-        ok = value >= low and (high is None or value <= high)
+    ok = ok and int(value) >= low and (high is None or int(value) <= high)
     if not ok:
         raise ValueError(f"{name} must be {_int_rule(low, high)}, got {value!r}")
-    return value
+    return int(value)
 
 
 def check_optional_int(name: str, value: Any, *, low: int = 1, high: int | None = None) -> int | None:
@@ -63,6 +61,8 @@ def check_optional_int(name: str, value: Any, *, low: int = 1, high: int | None 
 def _interval(low: float | None, high: float | None, closed: Closed) -> str:
     left_closed = closed in ("both", "left")
     right_closed = closed in ("both", "right")
+    if low == 0 and high is None:
+        return "a positive number" if closed in ("right", "neither") else "a non-negative number"
     if low is not None and high is not None:
         return f"in {'[' if left_closed else '('}{low:g}, {high:g}{']' if right_closed else ')'}"
     if low is not None:
@@ -96,13 +96,12 @@ def check_real(
     if closed not in ("both", "left", "right", "neither"):
         raise ValueError(f"closed must be one of both, left, right, neither, got {closed!r}")
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if ok:
-        value = float(value)
-        ok = math.isfinite(value)
-        if ok and low is not None:
-            ok = value >= low if closed in ("both", "left") else value > low
-        if ok and high is not None:
-            ok = value <= high if closed in ("both", "right") else value < high
+    x = float(value) if ok else math.nan
+    ok = ok and math.isfinite(x)
+    if ok and low is not None:
+        ok = x >= low if closed in ("both", "left") else x > low
+    if ok and high is not None:
+        ok = x <= high if closed in ("both", "right") else x < high
     if not ok:
         raise ValueError(f"{name} must be {_interval(low, high, closed)}, got {value!r}")
-    return value
+    return x

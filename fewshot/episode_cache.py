@@ -29,6 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from fewshot._cache import default_cache_dir
 from fewshot.episodes import Episodes, labels_fingerprint, load_episodes, sample_episodes
 
 logger = logging.getLogger(__name__)
@@ -36,16 +37,9 @@ __all__ = ["CachedEpisodes", "cached_episodes", "store_episodes", "default_episo
 
 
 def default_episode_cache_dir() -> Path:
-    """``$FEWSHOT_CACHE_DIR/episodes``, else ``$XDG_CACHE_HOME/fewshot/episodes`` (``~/.cache/...``).
-
-    The same root as the feature cache (:func:`fewshot.features.default_cache_dir`, not
-    imported here: it would load timm).
-    """
-    env = os.environ.get("FEWSHOT_CACHE_DIR")
-    if env:
-        return Path(env) / "episodes"
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "fewshot" / "episodes"
+    """``$FEWSHOT_CACHE_DIR/episodes``, else ``$XDG_CACHE_HOME/fewshot/episodes`` (``~/.cache/...``),
+    beside the feature cache (:func:`fewshot.features.default_cache_dir`)."""
+    return default_cache_dir("episodes")
 
 
 def episode_cache_path(

@@ -28,6 +28,7 @@ from typing import BinaryIO
 import numpy as np
 import torch
 
+from fewshot._validate import check_int
 from fewshot._io import save_npz, sha256_arrays
 
 __all__ = ["Episodes", "sample_episodes", "load_episodes", "labels_fingerprint", "check_sizes", "episodes_filename"]
@@ -185,8 +186,7 @@ def check_sizes(n_way: int, n_shot: int, n_query: int, n_episodes: int | None = 
     if n_episodes is not None:
         sizes["n_episodes"] = n_episodes
     for name, value in sizes.items():
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_int(name, value)
 
 
 def _validate_labels(labels: np.ndarray) -> np.ndarray:
@@ -232,10 +232,8 @@ def sample_episodes(
             present in ``labels`` must be able to fill an episode).
     """
     check_sizes(n_way, n_shot, n_query, n_episodes)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or start < 0:
-        raise ValueError(f"start must be a non-negative integer, got {start!r}")
+    check_int("seed", seed, low=0)
+    check_int("start", start, low=0)
     labels = _validate_labels(labels)
     class_values, counts = np.unique(labels, return_counts=True)
     n_classes = class_values.size

@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from fewshot._validate import check_int
 from fewshot._device import resolve_device
 from fewshot._io import write_bytes
 from fewshot.classifiers import EpisodeClassifier, create_classifier
@@ -79,8 +80,7 @@ def evaluate(
         ValueError: malformed features/labels, or episodes that do not index these labels.
     """
     X, y = validate_features(features.cpu().numpy() if isinstance(features, torch.Tensor) else features, labels, "features")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    check_int("batch_size", batch_size)
     _check_episodes_match(y, episodes)
     dev = resolve_device(device)
     clf = create_classifier(classifier, **classifier_kwargs) if isinstance(classifier, str) else classifier

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from fewshot._validate import check_int
 from fewshot._device import resolve_device
 from fewshot._io import atomic_dir, check_output_dir, check_output_file, write_bytes
 from fewshot._manifest import environment_info, make_manifest
@@ -110,8 +111,7 @@ def extract_to_file(
 
     if checkpoint is None and backbone is None:
         raise ValueError("give a backbone name (--backbone) or a checkpoint directory (--checkpoint)")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+    check_int("batch_size", batch_size)
     out = Path(out)
     if out.suffix != ".npz":
         raise ValueError(f"output must end in .npz, got {out}")

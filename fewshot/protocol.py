@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from fewshot._validate import check_int
 from fewshot._io import sha256_file
 
 __all__ = ["EvalProtocol", "load_protocol"]
@@ -57,9 +58,7 @@ class EvalProtocol:
 
     def __post_init__(self) -> None:
         for name in ("ways", "queries", "episodes"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"protocol {name} must be a positive integer, got {v!r}")
+            check_int(f"protocol {name}", getattr(self, name))
         for name in ("shots", "seeds"):
             v = getattr(self, name)
             v = (v,) if isinstance(v, int) else tuple(v)

@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 from scipy import stats as _st
 
+from fewshot._validate import check_int, check_real
+
 __all__ = [
     "RUN_TESTS",
     "RunTestResult",
@@ -266,12 +268,9 @@ def hierarchical_bootstrap(
     """
     a = _accuracy_matrix(method, "method accuracies")
     b = _accuracy_matrix(baseline, "baseline accuracies")
-    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 100:
-        raise ValueError(f"n_boot must be an integer >= 100, got {n_boot!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    if not 0.0 < float(level) < 1.0:
-        raise ValueError(f"level must be in (0, 1), got {level!r}")
+    check_int("n_boot", n_boot, low=100)
+    check_int("seed", seed, low=0)
+    check_real("level", level, low=0, high=1, closed="neither")
     rng = np.random.default_rng([int(seed), 0x4842])  # 'HB': a stream of its own
     diffs = np.empty(int(n_boot))
     pis = np.empty(int(n_boot))

@@ -239,5 +239,5 @@ def test_similarity_max_per_class_subsamples_with_a_seed() -> None:
     assert (sub.positive.n, sub.negative.n) == (66, 210 - 66)
     (again,) = similarity_distributions(x, y, max_per_class=8, seed=1)
     assert again.positive.mean == sub.positive.mean != full.positive.mean
-    with pytest.raises(ValueError, match="max_per_class must be an integer >= 1 or None, got 0"):
+    with pytest.raises(ValueError, match="max_per_class must be a positive integer, got 0"):
         similarity_distributions(x, y, max_per_class=0)

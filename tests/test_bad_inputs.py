@@ -368,7 +368,7 @@ def test_extract_checks_out_before_any_work(tmp_path, run_cli, monkeypatch):
     [
         (["--img-size", "1"], r"input size 1×1 does not fit this backbone"),
         (["--dataset", "imagenet-22k"], r"invalid choice: 'imagenet-22k'"),
-        (["--batch-size", "0"], r"batch_size must be >= 1"),
+        (["--batch-size", "0"], r"batch_size must be a positive integer"),
         (["--backbone", "resnet9000"], r"unknown|resnet9000"),
     ],
 )
@@ -608,6 +608,10 @@ def test_name_lists_match_registries():
 
     assert _names.CLASSIFIER_NAMES == tuple(CLASSIFIERS)
     assert _names.OBJECTIVE_NAMES == tuple(OBJECTIVES)
+    from fewshot.losses import list_objectives
+
+    assert list_objectives() == list(OBJECTIVES) and list_objectives("supcon*") == ["supcon", "supcon-in"]
+    assert list_objectives("nothing*") == []
     assert _names.TEST_NAMES == tuple(_TESTS)
     from fewshot.data import list_datasets
 

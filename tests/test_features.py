@@ -118,9 +118,9 @@ def test_extract_bad_input():
     model = _model()
     with pytest.raises(ValueError, match="has no images"):
         extract_features(model, MemorySplit(n_classes=0), progress=False)
-    with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
+    with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
         extract_features(model, MemorySplit(), batch_size=0, progress=False)
-    with pytest.raises(ValueError, match="num_workers must be >= 0, got -1"):
+    with pytest.raises(ValueError, match="num_workers must be a non-negative integer, got -1"):
         extract_features(model, MemorySplit(), num_workers=-1, progress=False)
     with pytest.raises(ValueError, match=r"backbone output has shape \(12, 8, 2, 2\)"):
         extract_features(model.stages, MemorySplit(), preprocessing=resolve_preprocessing(model, img_size=32),
@@ -287,7 +287,7 @@ def test_cli_extract_checkpoint_uses_recorded_preprocessing_and_cache(tmp_path, 
         (["--backbone", "conv4", "--pretrained", "missing.pth"], "weights file not found: missing.pth"),
         (["--checkpoint", "no-such-dir"], "checkpoint directory not found: no-such-dir"),
         ([], "give a backbone name (--backbone) or a checkpoint directory (--checkpoint)"),
-        (["--backbone", "conv4", "--batch-size", "0"], "batch_size must be >= 1, got 0"),
+        (["--backbone", "conv4", "--batch-size", "0"], "batch_size must be a positive integer, got 0"),
         (["--backbone", "conv4", "--device", "gpu0"], "invalid device 'gpu0'"),
     ],
 )

@@ -60,9 +60,10 @@ def test_check_real_interval_ends(value, closed, ok):
     ("kwargs", "value", "message"),
     [
         ({"low": 0, "high": 1, "closed": "neither"}, 1.0, r"alpha must be in \(0, 1\), got 1.0"),
-        ({"low": 0, "closed": "neither"}, 0, r"alpha must be > 0, got 0.0"),
-        ({"low": 0}, -0.5, r"alpha must be >= 0, got -0.5"),
-        ({"high": 1, "closed": "left"}, 1, r"alpha must be < 1, got 1.0"),
+        ({"low": 0, "closed": "neither"}, 0, r"alpha must be a positive number, got 0"),
+        ({"low": 0}, -0.5, r"alpha must be a non-negative number, got -0.5"),
+        ({"high": 1, "closed": "left"}, 1, r"alpha must be < 1, got 1"),
+        ({"low": 2}, 1.5, r"alpha must be >= 2, got 1.5"),
         ({}, float("nan"), r"alpha must be a finite number, got nan"),
         ({}, True, r"alpha must be a finite number, got True"),
         ({}, "0.1", r"alpha must be a finite number, got '0.1'"),

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from fewshot._validate import check_int
 from fewshot.analysis._validate import check_embeddings, check_labels, l2_normalize
 
 __all__ = ["PairHistogram", "SimilarityDistributions", "similarity_distributions"]
@@ -162,13 +163,11 @@ def similarity_distributions(
     """
     x = l2_normalize(check_embeddings(features, "features"), "features")
     y = check_labels(labels, x.shape[0])
-    for name, value, low in (("bins", bins, 2), ("block", block, 1)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    check_int("bins", bins, low=2)
+    check_int("block", block)
     names = [str(c) for c in class_names] if class_names is not None and len(class_names) else None
     if max_per_class is not None:
-        if isinstance(max_per_class, bool) or not isinstance(max_per_class, (int, np.integer)) or max_per_class < 1:
-            raise ValueError(f"max_per_class must be an integer >= 1 or None, got {max_per_class!r}")
+        check_int("max_per_class", max_per_class)
         rng = np.random.default_rng(seed)
         keep = []
         for label in np.unique(y):

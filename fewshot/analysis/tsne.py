@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fewshot._validate import check_int, check_real
 from fewshot.analysis._validate import check_embeddings, check_labels, l2_normalize
 
 __all__ = ["tsne_map"]
@@ -50,11 +51,9 @@ def tsne_map(
 
     x = check_embeddings(features, "features")
     y = check_labels(labels, x.shape[0])
-    for name, value in (("n_classes", n_classes), ("per_class", per_class)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    if not perplexity > 0:
-        raise ValueError(f"perplexity must be > 0, got {perplexity!r}")
+    check_int("n_classes", n_classes)
+    check_int("per_class", per_class)
+    check_real("perplexity", perplexity, low=0, closed="neither")
     rng = np.random.default_rng(seed)
     chosen = np.unique(y)[:n_classes]
     picks = []

@@ -23,10 +23,3 @@ from fewshot.backbones.conv4 import Conv4
 from fewshot.backbones.resnet12 import FewShotResNet12, ResNet12
 
 __all__ = ["create_backbone", "suggest_models", "Conv4", "ResNet12", "FewShotResNet12"]
-
-# The classes name this package as their module, where they lived before it was split: the
-# class path is part of what identifies a backbone in a feature cache key
-# (fewshot.features.model_identity), so caches made before the split stay valid.
-for _cls in (Conv4, ResNet12, FewShotResNet12):
-    _cls.__module__ = __name__
-del _cls

@@ -15,7 +15,6 @@ import torch
 __all__ = [
     "as_batch",
     "as_labels",
-    "check_positive",
     "class_means",
     "episode_slice",
     "l2_normalize",
@@ -93,10 +92,3 @@ def episode_slice(weights: torch.Tensor, bias: torch.Tensor | None, start: int, 
     end = start + Q.shape[0]
     return weights[start:end], None if bias is None else bias[start:end]
 
-
-def check_positive(name: str, value: Any, integer: bool = False) -> None:
-    """Raise ``ValueError`` unless ``value`` is a finite positive number (integer if asked)."""
-    ok = isinstance(value, (int, np.integer)) if integer else isinstance(value, (int, float, np.number))
-    if isinstance(value, bool) or not ok or not value > 0 or not np.isfinite(value):
-        kind = "a positive integer" if integer else "a positive number"
-        raise ValueError(f"{name} must be {kind}, got {value!r}")

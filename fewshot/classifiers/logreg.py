@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from fewshot._validate import check_int, check_real
 from fewshot.classifiers._base import ConvergenceWarning
 from fewshot.classifiers._newton import cpu_threads, gram_factor, newton_solve
-from fewshot.classifiers._tensors import as_batch, as_labels, check_positive, episode_slice, safe_norm
+from fewshot.classifiers._tensors import as_batch, as_labels, episode_slice, safe_norm
 
 __all__ = ["LogisticFit", "LogisticRegression", "fit_logistic_regression"]
 
@@ -146,9 +147,9 @@ class LogisticRegression:
         self.device = device
 
     def _validate_params(self) -> None:
-        check_positive("C", self.C)
-        check_positive("max_iter", self.max_iter, integer=True)
-        check_positive("tol", self.tol)
+        check_real("C", self.C, low=0, closed="neither")
+        check_int("max_iter", self.max_iter)
+        check_real("tol", self.tol, low=0, closed="neither")
 
     def fit(self, support: Any, support_labels: Any) -> LogisticRegression:
         """Fit every episode of ``support`` ``(E, n, d)`` with labels ``(E, n)`` or ``(n,)``."""

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from fewshot.classifiers._tensors import as_batch, as_labels, check_positive, episode_slice, l2_normalize
+from fewshot._validate import check_real
+from fewshot.classifiers._tensors import as_batch, as_labels, episode_slice, l2_normalize
 
 __all__ = ["RidgeClassifier"]
 
@@ -45,7 +46,7 @@ class RidgeClassifier:
 
     def fit(self, support: Any, support_labels: Any) -> RidgeClassifier:
         """Solve ``(X X^T + lam I) A = Y`` per episode; ``W^T = A^T X``."""
-        check_positive("lam", self.lam)
+        check_real("lam", self.lam, low=0, closed="neither")
         X = self._prep(as_batch(support, "support", self.device))
         E, n, _ = X.shape
         y, K = as_labels(support_labels, E, n, X.device)

@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from fewshot._validate import check_int, check_real
 from fewshot.classifiers._base import ConvergenceWarning
-from fewshot.classifiers._tensors import as_batch, as_labels, check_positive, l2_normalize
+from fewshot.classifiers._tensors import as_batch, as_labels, l2_normalize
 
 __all__ = ["SklearnLogisticRegression"]
 
@@ -38,9 +39,9 @@ class SklearnLogisticRegression:
     def fit(self, support: Any, support_labels: Any) -> SklearnLogisticRegression:
         from sklearn.linear_model import LogisticRegression as SkLR
 
-        check_positive("C", self.C)
-        check_positive("max_iter", self.max_iter, integer=True)
-        check_positive("tol", self.tol)
+        check_real("C", self.C, low=0, closed="neither")
+        check_int("max_iter", self.max_iter)
+        check_real("tol", self.tol, low=0, closed="neither")
         X = self._prep(support, "support")
         y, K = as_labels(support_labels, X.shape[0], X.shape[1], torch.device("cpu"))
         y = y.numpy()

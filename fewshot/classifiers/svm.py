@@ -26,8 +26,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from fewshot._validate import check_int, check_real
 from fewshot.classifiers._base import ConvergenceWarning
-from fewshot.classifiers._tensors import as_batch, as_labels, check_positive, l2_normalize
+from fewshot.classifiers._tensors import as_batch, as_labels, l2_normalize
 
 __all__ = ["LinearSVM", "standardize"]
 
@@ -130,9 +131,9 @@ class LinearSVM:
 
     def fit(self, support: Any, support_labels: Any) -> LinearSVM:
         """Fit the ``K(K-1)/2`` pairwise SVMs of every episode."""
-        check_positive("C", self.C)
-        check_positive("tol", self.tol)
-        check_positive("max_iter", self.max_iter, integer=True)
+        check_real("C", self.C, low=0, closed="neither")
+        check_real("tol", self.tol, low=0, closed="neither")
+        check_int("max_iter", self.max_iter)
         X = self._prep(as_batch(support, "support", self.device))
         E, n, d = X.shape
         y, K = as_labels(support_labels, E, n, X.device)

@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from fewshot.classifiers._tensors import as_batch, as_labels, check_positive, class_means, episode_slice, l2_normalize
+from fewshot._validate import check_int, check_real
+from fewshot.classifiers._tensors import as_batch, as_labels, class_means, episode_slice, l2_normalize
 
 __all__ = ["BDCSPN", "LaplacianShot", "PTMAP", "TIM"]
 
@@ -127,9 +128,9 @@ class LaplacianShot(_Transductive):
         self.lambda_regularization = lambda_regularization
 
     def _validate(self) -> None:
-        check_positive("inference_steps", self.inference_steps, integer=True)
-        check_positive("knn", self.knn, integer=True)
-        check_positive("lambda_regularization", self.lambda_regularization)
+        check_int("inference_steps", self.inference_steps)
+        check_int("knn", self.knn)
+        check_real("lambda_regularization", self.lambda_regularization, low=0, closed="neither")
 
     def _scores(self, S, y, K, Q):
         E, m, _ = Q.shape
@@ -190,9 +191,9 @@ class TIM(_Transductive):
         self.temperature = temperature
 
     def _validate(self) -> None:
-        check_positive("fine_tuning_steps", self.fine_tuning_steps, integer=True)
-        check_positive("fine_tuning_lr", self.fine_tuning_lr)
-        check_positive("temperature", self.temperature)
+        check_int("fine_tuning_steps", self.fine_tuning_steps)
+        check_real("fine_tuning_lr", self.fine_tuning_lr, low=0, closed="neither")
+        check_real("temperature", self.temperature, low=0, closed="neither")
         for name in ("cross_entropy_weight", "marginal_entropy_weight", "conditional_entropy_weight"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0:
@@ -253,10 +254,10 @@ class PTMAP(_Transductive):
         self.power_factor = power_factor
 
     def _validate(self) -> None:
-        check_positive("fine_tuning_steps", self.fine_tuning_steps, integer=True)
-        check_positive("fine_tuning_lr", self.fine_tuning_lr)
-        check_positive("lambda_regularization", self.lambda_regularization)
-        check_positive("power_factor", self.power_factor)
+        check_int("fine_tuning_steps", self.fine_tuning_steps)
+        check_real("fine_tuning_lr", self.fine_tuning_lr, low=0, closed="neither")
+        check_real("lambda_regularization", self.lambda_regularization, low=0, closed="neither")
+        check_real("power_factor", self.power_factor, low=0, closed="neither")
 
     def _plan(self, cost: torch.Tensor, K: int) -> torch.Tensor:
         E, m, _ = cost.shape

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from fewshot._cache import default_cache_dir as _default_cache_dir
 from fewshot._device import resolve_device
 from fewshot._io import sha256_arrays
 from fewshot.features.extract import extract_features, resolve_channels_last
@@ -96,12 +97,22 @@ def content_fingerprint(split: Any) -> str:
     return h.hexdigest()
 
 
+def _class_path(cls: type) -> str:
+    """``module.qualname`` of a model class; fewshot's own backbones are named by their public
+    package (``fewshot.backbones.Conv4``), so moving a class between the package's modules does
+    not invalidate the caches made before."""
+    module = cls.__module__
+    if module.startswith("fewshot.backbones."):
+        module = "fewshot.backbones"
+    return f"{module}.{cls.__qualname__}"
+
+
 def model_identity(model: nn.Module) -> dict[str, Any]:
     """What identifies a backbone's function: class, timm architecture and kwargs, and the
     SHA-256 of its state dict (so random inits and fine-tuned weights never collide)."""
     cfg = getattr(model, "pretrained_cfg", None) or {}
     return {
-        "class": f"{type(model).__module__}.{type(model).__qualname__}",
+        "class": _class_path(type(model)),
         "architecture": cfg.get("architecture") if isinstance(cfg, Mapping) else None,
         "model_args": json.loads(json.dumps(getattr(model, "_model_args", {}), sort_keys=True, default=str)),
         "weights_sha256": state_dict_sha256(model),
@@ -297,8 +308,4 @@ def extract_cached(
 
 def default_cache_dir() -> Path:
     """``$FEWSHOT_CACHE_DIR``, else ``$XDG_CACHE_HOME/fewshot/features`` (``~/.cache/...``)."""
-    env = os.environ.get("FEWSHOT_CACHE_DIR")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "fewshot" / "features"
+    return _default_cache_dir("features")

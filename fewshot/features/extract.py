@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from fewshot._validate import check_int
 from fewshot._device import resolve_device
 from fewshot.transforms import Preprocessing, eval_transform, resolve_preprocessing
 
@@ -185,12 +186,9 @@ def extract_features(
     n = len(split)
     if n == 0:
         raise ValueError(f"split {getattr(split, 'name', '?')}/{getattr(split, 'split', '?')} has no images")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    check_int("batch_size", batch_size)
     dev = resolve_device(device)
-    workers = default_num_workers(dev) if num_workers is None else int(num_workers)
-    if workers < 0:
-        raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+    workers = default_num_workers(dev) if num_workers is None else check_int("num_workers", num_workers, low=0)
     cl = resolve_channels_last(model, channels_last)
     memory_format = torch.channels_last if cl else torch.contiguous_format
     pp = preprocessing if preprocessing is not None else resolve_preprocessing(model)

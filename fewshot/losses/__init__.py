@@ -20,6 +20,7 @@ from fewshot.losses.objective import (
     ObjectiveOutput,
     ObjectiveSpec,
     create_objective,
+    list_objectives,
 )
 from fewshot.losses.schane import schane_loss
 from fewshot.losses.simclr import simclr_loss
@@ -35,6 +36,7 @@ __all__ = [
     "ObjectiveOutput",
     "ObjectiveSpec",
     "OBJECTIVES",
+    "list_objectives",
     "create_objective",
     "NoPositivePairsWarning",
 ]

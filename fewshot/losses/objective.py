@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fnmatch
+
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -16,7 +18,7 @@ from fewshot.losses.schane import schane_loss
 from fewshot.losses.simclr import simclr_loss
 from fewshot.losses.supcon import supcon_in_loss, supcon_loss
 
-__all__ = ["Objective", "ObjectiveOutput", "ObjectiveSpec", "OBJECTIVES", "create_objective"]
+__all__ = ["Objective", "ObjectiveOutput", "ObjectiveSpec", "OBJECTIVES", "create_objective", "list_objectives"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,12 @@ OBJECTIVES: dict[str, ObjectiveSpec] = {
         summary="CE + H-SCL (Jiang et al. 2022, hard negatives for SCL)",
     ),
 }
+
+
+def list_objectives(pattern: str = "*") -> list[str]:
+    """Registered objective names matching the shell-style ``pattern`` (``"supcon*"``), in
+    registry order (the CE baseline first), like :func:`fewshot.list_classifiers`."""
+    return [name for name in OBJECTIVES if fnmatch.fnmatchcase(name, pattern)]
 
 
 def _spec(name: Any) -> ObjectiveSpec:

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from fewshot._validate import check_int, check_real
 from fewshot.results import EPISODE_COLUMNS, Results, read_results
 from fewshot.run_stats import RUN_TESTS, hierarchical_bootstrap, run_test, runs_for_power
 from fewshot.stats import holm, paired_test
@@ -407,16 +408,14 @@ def _run_statistics(
 def _check_options(test: str, alpha: float, run_test: str, effect: float | None, n_boot: int, seed: int) -> None:
     if test not in _TESTS:
         raise ValueError(f"test must be one of {list(_TESTS)}, got test={test!r}")
-    if isinstance(alpha, bool) or not (isinstance(alpha, (int, float)) and 0.0 < float(alpha) < 1.0):
-        raise ValueError(f"alpha must be in (0, 1), got alpha={alpha!r}")
+    check_real("alpha", alpha, low=0, high=1, closed="neither")
     if run_test not in RUN_TEST_CHOICES:
         raise ValueError(f"run_test must be one of {list(RUN_TEST_CHOICES)}, got run_test={run_test!r}")
     if effect is not None and not (isinstance(effect, (int, float)) and math.isfinite(effect) and 0 < effect <= 1):
         raise ValueError(f"effect must be a difference in (0, 1] (a fraction, not percent), got effect={effect!r}")
     if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or not (n_boot == 0 or n_boot >= 100):
         raise ValueError(f"n_boot must be 0 (no bootstrap) or an integer >= 100, got n_boot={n_boot!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got seed={seed!r}")
+    check_int("seed", seed, low=0)
 
 
 def compare_methods(

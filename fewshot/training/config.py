@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from fewshot._validate import check_int, check_real
 from fewshot.runs import check_run_name, seed_run_name
 
 __all__ = ["FinetuneConfig", "load_config", "config_diff", "RESUME_FREE_KEYS", "SCHEDULERS", "OPTIMIZERS"]
@@ -269,25 +270,25 @@ class FinetuneConfig:
 
     def _check_values(self) -> None:
         """Cheap checks that need no import of torch, timm or the data."""
-        _at_least("epochs", self.epochs, 1)
+        check_int("epochs", self.epochs)
         if self.batch_size < 2:
             raise ValueError(f"batch_size must be >= 2 (the contrastive term needs pairs of images), got {self.batch_size}")
-        _positive("lr", self.lr)
-        _at_least("weight_decay", self.weight_decay, 0.0)
+        check_real("lr", self.lr, low=0, closed="neither")
+        check_real("weight_decay", self.weight_decay, low=0.0)
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; expected one of {', '.join(OPTIMIZERS)}")
         if self.layer_decay is not None and not 0.0 < self.layer_decay <= 1.0:
             raise ValueError(f"layer_decay must be in (0, 1] or None, got {self.layer_decay}")
         if not 0.0 <= self.drop_path < 1.0:
             raise ValueError(f"drop_path must be in [0, 1), got {self.drop_path}")
-        _at_least("warmup_lr", self.warmup_lr, 0.0)
-        _at_least("min_lr", self.min_lr, 0.0)
+        check_real("warmup_lr", self.warmup_lr, low=0.0)
+        check_real("min_lr", self.min_lr, low=0.0)
         if self.min_lr > self.lr:
             raise ValueError(f"min_lr must be <= lr={self.lr}, got {self.min_lr}")
         if self.crop_pct is not None and not 0.0 < self.crop_pct <= 1.0:
             raise ValueError(f"crop_pct must be in (0, 1], got {self.crop_pct}")
-        _at_least("mixup", self.mixup, 0.0)
-        _at_least("cutmix", self.cutmix, 0.0)
+        check_real("mixup", self.mixup, low=0.0)
+        check_real("cutmix", self.cutmix, low=0.0)
         for key in ("mixup_prob", "mixup_switch_prob"):
             if not 0.0 <= getattr(self, key) <= 1.0:
                 raise ValueError(f"{key} must be a probability in [0, 1], got {getattr(self, key)}")
@@ -303,15 +304,15 @@ class FinetuneConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if not 0.0 <= self.lam <= 1.0:
             raise ValueError(f"lam must be in [0, 1], got {self.lam}")
-        _positive("temperature", self.temperature)
+        check_real("temperature", self.temperature, low=0, closed="neither")
         if self.scheduler not in SCHEDULERS:
             raise ValueError(f"unknown scheduler {self.scheduler!r}; expected one of {', '.join(SCHEDULERS)}")
         if not 0 <= self.warmup_epochs < self.epochs:
             raise ValueError(f"warmup_epochs must be in [0, epochs={self.epochs}), got {self.warmup_epochs}")
-        _at_least("patience", self.patience, 0)
+        check_int("patience", self.patience, low=0)
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
-        _at_least("seed", self.seed, 0)
+        check_int("seed", self.seed, low=0)
         if self.run is not None:
             check_run_name(self.run, "run")
         if not 0.0 <= self.hflip <= 1.0:
@@ -320,7 +321,7 @@ class FinetuneConfig:
             lo, hi = self.crop_scale
             if not 0.0 < lo <= hi <= 1.0:
                 raise ValueError(f"crop_scale must be [lo, hi] with 0 < lo <= hi <= 1, got {list(self.crop_scale)}")
-        _at_least("projection_dim", self.projection_dim, 0)
+        check_int("projection_dim", self.projection_dim, low=0)
         if any(d < 1 for d in self.neck_dims):
             raise ValueError(f"neck_dims must be positive sizes, got {list(self.neck_dims)}")
         if self.freeze_backbone and not self.neck_dims:
@@ -328,13 +329,13 @@ class FinetuneConfig:
         if self.freeze_backbone and self.features_cached and (self.mixup or self.cutmix):
             raise ValueError("mixup/cutmix mix images, but a frozen backbone without augmentation trains on cached "
                              "features; set augment, hflip or crop_scale to run the backbone per view")
-        _at_least("save_every_steps", self.save_every_steps, 0)
+        check_int("save_every_steps", self.save_every_steps, low=0)
         if self.img_size is not None:
-            _at_least("img_size", self.img_size, 1)
+            check_int("img_size", self.img_size)
         if self.num_workers is not None:
-            _at_least("num_workers", self.num_workers, 0)
+            check_int("num_workers", self.num_workers, low=0)
         if self.threads is not None:
-            _at_least("threads", self.threads, 1)
+            check_int("threads", self.threads)
         for key in ("backbone", "dataset", "out", "split", "augment"):
             if not getattr(self, key):
                 raise ValueError(f"{key} must be a non-empty string")
@@ -551,13 +552,3 @@ def _coerce(name: str, value: Any) -> Any:
             raise _type_error(name, "[lo, hi] or None", value)
         return (float(value[0]), float(value[1]))
     raise AssertionError(f"unhandled config field {name}")  # pragma: no cover - programming error
-
-
-def _at_least(name: str, value: float, low: float) -> None:
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-
-
-def _positive(name: str, value: float) -> None:
-    if not value > 0:
-        raise ValueError(f"{name} must be > 0, got {value}")

@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fewshot._validate import check_int
 from fewshot._io import (
     check_output_dir,
     sha256_arrays,
@@ -240,8 +241,7 @@ def finetune_seeds(config: FinetuneConfig, seeds: Sequence[int], *, split: Any =
     if not seeds:
         raise ValueError("give at least one training seed")
     for s in seeds:
-        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
-            raise ValueError(f"training seeds must be non-negative integers, got {s!r}")
+        check_int("training seed", s, low=0)
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"training seeds must be distinct, got {seeds}")
     if config.run is not None:
