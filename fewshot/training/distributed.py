@@ -28,6 +28,7 @@ import os
 import torch
 import torch.distributed as dist
 
+from fewshot._validate import check_int
 from fewshot._device import resolve_device
 
 __all__ = [
@@ -141,9 +142,7 @@ def default_num_workers(local_world_size: int = 1) -> int:
     Raises:
         ValueError: ``local_world_size < 1``.
     """
-    if isinstance(local_world_size, bool) or not isinstance(local_world_size, int) or local_world_size < 1:
-        raise ValueError(f"local_world_size must be a positive integer, got {local_world_size!r}")
-    return max(0, available_cores() // local_world_size - 1)
+    return max(0, available_cores() // check_int("local_world_size", local_world_size) - 1)
 
 
 def shutdown(ctx: DistContext) -> None:
