@@ -156,8 +156,12 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=3000)
     parser.add_argument("--datasets", type=int, default=4, help="datasets in the Table-1 protocol (default 4)")
     parser.add_argument("--load", type=int, default=os.cpu_count() or 1, help="busy processes of the loaded runs")
-    parser.add_argument("--sk-episodes", type=int, default=None,
-                        help="time scikit-learn's loop on the first N episodes and scale to all (default: all)")
+    parser.add_argument(
+        "--sk-episodes",
+        type=int,
+        default=None,
+        help="time scikit-learn's loop on the first N episodes and scale to all (default: all)",
+    )
     parser.add_argument("--no-tight", action="store_true", help="skip the tol=1e-10 reference (slow under load)")
     parser.add_argument("--quick", action="store_true", help="--no-tight, and only the fewshot-default and ACTIVE rows")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -168,16 +172,29 @@ def main() -> None:
 
     E, L = args.episodes, args.load
     sk = f"; scikit-learn timed on {args.sk_episodes} episodes, scaled" if args.sk_episodes else ""
-    print(f"features (12000, 640); {E} episodes, 5-way, 15 queries{sk}; {os.cpu_count()} cores; "
-          f"loaded = {L} busy processes added; load average before: {os.getloadavg()[0]:.1f}\n")
+    print(
+        f"features (12000, 640); {E} episodes, 5-way, 15 queries{sk}; {os.cpu_count()} cores; "
+        f"loaded = {L} busy processes added; load average before: {os.getloadavg()[0]:.1f}\n"
+    )
 
     # batched vs scikit-learn, quiet and loaded, in fewshot's default setting
     rows = {}
     for name, load in (("quiet", 0), ("loaded", L)):
-        rows[name] = run_child({"episodes": E, "load": load, "sklearn": True, "sk_episodes": args.sk_episodes, "tight": name == "quiet" and not (args.quick or args.no_tight)}, None)
+        rows[name] = run_child(
+            {
+                "episodes": E,
+                "load": load,
+                "sklearn": True,
+                "sk_episodes": args.sk_episodes,
+                "tight": name == "quiet" and not (args.quick or args.no_tight),
+            },
+            None,
+        )
     q, l_ = rows["quiet"], rows["loaded"]
-    head = (f"{'shot':>4} | {'batched s':>9} {'sklearn s':>9} {'speed-up':>8} | {'batched s':>9} {'sklearn s':>9} "
-            f"{'speed-up':>8} | {'acc ours %':>10} {'acc sk %':>9} {'diff pp':>8}")
+    head = (
+        f"{'shot':>4} | {'batched s':>9} {'sklearn s':>9} {'speed-up':>8} | {'batched s':>9} {'sklearn s':>9} "
+        f"{'speed-up':>8} | {'acc ours %':>10} {'acc sk %':>9} {'diff pp':>8}"
+    )
     print(f"{'':>4} | {'quiet':^28} | {'loaded':^28} | accuracy (quiet, episodes sklearn ran)")
     print(head)
     print("-" * len(head))
@@ -190,26 +207,36 @@ def main() -> None:
             f"{100 * (q[f'acc_{shot}_sk_subset'] - q[f'acc_sk_{shot}']):>+8.4f}"
         )
     if "agree_1" in q:
-        print("\nper-episode agreement with scikit-learn at tol=1e-10: "
-              + ", ".join(f"{s}-shot ours {100 * q[f'agree_{s}']:.2f}% / sklearn default {100 * q[f'agree_sk_{s}']:.2f}%" for s in (1, 5)))
+        print(
+            "\nper-episode agreement with scikit-learn at tol=1e-10: "
+            + ", ".join(
+                f"{s}-shot ours {100 * q[f'agree_{s}']:.2f}% / sklearn default {100 * q[f'agree_sk_{s}']:.2f}%"
+                for s in (1, 5)
+            )
+        )
 
     # the Table-1 protocol, quiet and loaded, per OpenMP setting
     if args.datasets:
         settings = [("PASSIVE (fewshot default)", None, None), ("ACTIVE (OpenMP default)", "ACTIVE", None)]
         if not args.quick:
             settings += [("PASSIVE, 1 thread", None, 1), ("ACTIVE, 1 thread", "ACTIVE", 1)]
-        print(f"\nTable-1 protocol on frozen features: {args.datasets} datasets x 2 shots x 3 seeds x {E} episodes "
-              "(targets: < 20 s quiet, < 60 s loaded)")
+        print(
+            f"\nTable-1 protocol on frozen features: {args.datasets} datasets x 2 shots x 3 seeds x {E} episodes "
+            "(targets: < 20 s quiet, < 60 s loaded)"
+        )
         print(f"{'setting':<28} {'threads':>7} {'quiet s':>8} {'loaded s':>9} {'5-shot quiet/loaded s':>22}")
         for label, policy, threads in settings:
-            res = {n: run_child({"episodes": E, "load": load, "datasets": args.datasets, "threads": threads}, policy)
-                   for n, load in (("quiet", 0), ("loaded", L))}
-            print(f"{label:<28} {res['quiet']['threads']:>7} {res['quiet']['protocol']:>8.1f} {res['loaded']['protocol']:>9.1f} "
-                  f"{res['quiet']['batched_5']:>10.2f} / {res['loaded']['batched_5']:<9.2f}")
+            res = {
+                n: run_child({"episodes": E, "load": load, "datasets": args.datasets, "threads": threads}, policy)
+                for n, load in (("quiet", 0), ("loaded", L))
+            }
+            print(
+                f"{label:<28} {res['quiet']['threads']:>7} {res['quiet']['protocol']:>8.1f} {res['loaded']['protocol']:>9.1f} "
+                f"{res['quiet']['batched_5']:>10.2f} / {res['loaded']['batched_5']:<9.2f}"
+            )
     print()
     main_episode_cache(["--episodes", str(E)])
     print(f"\nload average after: {os.getloadavg()[0]:.1f}")
-
 
 
 # --------------------------------------------------------------------------- classifiers vs their references (issue 17)
@@ -284,8 +311,16 @@ def bench_classifiers(n_episodes: int = 300) -> list[tuple]:
     base_feats, _ = synthetic_features(seed=1)
     base_mean = base_feats.mean(0)
     unit = feats.astype(np.float64) / np.linalg.norm(feats.astype(np.float64), axis=1, keepdims=True)
-    cases = [("simpleshot", "easyfsl"), ("nn", "scikit-learn"), ("svm", "scikit-learn"), ("ridge", "scikit-learn"),
-             ("bd-cspn", "easyfsl"), ("laplacianshot", "easyfsl"), ("tim", "easyfsl"), ("pt-map", "easyfsl")]
+    cases = [
+        ("simpleshot", "easyfsl"),
+        ("nn", "scikit-learn"),
+        ("svm", "scikit-learn"),
+        ("ridge", "scikit-learn"),
+        ("bd-cspn", "easyfsl"),
+        ("laplacianshot", "easyfsl"),
+        ("tim", "easyfsl"),
+        ("pt-map", "easyfsl"),
+    ]
     rows = []
     for shot in (1, 5):
         ep = sample_episodes(labels, 5, shot, 15, n_episodes, seed=0)
@@ -298,7 +333,19 @@ def bench_classifiers(n_episodes: int = 300) -> list[tuple]:
             ours, t_ours = timed(lambda X=X, ep=ep, name=name, kwargs=kwargs: evaluate(X, labels, ep, name, **kwargs))
             run = _easyfsl_loop(name, base_mean) if ref_name == "easyfsl" else _sklearn_loop(name)
             ref, t_ref = timed(lambda run=run, X=X, ep=ep: _reference_accuracy(run, X, ep))
-            rows.append((name, ref_name, shot, t_ours, t_ref, t_ref / t_ours, 100 * ours.mean(), 100 * ref.mean(), 100 * np.mean(ours == ref)))
+            rows.append(
+                (
+                    name,
+                    ref_name,
+                    shot,
+                    t_ours,
+                    t_ref,
+                    t_ref / t_ours,
+                    100 * ours.mean(),
+                    100 * ref.mean(),
+                    100 * np.mean(ours == ref),
+                )
+            )
     return rows
 
 
@@ -309,12 +356,16 @@ def main_classifiers(argv: list[str] | None = None) -> None:
     import torch
 
     warnings.simplefilter("ignore")
-    print(f"torch threads: {torch.get_num_threads()}; features (12000, 640); {args.episodes} identical episodes per shot, 5-way, 15 queries\n")
+    print(
+        f"torch threads: {torch.get_num_threads()}; features (12000, 640); {args.episodes} identical episodes per shot, 5-way, 15 queries\n"
+    )
     head = f"{'classifier':<14} {'reference':<12} {'shot':>4} {'ours s':>8} {'ref s':>8} {'speed-up':>8} {'acc ours %':>10} {'acc ref %':>9} {'same acc %':>10}"
     print(head)
     print("-" * len(head))
     for r in bench_classifiers(args.episodes):
-        print(f"{r[0]:<14} {r[1]:<12} {r[2]:>4} {r[3]:>8.3f} {r[4]:>8.2f} {r[5]:>7.1f}x {r[6]:>10.3f} {r[7]:>9.3f} {r[8]:>10.2f}")
+        print(
+            f"{r[0]:<14} {r[1]:<12} {r[2]:>4} {r[3]:>8.3f} {r[4]:>8.2f} {r[5]:>7.1f}x {r[6]:>10.3f} {r[7]:>9.3f} {r[8]:>10.2f}"
+        )
 
 
 # --------------------------------------------------------------------------- the episode cache (issue 18)
@@ -344,15 +395,25 @@ def bench_episode_cache(n_episodes: int = 3000, repeats: int = 3, classifiers=("
         np.savez(tmp / "features.npz", features=feats, labels=labels, dataset="synthetic", split="test")
         cache = tmp / "episode-cache"
         evaluate_to_directory(tmp / "features.npz", tmp / "first", protocol, episode_cache_dir=cache, progress=False)
-        _, t_sample = timed(lambda: [sample_episodes(labels, 5, s, 15, n_episodes, seed) for s in (1, 5) for seed in (0, 1, 2)])
+        _, t_sample = timed(
+            lambda: [sample_episodes(labels, 5, s, 15, n_episodes, seed) for s in (1, 5) for seed in (0, 1, 2)]
+        )
         rows = []
         for name in classifiers:
             without, with_ = [], []
-            for r in range(repeats):
+            for _ in range(repeats):
                 for use, times in ((False, without), (True, with_)):
-                    _, t = timed(lambda: evaluate_to_directory(
-                        tmp / "features.npz", tmp / f"{name}-{use}", protocol, classifier=name,
-                        episode_cache_dir=cache, use_episode_cache=use, progress=False))
+                    _, t = timed(
+                        lambda: evaluate_to_directory(
+                            tmp / "features.npz",
+                            tmp / f"{name}-{use}",
+                            protocol,
+                            classifier=name,
+                            episode_cache_dir=cache,
+                            use_episode_cache=use,
+                            progress=False,
+                        )
+                    )
                     times.append(t)
             rows.append((name, without, with_, t_sample))
     return rows
@@ -360,24 +421,28 @@ def bench_episode_cache(n_episodes: int = 3000, repeats: int = 3, classifiers=("
 
 def main_episode_cache(argv: list[str] | None = None) -> None:
     import numpy as np
+    import torch
 
     import fewshot  # noqa: F401  (before torch: sets fewshot's OpenMP default)
-    import torch
 
     parser = argparse.ArgumentParser(description="second method's evaluate with and without the episode cache")
     parser.add_argument("--episodes", type=int, default=3000)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
-    print(f"second method's evaluate_to_directory: features (12000, 640), 5-way 1/5-shot x seeds 0 1 2 x "
-          f"{args.episodes} episodes, 15 queries; torch threads {torch.get_num_threads()}; median (min) of "
-          f"{args.repeats} alternating runs (target: >= 1.5x faster with the cache)")
+    print(
+        f"second method's evaluate_to_directory: features (12000, 640), 5-way 1/5-shot x seeds 0 1 2 x "
+        f"{args.episodes} episodes, 15 queries; torch threads {torch.get_num_threads()}; median (min) of "
+        f"{args.repeats} alternating runs (target: >= 1.5x faster with the cache)"
+    )
     head = f"{'classifier':<10} {'no cache s':>14} {'cache s':>14} {'speed-up':>8} {'sampling alone s':>16}"
     print(head)
     print("-" * len(head))
     for name, without, with_, t_sample in bench_episode_cache(args.episodes, args.repeats):
         a, b = float(np.median(without)), float(np.median(with_))
-        print(f"{name:<10} {a:>7.2f} ({min(without):>5.2f}) {b:>7.2f} ({min(with_):>5.2f}) {a / b:>7.2f}x {t_sample:>16.2f}")
+        print(
+            f"{name:<10} {a:>7.2f} ({min(without):>5.2f}) {b:>7.2f} ({min(with_):>5.2f}) {a / b:>7.2f}x {t_sample:>16.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -58,7 +58,9 @@ def _family(name: str, split: MemorySplit, args: argparse.Namespace) -> dict[str
     tensors = torch.stack([transform(split.image(i)) for i in range(len(split))])
     batches = {
         "contiguous": list(torch.split(tensors, args.batch_size)),
-        "channels_last": [b.contiguous(memory_format=torch.channels_last) for b in torch.split(tensors, args.batch_size)],
+        "channels_last": [
+            b.contiguous(memory_format=torch.channels_last) for b in torch.split(tensors, args.batch_size)
+        ],
     }
     models = {"contiguous": model, "channels_last": copy.deepcopy(model).to(memory_format=torch.channels_last)}
 
@@ -68,8 +70,16 @@ def _family(name: str, split: MemorySplit, args: argparse.Namespace) -> dict[str
                 models[fmt](x)
 
     def extract(cl: bool) -> np.ndarray:
-        return extract_features(model, split, preprocessing=pp, batch_size=args.batch_size, num_workers=0,
-                                device="cpu", progress=False, channels_last=cl)[0]
+        return extract_features(
+            model,
+            split,
+            preprocessing=pp,
+            batch_size=args.batch_size,
+            num_workers=0,
+            device="cpu",
+            progress=False,
+            channels_last=cl,
+        )[0]
 
     paths = {
         "bare contiguous": lambda: bare("contiguous"),
@@ -113,35 +123,56 @@ def main() -> None:
     split = MemorySplit(args.n, args.img_size)
     rows = [_family(name, split, args) for name in args.models]
 
-    print(f"{args.n} images at {args.img_size} px, batch {args.batch_size}, torch threads "
-          f"{torch.get_num_threads()}, {args.repeats} interleaved rounds; img/s from the best round")
-    head = (f"{'model':22s} {'bare':>7s} {'bare CL':>8s} {'extract':>8s} {'extr. CL':>9s} "
-            f"{'CL/contig':>10s} {'CL/contig':>10s} {'extr.CL':>8s} {'max|diff|':>10s}  default")
+    print(
+        f"{args.n} images at {args.img_size} px, batch {args.batch_size}, torch threads "
+        f"{torch.get_num_threads()}, {args.repeats} interleaved rounds; img/s from the best round"
+    )
+    head = (
+        f"{'model':22s} {'bare':>7s} {'bare CL':>8s} {'extract':>8s} {'extr. CL':>9s} "
+        f"{'CL/contig':>10s} {'CL/contig':>10s} {'extr.CL':>8s} {'max|diff|':>10s}  default"
+    )
     print(head)
-    print(f"{'':22s} {'img/s':>7s} {'img/s':>8s} {'img/s':>8s} {'img/s':>9s} "
-          f"{'extract':>10s} {'bare':>10s} {'/bareCL':>8s} {'/max|f|':>10s}")
+    print(
+        f"{'':22s} {'img/s':>7s} {'img/s':>8s} {'img/s':>8s} {'img/s':>9s} "
+        f"{'extract':>10s} {'bare':>10s} {'/bareCL':>8s} {'/max|f|':>10s}"
+    )
     for r in rows:
-        print(f"{r['model']:22s} {r['bare contiguous img/s']:7.1f} {r['bare channels_last img/s']:8.1f} "
-              f"{r['extract contiguous img/s']:8.1f} {r['extract channels_last img/s']:9.1f} "
-              f"{r['cl/contig extract']:10.3f} {r['cl/contig bare']:10.3f} {r['extract cl / bare cl'] - 1:+8.1%} "
-              f"{r['max |diff| / max |f|']:10.1e}  {r['default']}")
-    print("CL/contig: median over rounds of (channels-last time / contiguous time), < 1 means channels-last "
-          "is faster; extr.CL/bareCL: extraction vs the bare channels-last loop, target within +10%")
+        print(
+            f"{r['model']:22s} {r['bare contiguous img/s']:7.1f} {r['bare channels_last img/s']:8.1f} "
+            f"{r['extract contiguous img/s']:8.1f} {r['extract channels_last img/s']:9.1f} "
+            f"{r['cl/contig extract']:10.3f} {r['cl/contig bare']:10.3f} {r['extract cl / bare cl'] - 1:+8.1%} "
+            f"{r['max |diff| / max |f|']:10.1e}  {r['default']}"
+        )
+    print(
+        "CL/contig: median over rounds of (channels-last time / contiguous time), < 1 means channels-last "
+        "is faster; extr.CL/bareCL: extraction vs the bare channels-last loop, target within +10%"
+    )
 
     model = create_backbone("resnet18", seed=0).eval()
     pp = resolve_preprocessing(model, img_size=args.img_size)
     with tempfile.TemporaryDirectory() as cache:
+
         def cached(model_id=None):
-            return extract_cached(model, split, cache, preprocessing=pp, batch_size=args.batch_size,
-                                  device="cpu", progress=False, model_id=model_id)
+            return extract_cached(
+                model,
+                split,
+                cache,
+                preprocessing=pp,
+                batch_size=args.batch_size,
+                device="cpu",
+                progress=False,
+                model_id=model_id,
+            )
 
         cached()
         cached("checkpoint-sha256")
         t_hit = min(_time(cached) for _ in range(args.repeats))
         t_hit_id = min(_time(lambda: cached("checkpoint-sha256")) for _ in range(args.repeats))
         assert cached()[1] and cached("checkpoint-sha256")[1]
-    print(f"extract_cached hit, resnet18: {t_hit * 1e3:.1f} ms (hashing the weights), "
-          f"{t_hit_id * 1e3:.1f} ms (model_id given)")
+    print(
+        f"extract_cached hit, resnet18: {t_hit * 1e3:.1f} ms (hashing the weights), "
+        f"{t_hit_id * 1e3:.1f} ms (model_id given)"
+    )
 
 
 if __name__ == "__main__":

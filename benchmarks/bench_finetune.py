@@ -98,12 +98,36 @@ def make_loss_only(objective, n_classes: int, batch: int, dim: int, labels, ids)
 #: The throughput settings: backbone (timm name, options), input size, images per step, images
 #: whose views the data column makes, the training augmentation.
 THROUGHPUT_SETTINGS = {
-    "demo": {"backbone": "conv4", "options": {}, "img_size": 16, "batch": 64, "images": 128, "data": "digits",
-             "policy": "imagenet", "hflip": 0.0},
-    "miniimagenet": {"backbone": "resnet12", "options": {}, "img_size": 84, "batch": 4, "images": 32,
-                     "data": "synthetic", "policy": "imagenet", "hflip": 0.5},
-    "lite0": {"backbone": "tf_efficientnet_lite0", "options": {}, "img_size": 84, "batch": 8, "images": 32,
-              "data": "synthetic", "policy": "imagenet", "hflip": 0.5},
+    "demo": {
+        "backbone": "conv4",
+        "options": {},
+        "img_size": 16,
+        "batch": 64,
+        "images": 128,
+        "data": "digits",
+        "policy": "imagenet",
+        "hflip": 0.0,
+    },
+    "miniimagenet": {
+        "backbone": "resnet12",
+        "options": {},
+        "img_size": 84,
+        "batch": 4,
+        "images": 32,
+        "data": "synthetic",
+        "policy": "imagenet",
+        "hflip": 0.5,
+    },
+    "lite0": {
+        "backbone": "tf_efficientnet_lite0",
+        "options": {},
+        "img_size": 84,
+        "batch": 8,
+        "images": 32,
+        "data": "synthetic",
+        "policy": "imagenet",
+        "hflip": 0.5,
+    },
 }
 
 
@@ -148,11 +172,9 @@ def throughput(settings: list[str], rounds: int) -> list[dict]:
 
     import numpy as np
 
-    from fewshot.losses import create_objective
     from fewshot.backbones import create_backbone
     from fewshot.heads import ClassificationHead
-    from fewshot.transforms import resolve_preprocessing, train_transform
-    from fewshot.training.sampling import TwoViews, collate_views
+    from fewshot.losses import create_objective
     from fewshot.training.loop import (
         FinetuneNet,
         compute_loss,
@@ -160,6 +182,8 @@ def throughput(settings: list[str], rounds: int) -> list[dict]:
         normalize_views,
         use_channels_last,
     )
+    from fewshot.training.sampling import TwoViews, collate_views
+    from fewshot.transforms import resolve_preprocessing, train_transform
 
     rows = []
     for name in settings:
@@ -192,10 +216,13 @@ def throughput(settings: list[str], rounds: int) -> list[dict]:
         new_net = copy.deepcopy(net)
         if cl:
             new_net = new_net.to(memory_format=torch.channels_last)
-        step = _median_rounds({
-            "old": stepper(net, lambda floats=floats: floats, False),
-            "new": stepper(new_net, lambda p=pixels, m=mean, sd=std: normalize_views(p, m, sd), cl),
-        }, rounds)
+        step = _median_rounds(
+            {
+                "old": stepper(net, lambda floats=floats: floats, False),
+                "new": stepper(new_net, lambda p=pixels, m=mean, sd=std: normalize_views(p, m, sd), cl),
+            },
+            rounds,
+        )
 
         if s["data"] == "digits":
             from fewshot.data import load_split
@@ -222,25 +249,35 @@ def throughput(settings: list[str], rounds: int) -> list[dict]:
 
 
 def print_throughput(rows: list[dict], rounds: int) -> None:
-    print(f"\nfine-tuning throughput, CPU, {torch.get_num_threads()} threads, median of {rounds} rounds; "
-          "old: contiguous + float32 views, new: channels-last (where on) + uint8 views normalised in the step")
-    head = (f"{'setting':<13} {'backbone':<22} {'px':>3} {'batch':>5} {'c-last':>6} "
-            f"{'step old':>9} {'step new':>9} {'x':>5} {'data old':>9} {'data new':>9} {'x':>5} "
-            f"{'serial old':>10} {'serial new':>10} {'x':>5} {'step x':>6} {'data x':>6}")
+    print(
+        f"\nfine-tuning throughput, CPU, {torch.get_num_threads()} threads, median of {rounds} rounds; "
+        "old: contiguous + float32 views, new: channels-last (where on) + uint8 views normalised in the step"
+    )
+    head = (
+        f"{'setting':<13} {'backbone':<22} {'px':>3} {'batch':>5} {'c-last':>6} "
+        f"{'step old':>9} {'step new':>9} {'x':>5} {'data old':>9} {'data new':>9} {'x':>5} "
+        f"{'serial old':>10} {'serial new':>10} {'x':>5} {'step x':>6} {'data x':>6}"
+    )
     print(head)
-    print(f"{'':<13} {'':<22} {'':>3} {'':>5} {'':>6} {'img/s':>9} {'img/s':>9} {'':>5} {'img/s':>9} {'img/s':>9} "
-          f"{'':>5} {'img/s':>10} {'img/s':>10} {'':>5} {'(cpu)':>6} {'(cpu)':>6}")
+    print(
+        f"{'':<13} {'':<22} {'':>3} {'':>5} {'':>6} {'img/s':>9} {'img/s':>9} {'':>5} {'img/s':>9} {'img/s':>9} "
+        f"{'':>5} {'img/s':>10} {'img/s':>10} {'':>5} {'(cpu)':>6} {'(cpu)':>6}"
+    )
     for r in rows:
-        print(f"{r['setting']:<13} {r['backbone']:<22} {r['img_size']:>3} {r['batch']:>5} {'on' if r['channels_last'] else 'off':>6} "
-              f"{r['step_old']:>9.1f} {r['step_new']:>9.1f} {r['step_new'] / r['step_old']:>5.2f} "
-              f"{r['data_old']:>9.1f} {r['data_new']:>9.1f} {r['data_new'] / r['data_old']:>5.2f} "
-              f"{r['serial_old']:>10.1f} {r['serial_new']:>10.1f} {r['serial_new'] / r['serial_old']:>5.2f} "
-              f"{r['step_cpu_x']:>6.2f} {r['data_cpu_x']:>6.2f}")
+        print(
+            f"{r['setting']:<13} {r['backbone']:<22} {r['img_size']:>3} {r['batch']:>5} {'on' if r['channels_last'] else 'off':>6} "
+            f"{r['step_old']:>9.1f} {r['step_new']:>9.1f} {r['step_new'] / r['step_old']:>5.2f} "
+            f"{r['data_old']:>9.1f} {r['data_new']:>9.1f} {r['data_new'] / r['data_old']:>5.2f} "
+            f"{r['serial_old']:>10.1f} {r['serial_new']:>10.1f} {r['serial_new'] / r['serial_old']:>5.2f} "
+            f"{r['step_cpu_x']:>6.2f} {r['data_cpu_x']:>6.2f}"
+        )
     for r in rows:
         if r["backbone"] in ("conv4", "resnet12"):
             ratio = r["step_new"] / r["step_old"]
-            print(f"target: {r['backbone']} CPU training step >= 1.5x faster -> {'met' if ratio >= 1.5 else 'NOT met'} "
-                  f"({ratio:.2f}x wall-clock, {r['step_cpu_x']:.2f}x in CPU time)")
+            print(
+                f"target: {r['backbone']} CPU training step >= 1.5x faster -> {'met' if ratio >= 1.5 else 'NOT met'} "
+                f"({ratio:.2f}x wall-clock, {r['step_cpu_x']:.2f}x in CPU time)"
+            )
 
 
 def main() -> None:
@@ -253,7 +290,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--objectives", default="ce,schane", help="comma-separated; the first is the baseline")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the throughput table")
-    parser.add_argument("--settings", default=",".join(THROUGHPUT_SETTINGS), help="throughput settings, comma-separated")
+    parser.add_argument(
+        "--settings", default=",".join(THROUGHPUT_SETTINGS), help="throughput settings, comma-separated"
+    )
     parser.add_argument("--skip-objectives", action="store_true", help="only the throughput table")
     args = parser.parse_args()
     if args.threads:
@@ -306,8 +345,10 @@ def objective_cost(args: argparse.Namespace) -> None:
     if len(names) > 1:
         ce_loss = statistics.median(loss_times[names[0]])
         worst = max((statistics.median(loss_times[n]) - ce_loss) / base for n in names[1:])
-        print(f"target: contrastive term <= 5% of a step -> {'met' if worst <= 0.05 else 'NOT met'} "
-              f"(largest: {100 * worst:.2f}% of the CE step)")
+        print(
+            f"target: contrastive term <= 5% of a step -> {'met' if worst <= 0.05 else 'NOT met'} "
+            f"(largest: {100 * worst:.2f}% of the CE step)"
+        )
 
 
 if __name__ == "__main__":

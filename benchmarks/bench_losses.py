@@ -42,9 +42,7 @@ CASES: dict[str, str] = {
 }
 
 
-def make_inputs(
-    batch: int, dim: int, seed: int = 0
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def make_inputs(batch: int, dim: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Two views of ``batch // 2`` images from 64 classes: embeddings, labels, instance ids."""
     gen = torch.Generator().manual_seed(seed)
     images = batch // 2
@@ -55,9 +53,7 @@ def make_inputs(
     return x, labels, instance_ids
 
 
-def make_step(
-    case: str, x: torch.Tensor, labels: torch.Tensor, ids: torch.Tensor
-) -> Callable[[], None]:
+def make_step(case: str, x: torch.Tensor, labels: torch.Tensor, ids: torch.Tensor) -> Callable[[], None]:
     from fewshot.losses import hscl_loss, schane_loss, simclr_loss, supcon_loss
 
     tau = 0.5
@@ -83,9 +79,7 @@ def make_step(
     return step
 
 
-def time_cases(
-    cases: list[str], batch: int, dim: int, repeats: int
-) -> dict[str, tuple[float, float]]:
+def time_cases(cases: list[str], batch: int, dim: int, repeats: int) -> dict[str, tuple[float, float]]:
     """(median, minimum) seconds of one forward+backward per case.
 
     The cases take turns (one pass of each per round), so a burst of load from other
@@ -140,9 +134,21 @@ def _peak_child(case: str, batch: int, dim: int, threads: int) -> None:
 
 def peak_case(case: str, batch: int, dim: int, threads: int) -> float:
     out = subprocess.run(
-        [sys.executable, __file__, "--child", case, "--batch", str(batch), "--dim", str(dim),
-         "--threads", str(threads)],
-        check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            case,
+            "--batch",
+            str(batch),
+            "--dim",
+            str(dim),
+            "--threads",
+            str(threads),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_bytes"]
 
@@ -164,20 +170,25 @@ def main(argv: list[str] | None = None) -> int:
     peaks = {case: peak_case(case, args.batch, args.dim, args.threads) for case in CASES}
 
     t_matmul, t_supcon = seconds["matmul"][0], seconds["supcon"][0]
-    print(f"forward+backward, B={args.batch}, d={args.dim}, float32, CPU, {args.threads} threads, "
-          f"{args.repeats} repeats; torch {torch.__version__}")
-    header = (f"{'case':<34} {'median ms':>9} {'min ms':>7} {'x supcon':>9} {'x matmul':>9} "
-              f"{'peak MiB':>9}")
+    print(
+        f"forward+backward, B={args.batch}, d={args.dim}, float32, CPU, {args.threads} threads, "
+        f"{args.repeats} repeats; torch {torch.__version__}"
+    )
+    header = f"{'case':<34} {'median ms':>9} {'min ms':>7} {'x supcon':>9} {'x matmul':>9} {'peak MiB':>9}"
     print(header)
     print("-" * len(header))
     for case, (median, fastest) in seconds.items():
-        print(f"{CASES[case]:<34} {median * 1e3:9.1f} {fastest * 1e3:7.1f} "
-              f"{median / t_supcon:9.2f} {median / t_matmul:9.2f} {peaks[case] / 2**20:9.1f}")
+        print(
+            f"{CASES[case]:<34} {median * 1e3:9.1f} {fastest * 1e3:7.1f} "
+            f"{median / t_supcon:9.2f} {median / t_matmul:9.2f} {peaks[case] / 2**20:9.1f}"
+        )
     ratio = seconds["schane"][0] / t_supcon
     worst = max(m for case, (m, _) in seconds.items() if case != "matmul") / t_matmul
-    print(f"\nratios of medians. target schane <= 1.3x supcon: {ratio:.2f}x "
-          f"{'OK' if ratio <= 1.3 else 'MISSED'}; target every loss <= 3x matmul: worst "
-          f"{worst:.2f}x {'OK' if worst <= 3 else 'MISSED'}")
+    print(
+        f"\nratios of medians. target schane <= 1.3x supcon: {ratio:.2f}x "
+        f"{'OK' if ratio <= 1.3 else 'MISSED'}; target every loss <= 3x matmul: worst "
+        f"{worst:.2f}x {'OK' if worst <= 3 else 'MISSED'}"
+    )
     return 0
 
 

@@ -264,7 +264,7 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def write_csv(path: str | os.PathLike, df: "Any", **kwargs: Any) -> None:
+def write_csv(path: str | os.PathLike, df: Any, **kwargs: Any) -> None:
     """Atomically write a pandas DataFrame as CSV (no index unless asked)."""
     kwargs.setdefault("index", False)
     kwargs.setdefault("lineterminator", "\n")

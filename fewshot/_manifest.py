@@ -19,9 +19,7 @@ def git_sha(cwd: str | Path | None = None) -> str | None:
     """The current git commit of ``cwd`` (default: this package's checkout), or None."""
     cwd = Path(cwd) if cwd is not None else Path(__file__).resolve().parent
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5
-        )
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
@@ -82,7 +80,7 @@ def make_manifest(kind: str, config: dict[str, Any], **extra: Any) -> dict[str, 
     """A manifest: what was run (``kind``), the resolved config, environment and extras."""
     return {
         "kind": kind,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "config": config,
         "environment": environment_info(),
         **extra,

@@ -204,9 +204,7 @@ def read_checkpoint_meta(directory: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(f"cannot parse {meta_path}: {exc}") from exc
     if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
         version = meta.get("format_version") if isinstance(meta, dict) else None
-        raise ValueError(
-            f"{meta_path}: unsupported checkpoint format_version {version!r} (expected {FORMAT_VERSION})"
-        )
+        raise ValueError(f"{meta_path}: unsupported checkpoint format_version {version!r} (expected {FORMAT_VERSION})")
     for key in ("backbone", "preprocessing"):
         if key not in meta:
             raise ValueError(f"{meta_path}: missing key {key!r}")

@@ -44,10 +44,10 @@ from fewshot._manifest import make_manifest
 from fewshot.analysis import analyze_to_directory
 from fewshot.pipeline import evaluate_to_directory, extract_to_file
 from fewshot.protocol import EvalProtocol
-from fewshot.runs import seed_run_name
 from fewshot.report import render_table, table_frame
 from fewshot.report.compare import compare
 from fewshot.report.plots import plot_results
+from fewshot.runs import seed_run_name
 from fewshot.training import FinetuneConfig, finetune
 
 __all__ = ["DemoSettings", "DEMO_FULL", "DEMO_QUICK", "DEMO_METHODS", "run_demo"]
@@ -93,7 +93,9 @@ def _check_own_runs(runs_dir: Path) -> None:
         raise ValueError(f"{runs_dir} is not a directory; choose another --out")
     for child in runs_dir.iterdir():
         if not (child.is_dir() and manifest_kind(child) == "finetune"):
-            raise ValueError(f"refusing to replace {runs_dir}: {child} is not a demo training run; choose another --out")
+            raise ValueError(
+                f"refusing to replace {runs_dir}: {child} is not a demo training run; choose another --out"
+            )
 
 
 def _clear_old_results(results_dir: Path) -> None:
@@ -149,7 +151,9 @@ def _run(out: Path, s: DemoSettings, quick: bool, progress: bool, log: Callable[
     for objective in DEMO_METHODS:  # the runs it will replace must be its own, before anything is written
         _check_own_runs(out / "runs" / objective)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "manifest.json", make_manifest("demo", {**dataclasses.asdict(s), "quick": quick}, status="running"))  # marks out as demo output
+    write_json(
+        out / "manifest.json", make_manifest("demo", {**dataclasses.asdict(s), "quick": quick}, status="running")
+    )  # marks out as demo output
     timings: dict[str, float] = {}
     start = time.perf_counter()
     protocol = EvalProtocol(
@@ -195,8 +199,12 @@ def _run(out: Path, s: DemoSettings, quick: bool, progress: bool, log: Callable[
 
             t0 = time.perf_counter()
             features = out / "features" / f"{objective}-{name}.npz"
-            extract_to_file(features, dataset="digits", split="test", checkpoint=run.best, use_cache=False, progress=progress)
-            res = evaluate_to_directory(features, out / "results" / objective / name, protocol, label=label, progress=progress)
+            extract_to_file(
+                features, dataset="digits", split="test", checkpoint=run.best, use_cache=False, progress=progress
+            )
+            res = evaluate_to_directory(
+                features, out / "results" / objective / name, protocol, label=label, progress=progress
+            )
             results.append(res)
             by_run[(objective, seed)] = res
             _stage(log, timings, f"extract + evaluate {objective} {name}", t0)
@@ -210,7 +218,10 @@ def _run(out: Path, s: DemoSettings, quick: bool, progress: bool, log: Callable[
         relabel = lambda r, seed: dataclasses.replace(r, manifest={**r.manifest, "label": f"CE {seed_run_name(seed)}"})  # noqa: E731
         write_csv(
             out / "compare_ce_seeds.csv",
-            compare([relabel(b, s.train_seeds[1]), relabel(a, s.train_seeds[0])], baseline=f"CE {seed_run_name(s.train_seeds[0])}"),
+            compare(
+                [relabel(b, s.train_seeds[1]), relabel(a, s.train_seeds[0])],
+                baseline=f"CE {seed_run_name(s.train_seeds[0])}",
+            ),
         )
     frame = table_frame(results, baseline=baseline)
     tables = {fmt: render_table(frame, fmt=fmt) for fmt in ("md", "csv", "latex")}

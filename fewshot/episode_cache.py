@@ -103,7 +103,9 @@ def cached_episodes(
             episodes = load_episodes(io.BytesIO(data), labels_fingerprint=labels_fp)
             found = (episodes.n_way, episodes.n_shot, episodes.n_query, episodes.seed, episodes.start, len(episodes))
             if found != request:
-                raise ValueError(f"holds episodes of another request (n_way, n_shot, n_query, seed, start, n_episodes) {found}")
+                raise ValueError(
+                    f"holds episodes of another request (n_way, n_shot, n_query, seed, start, n_episodes) {found}"
+                )
         except ValueError as exc:
             logger.warning("episode cache entry %s is unusable (%s); sampling again and replacing it", path, exc)
         else:

@@ -28,8 +28,8 @@ from typing import BinaryIO
 import numpy as np
 import torch
 
-from fewshot._validate import check_int
 from fewshot._io import save_npz, sha256_arrays
+from fewshot._validate import check_int
 
 __all__ = ["Episodes", "sample_episodes", "load_episodes", "labels_fingerprint", "check_sizes", "episodes_filename"]
 
@@ -109,8 +109,14 @@ class Episodes:
         lo, hi, _ = index.indices(len(self))
         hi = max(lo, hi)
         return Episodes(
-            self.classes[lo:hi], self.support[lo:hi], self.query[lo:hi],
-            self.n_way, self.n_shot, self.n_query, self.seed, self.start + lo,
+            self.classes[lo:hi],
+            self.support[lo:hi],
+            self.query[lo:hi],
+            self.n_way,
+            self.n_shot,
+            self.n_query,
+            self.seed,
+            self.start + lo,
         )
 
     def save(self, path: str | Path, *, labels_fingerprint: str | None = None) -> Path:

@@ -17,9 +17,9 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from fewshot._validate import check_int
 from fewshot._device import resolve_device
 from fewshot._io import write_bytes
+from fewshot._validate import check_int
 from fewshot.classifiers import EpisodeClassifier, create_classifier
 from fewshot.episode_cache import cached_episodes, store_episodes
 from fewshot.episodes import Episodes, check_sizes, episodes_filename, labels_fingerprint, sample_episodes
@@ -79,7 +79,9 @@ def evaluate(
     Raises:
         ValueError: malformed features/labels, or episodes that do not index these labels.
     """
-    X, y = validate_features(features.cpu().numpy() if isinstance(features, torch.Tensor) else features, labels, "features")
+    X, y = validate_features(
+        features.cpu().numpy() if isinstance(features, torch.Tensor) else features, labels, "features"
+    )
     check_int("batch_size", batch_size)
     _check_episodes_match(y, episodes)
     dev = resolve_device(device)
@@ -102,7 +104,9 @@ def evaluate(
     qbuf = torch.empty(min(qchunk, E) * nq, d, dtype=feats.dtype, device=dev)
     acc = np.empty(E, dtype=np.float64)
     correct = np.empty((E, episodes.n_way), dtype=np.int64) if return_per_class else None
-    bar = tqdm(total=E, desc="episodes", unit="ep", disable=(not progress) if progress is not None else None, leave=False)
+    bar = tqdm(
+        total=E, desc="episodes", unit="ep", disable=(not progress) if progress is not None else None, leave=False
+    )
     with torch.no_grad():
         for lo in range(0, E, batch_size):
             hi = min(E, lo + batch_size)
@@ -203,20 +207,36 @@ def run_protocol(
             if episode_cache_dir is None:
                 jobs.append((shot, seed, sample_episodes(fs.labels, n_way, shot, n_query, n_episodes, seed), None))
             else:
-                entry = cached_episodes(fs.labels, n_way, shot, n_query, n_episodes, seed, episode_cache_dir,
-                                        labels_fp=labels_fp, write=False)
+                entry = cached_episodes(
+                    fs.labels,
+                    n_way,
+                    shot,
+                    n_query,
+                    n_episodes,
+                    seed,
+                    episode_cache_dir,
+                    labels_fp=labels_fp,
+                    write=False,
+                )
                 jobs.append((shot, seed, entry.episodes, entry))
-    jobs = [(shot, seed, ep, store_episodes(entry, labels_fp).data if entry is not None else None) for shot, seed, ep, entry in jobs]
+    jobs = [
+        (shot, seed, ep, store_episodes(entry, labels_fp).data if entry is not None else None)
+        for shot, seed, ep, entry in jobs
+    ]
 
     frames = []
-    for shot, seed, episodes, data in tqdm(jobs, desc=f"{dataset} {n_way}-way", unit="run", disable=(not progress) if progress is not None else None):
+    for shot, seed, episodes, data in tqdm(
+        jobs, desc=f"{dataset} {n_way}-way", unit="run", disable=(not progress) if progress is not None else None
+    ):
         if episodes_dir is not None:
             target = Path(episodes_dir) / episodes_filename(n_way, shot, n_query, seed)
             if data is not None:  # the cache entry's bytes: the same episodes file, not compressed again
                 write_bytes(target, data)
             else:
                 episodes.save(target, labels_fingerprint=labels_fp)
-        out = evaluate(fs.features, fs.labels, episodes, classifier, device=device, return_per_class=per_class, **clf_kwargs)
+        out = evaluate(
+            fs.features, fs.labels, episodes, classifier, device=device, return_per_class=per_class, **clf_kwargs
+        )
         acc, correct = out if per_class else (out, None)
         frames.append(
             pd.DataFrame(
@@ -244,7 +264,9 @@ def run_protocol(
 
 def _per_class_columns(episodes: Episodes, correct: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
     """``class_k`` / ``correct_k`` columns of one run (see :func:`run_protocol`)."""
-    names = np.asarray(list(class_names) if class_names else [str(i) for i in range(int(episodes.classes.max()) + 1)], dtype=object)
+    names = np.asarray(
+        list(class_names) if class_names else [str(i) for i in range(int(episodes.classes.max()) + 1)], dtype=object
+    )
     cols: dict[str, Any] = {}
     for k in range(episodes.n_way):
         cols[f"class_{k}"] = names[episodes.classes[:, k]]

@@ -33,9 +33,7 @@ class ClassificationHead(nn.Module):
         seed: seed the initialisation without touching torch's global RNG.
     """
 
-    def __init__(
-        self, in_features: int, num_classes: int, dropout: float = 0.0, *, seed: int | None = None
-    ) -> None:
+    def __init__(self, in_features: int, num_classes: int, dropout: float = 0.0, *, seed: int | None = None) -> None:
         super().__init__()
         if in_features < 1 or num_classes < 1:
             raise ValueError(f"in_features and num_classes must be >= 1, got {in_features}, {num_classes}")
@@ -164,7 +162,9 @@ class NeckedBackbone(nn.Module):
 
 #: Head types a checkpoint can rebuild, by class name.
 HEADS: dict[str, type[nn.Module]] = {
-    "ClassificationHead": ClassificationHead, "ProjectionHead": ProjectionHead, "NeckHead": NeckHead,
+    "ClassificationHead": ClassificationHead,
+    "ProjectionHead": ProjectionHead,
+    "NeckHead": NeckHead,
 }
 
 

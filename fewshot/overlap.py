@@ -107,7 +107,7 @@ def _describe(wnid: str) -> str:
     return f"{wnid} {lemma}" if lemma else wnid
 
 
-def pretraining_overlap(dataset: str, split: str, label_set: str = "imagenet-1k") -> "pd.DataFrame":
+def pretraining_overlap(dataset: str, split: str, label_set: str = "imagenet-1k") -> pd.DataFrame:
     """Per class of ``dataset``/``split``: is it in the pretraining ``label_set``?
 
     Args:
@@ -139,8 +139,9 @@ def pretraining_overlap(dataset: str, split: str, label_set: str = "imagenet-1k"
             entry = _cifar_mapping()[cls]
             wnid, how = entry["wnid"], entry["how"] or ""
         hit = wnid is not None and wnid in synsets
-        rows.append({"class": cls, "in_pretraining": hit, "matched": _describe(wnid) if hit else "",
-                     "how": how if hit else ""})
+        rows.append(
+            {"class": cls, "in_pretraining": hit, "matched": _describe(wnid) if hit else "", "how": how if hit else ""}
+        )
     return pd.DataFrame(rows, columns=list(OVERLAP_COLUMNS))
 
 
@@ -148,8 +149,14 @@ def overlap_summary(dataset: str, split: str, label_set: str) -> dict[str, Any]:
     """``{"label_set", "dataset", "split", "n_classes", "n_overlap", "classes"}`` for a manifest."""
     frame = pretraining_overlap(dataset, split, label_set)
     seen = frame.loc[frame["in_pretraining"], "class"].tolist()
-    return {"label_set": label_set, "dataset": dataset, "split": split,
-            "n_classes": len(frame), "n_overlap": len(seen), "classes": seen}
+    return {
+        "label_set": label_set,
+        "dataset": dataset,
+        "split": split,
+        "n_classes": len(frame),
+        "n_overlap": len(seen),
+        "classes": seen,
+    }
 
 
 def label_set_of_model(name: str) -> str | None:

@@ -23,10 +23,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from fewshot._validate import check_int
 from fewshot._device import resolve_device
 from fewshot._io import atomic_dir, check_output_dir, check_output_file, write_bytes
 from fewshot._manifest import environment_info, make_manifest
+from fewshot._validate import check_int
 from fewshot.classifiers import is_transductive
 from fewshot.classifiers.options import classifier_parameters
 from fewshot.data import load_split
@@ -104,9 +104,9 @@ def extract_to_file(
             dataset/split/backbone; FileNotFoundError: missing data, weights or checkpoint.
     """
     # timm-backed modules, imported on use: importing this module (it also serves `fewshot evaluate`) loads no timm
+    from fewshot.backbones import create_backbone
     from fewshot.checkpoint import checkpoint_run, load_checkpoint, load_heads
     from fewshot.features import check_input_size, default_cache_dir, extract_cached, write_features
-    from fewshot.backbones import create_backbone
     from fewshot.transforms import resolve_preprocessing
 
     if checkpoint is None and backbone is None:
@@ -155,7 +155,13 @@ def extract_to_file(
     elif source.get("pretrained") == "hub" or source.get("from_hub"):
         pretrained_on = label_set_of_model(name)
     split_data = load_split(dataset, split, data_root)
-    record: dict[str, Any] = {"kind": "extract", "backbone": name, "source": source, "run": run or "", "environment": environment_info()}
+    record: dict[str, Any] = {
+        "kind": "extract",
+        "backbone": name,
+        "source": source,
+        "run": run or "",
+        "environment": environment_info(),
+    }
     overlap = warn_overlap(dataset, split, pretrained_on)
     if overlap is not None:
         record["pretraining_overlap"] = overlap
@@ -186,17 +192,25 @@ def extract_to_file(
         shape, fingerprint = data["features"].shape, str(data["fingerprint"])
     if neck is not None:
         name = f"{name}+neck"
-    return ExtractResult(out, fingerprint, int(shape[0]), int(shape[1]), name, tuple(pp.input_size), hit, time.perf_counter() - t0)
+    return ExtractResult(
+        out, fingerprint, int(shape[0]), int(shape[1]), name, tuple(pp.input_size), hit, time.perf_counter() - t0
+    )
 
 
 def _write_necked(
-    out: Path, backbone: nn.Module, neck: nn.Module, split: Any, *, use_cache: bool,
-    cache_dir: str | os.PathLike | None, options: dict[str, Any],
+    out: Path,
+    backbone: nn.Module,
+    neck: nn.Module,
+    split: Any,
+    *,
+    use_cache: bool,
+    cache_dir: str | os.PathLike | None,
+    options: dict[str, Any],
 ) -> bool:
     """Write ``neck(backbone features)`` of ``split`` to ``out``; whether the backbone's came from the cache."""
     # timm-backed, imported on use (see extract_to_file)
-    from fewshot.features import default_cache_dir, extract_cached, split_identity, write_features
     from fewshot.backbones.weights import state_dict_sha256
+    from fewshot.features import default_cache_dir, extract_cached, split_identity, write_features
 
     options = dict(options)
     manifest, run = dict(options.pop("manifest")), options.pop("run")
@@ -218,11 +232,17 @@ def _write_necked(
     manifest.update(neck={"dims": list(getattr(neck, "dims", ())), "weights_sha256": neck_sha}, backbone_cache_key=key)
     sid = split_identity(split)
     save_features(
-        out, feats, labels, class_names=sid["class_names"], dataset=sid["dataset"], split=sid["split"], run=run,
-        cache_key=hashlib.sha256(f"{key}|neck|{neck_sha}|{run}".encode()).hexdigest(), manifest=manifest,
+        out,
+        feats,
+        labels,
+        class_names=sid["class_names"],
+        dataset=sid["dataset"],
+        split=sid["split"],
+        run=run,
+        cache_key=hashlib.sha256(f"{key}|neck|{neck_sha}|{run}".encode()).hexdigest(),
+        manifest=manifest,
     )
     return hit
-
 
 
 def evaluate_to_directory(
@@ -291,15 +311,21 @@ def evaluate_to_directory(
     base_record = None
     if base_features is not None:
         if "base_mean" not in classifier_parameters(classifier):
-            raise ValueError(f"base features are used only by classifiers with a base_mean (simpleshot), not by {classifier!r}")
+            raise ValueError(
+                f"base features are used only by classifiers with a base_mean (simpleshot), not by {classifier!r}"
+            )
         base = load_features(base_features)
         clf_kwargs["base_mean"] = base.features.astype(np.float64).mean(0)
-        base_record = {"path": str(base_features), "fingerprint": base.fingerprint, "n": int(base.labels.size), "dim": int(base.features.shape[1])}
+        base_record = {
+            "path": str(base_features),
+            "fingerprint": base.fingerprint,
+            "n": int(base.labels.size),
+            "dim": int(base.features.shape[1]),
+        }
     fs = load_features(features_path)
     if protocol.dataset and fs.dataset not in ("custom", protocol.dataset):
         raise ValueError(
-            f"{features_path} holds features of dataset {fs.dataset!r} but the protocol is for "
-            f"{protocol.dataset!r}"
+            f"{features_path} holds features of dataset {fs.dataset!r} but the protocol is for {protocol.dataset!r}"
         )
     out = Path(out_dir)
     with atomic_dir(out) as tmp:

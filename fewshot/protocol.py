@@ -28,8 +28,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from fewshot._validate import check_int
 from fewshot._io import sha256_file
+from fewshot._validate import check_int
 
 __all__ = ["EvalProtocol", "load_protocol"]
 
@@ -66,7 +66,9 @@ class EvalProtocol:
             if not v or any(isinstance(x, bool) or not isinstance(x, int) or x < low for x in v):
                 raise ValueError(f"protocol {name} must be a non-empty list of integers >= {low}, got {v!r}")
             if len(set(v)) != len(v):
-                raise ValueError(f"protocol {name} must not repeat a value (every row would be written twice), got {list(v)}")
+                raise ValueError(
+                    f"protocol {name} must not repeat a value (every row would be written twice), got {list(v)}"
+                )
             object.__setattr__(self, name, v)
         if self.ci not in _CI:
             raise ValueError(f"protocol ci must be one of {', '.join(_CI)}, got {self.ci!r}")

@@ -27,7 +27,15 @@ import pandas as pd
 
 from fewshot._io import write_bytes, write_csv, write_json
 
-__all__ = ["EPISODE_COLUMNS", "EPISODES_FILE", "PER_CLASS_COLUMN", "Results", "write_results", "read_results", "check_rows"]
+__all__ = [
+    "EPISODE_COLUMNS",
+    "EPISODES_FILE",
+    "PER_CLASS_COLUMN",
+    "Results",
+    "write_results",
+    "read_results",
+    "check_rows",
+]
 
 #: Optional per-class columns kept after :data:`EPISODE_COLUMNS` (``fewshot evaluate
 #: --per-class``): ``class_k`` (name of the episode's k-th class) and ``correct_k``.
@@ -108,8 +116,7 @@ def read_results(path: str | Path) -> Results:
     for p in (manifest_path, table_path):
         if not p.is_file():
             raise FileNotFoundError(
-                f"{p} is missing: {path} is not a complete results directory "
-                "(written by `fewshot evaluate --out`)"
+                f"{p} is missing: {path} is not a complete results directory (written by `fewshot evaluate --out`)"
             )
     manifest = _read_manifest(manifest_path)
     try:
@@ -174,23 +181,33 @@ def check_rows(df: pd.DataFrame, manifest: dict[str, Any], where: str | Path) ->
     if isinstance(features, dict) and isinstance(features.get("fingerprint"), str):
         other = set(df["features_fingerprint"].astype(str)) - {features["fingerprint"]}
         if other:
-            raise ValueError(f"{where}: rows carry features fingerprint {sorted(other)[0][:12]}… but the manifest records {features['fingerprint'][:12]}…")
+            raise ValueError(
+                f"{where}: rows carry features fingerprint {sorted(other)[0][:12]}… but the manifest records {features['fingerprint'][:12]}…"
+            )
     episodes = manifest.get("episodes")
     if isinstance(episodes, dict) and episodes and all(isinstance(v, str) for v in episodes.values()):
         rows, recorded = set(df["episodes_fingerprint"].astype(str)), set(episodes.values())
         if rows != recorded:
-            raise ValueError(f"{where}: the episodes fingerprints of the rows do not match the manifest's episode files")
+            raise ValueError(
+                f"{where}: the episodes fingerprints of the rows do not match the manifest's episode files"
+            )
     config = manifest.get("config")
     if isinstance(config, dict):
         for field, col in (("ways", "n_way"), ("queries", "n_query")):
             if isinstance(config.get(field), int) and set(df[col]) != {config[field]}:
-                raise ValueError(f"{where}: rows have {col} {sorted(set(df[col]))} but the manifest records {field} = {config[field]}")
+                raise ValueError(
+                    f"{where}: rows have {col} {sorted(set(df[col]))} but the manifest records {field} = {config[field]}"
+                )
         for field, col in (("shots", "n_shot"), ("seeds", "seed")):
             if isinstance(config.get(field), list) and set(df[col]) != set(config[field]):
-                raise ValueError(f"{where}: rows have {col} {sorted(set(df[col]))} but the manifest records {field} = {config[field]}")
+                raise ValueError(
+                    f"{where}: rows have {col} {sorted(set(df[col]))} but the manifest records {field} = {config[field]}"
+                )
         n = config.get("episodes")
         if isinstance(n, int):
             counts = df.groupby([c for c in ("dataset", "n_way", "n_shot", "seed", "run") if c in df.columns]).size()
             wrong = counts[counts != n]
             if len(wrong):
-                raise ValueError(f"{where}: {int(wrong.iloc[0])} episodes for {wrong.index[0]} but the manifest records episodes = {n}")
+                raise ValueError(
+                    f"{where}: {int(wrong.iloc[0])} episodes for {wrong.index[0]} but the manifest records episodes = {n}"
+                )

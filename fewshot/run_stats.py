@@ -140,7 +140,9 @@ def run_test(
         se = sd / math.sqrt(km)
         dof = float(km - 1)
         effect = mean / sd if sd > 0 else (0.0 if mean == 0 else math.copysign(math.inf, mean))
-        p_rank = 1.0 if not np.any(d != 0) else float(_st.wilcoxon(d, method="exact" if np.all(d != 0) else "auto").pvalue)
+        p_rank = (
+            1.0 if not np.any(d != 0) else float(_st.wilcoxon(d, method="exact" if np.all(d != 0) else "auto").pvalue)
+        )
     else:
         mean = float(x.mean() - y.mean())
         vm, vb = sdm**2 / km, sdb**2 / kb

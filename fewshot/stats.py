@@ -265,9 +265,7 @@ class PairedTestResult:
 _TESTS = ("t", "wilcoxon")
 
 
-def paired_test(
-    a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, test: str = "t"
-) -> PairedTestResult:
+def paired_test(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, test: str = "t") -> PairedTestResult:
     """Paired two-sided test of ``a`` against ``b`` on the same episodes.
 
     The t test is computed from its formula (``t = mean(d) / (std(d, ddof=1) / sqrt(n))``,
@@ -299,9 +297,7 @@ def paired_test(
         raise ValueError(f"test must be one of {list(_TESTS)}, got test={test!r}")
     x, y = _as_1d(a, "a"), _as_1d(b, "b")
     if x.shape[0] != y.shape[0]:
-        raise ValueError(
-            f"paired samples must have the same length, got {x.shape[0]} and {y.shape[0]}"
-        )
+        raise ValueError(f"paired samples must have the same length, got {x.shape[0]} and {y.shape[0]}")
     n = x.shape[0]
     if n < 2:
         raise ValueError(f"a paired test needs at least 2 pairs, got n={n}")
@@ -328,9 +324,7 @@ def paired_test(
         if all_zero:
             statistic, pvalue = n * (n + 1) / 4.0, 1.0
         else:
-            res = _st.wilcoxon(
-                x, y, zero_method=WILCOXON_ZERO_METHOD, correction=False, method="auto"
-            )
+            res = _st.wilcoxon(x, y, zero_method=WILCOXON_ZERO_METHOD, correction=False, method="auto")
             statistic, pvalue = float(res.statistic), float(res.pvalue)
     return PairedTestResult(
         test=test,

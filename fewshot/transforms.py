@@ -58,10 +58,7 @@ class Preprocessing:
         mean = tuple(float(v) for v in self.mean)
         std = tuple(float(v) for v in self.std)
         if len(mean) != size[0] or len(std) != size[0]:
-            raise ValueError(
-                f"mean and std need {size[0]} values for input_size {size}, "
-                f"got mean={mean}, std={std}"
-            )
+            raise ValueError(f"mean and std need {size[0]} values for input_size {size}, got mean={mean}, std={std}")
         if min(std) <= 0:
             raise ValueError(f"std must be positive, got {std}")
         if not 0 < float(self.crop_pct) <= 1:
@@ -178,8 +175,12 @@ def frame_transform(preprocessing: Preprocessing) -> Callable[[Any], Any]:
 
     p = preprocessing
     full = create_transform(
-        input_size=p.input_size, is_training=False, interpolation=p.interpolation,
-        crop_pct=p.crop_pct, crop_mode=p.crop_mode, use_prefetcher=True,
+        input_size=p.input_size,
+        is_training=False,
+        interpolation=p.interpolation,
+        crop_pct=p.crop_pct,
+        crop_mode=p.crop_mode,
+        use_prefetcher=True,
     )
     return T.Compose(list(full.transforms[:-1]))  # drop the final to-tensor step
 

@@ -42,5 +42,12 @@ def make_features(n_classes: int = 8, per_class: int = 30, d: int = 32, spread: 
 def features_file(tmp_path):
     feats, labels = make_features()
     path = tmp_path / "features.npz"
-    np.savez(path, features=feats, labels=labels, class_names=np.array([f"c{i}" for i in range(8)]), dataset="toy", split="test")
+    np.savez(
+        path,
+        features=feats,
+        labels=labels,
+        class_names=np.array([f"c{i}" for i in range(8)]),
+        dataset="toy",
+        split="test",
+    )
     return path

@@ -76,12 +76,15 @@ def test_isotropy_sign_of_eigenvectors_matters() -> None:
     assert isotropy_score(v) < 0.1
 
 
-@pytest.mark.parametrize(("bad", "match"), [
-    (np.zeros(3), r"non-empty \(n, d\) array, got shape \(3,\)"),
-    (np.zeros((0, 2)), r"got shape \(0, 2\)"),
-    (np.array([[1.0, np.nan]]), "NaN or Inf"),
-    (np.array([["a", "b"]]), "real numbers"),
-])
+@pytest.mark.parametrize(
+    ("bad", "match"),
+    [
+        (np.zeros(3), r"non-empty \(n, d\) array, got shape \(3,\)"),
+        (np.zeros((0, 2)), r"got shape \(0, 2\)"),
+        (np.array([[1.0, np.nan]]), "NaN or Inf"),
+        (np.array([["a", "b"]]), "real numbers"),
+    ],
+)
 def test_isotropy_rejects_bad_input(bad: np.ndarray, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         isotropy_score(bad)
@@ -108,8 +111,9 @@ def test_similarity_distributions_match_all_pairs(block: int) -> None:
     rng = np.random.default_rng(3)
     y = rng.integers(0, 4, size=60)
     x = rng.normal(size=(60, 5)) + y[:, None] * 0.3
-    overall, c2 = similarity_distributions(x, y, classes=["c2"], class_names=["c0", "c1", "c2", "c3"],
-                                           bins=20, block=block)
+    overall, c2 = similarity_distributions(
+        x, y, classes=["c2"], class_names=["c0", "c1", "c2", "c3"], bins=20, block=block
+    )
     for dist, label in ((overall, None), (c2, 2)):
         pos, neg = reference_pairs(x, y, label)
         assert (dist.positive.n, dist.negative.n) == (pos.size, neg.size)
@@ -160,8 +164,15 @@ def test_tsne_is_seeded_and_subsamples() -> None:
 
 def write(path: Path, x: np.ndarray, y: np.ndarray, names: list[str]) -> Path:
     x = x.astype(np.float32)
-    save_npz(path, features=x, labels=y, class_names=np.array(names), fingerprint=np.array(sha256_arrays(x, y)),
-             dataset=np.array("digits"), split=np.array("test"))
+    save_npz(
+        path,
+        features=x,
+        labels=y,
+        class_names=np.array(names),
+        fingerprint=np.array(sha256_arrays(x, y)),
+        dataset=np.array("digits"),
+        split=np.array("test"),
+    )
     return path
 
 
@@ -181,20 +192,28 @@ def test_analyze_to_directory_writes_every_output(files: list[Path], tmp_path: P
     out = tmp_path / "analysis"
     frame = analyze_to_directory(files, out, classes=["7"], tsne_per_class=10)
     assert sorted(p.name for p in out.iterdir()) == [
-        "analysis.csv", "manifest.json", "similarity-7.png", "similarity.csv", "similarity.png",
-        "tsne.csv", "tsne.png",
+        "analysis.csv",
+        "manifest.json",
+        "similarity-7.png",
+        "similarity.csv",
+        "similarity.png",
+        "tsne.csv",
+        "tsne.png",
     ]
     assert list(frame.columns) == list(ANALYSIS_COLUMNS)
     assert list(frame["label"]) == ["ce/features", "schane/features"]
     on_disk = pd.read_csv(out / "analysis.csv")
     assert on_disk["fingerprint"].tolist() == [str(np.load(f)["fingerprint"]) for f in files]
-    assert on_disk["isotropy"].tolist() == pytest.approx(
-        [isotropy_score(np.load(f)["features"]) for f in files])
+    assert on_disk["isotropy"].tolist() == pytest.approx([isotropy_score(np.load(f)["features"]) for f in files])
     # the fine-tuned-like file separates its classes better
     assert frame["overlap"][1] < frame["overlap"][0] and frame["gap"][1] > frame["gap"][0]
     sim = pd.read_csv(out / "similarity.csv", dtype={"scope": str})
     assert sim[["label", "scope"]].values.tolist() == [
-        ["ce/features", "all"], ["ce/features", "7"], ["schane/features", "all"], ["schane/features", "7"]]
+        ["ce/features", "all"],
+        ["ce/features", "7"],
+        ["schane/features", "all"],
+        ["schane/features", "7"],
+    ]
     assert (out / "similarity.png").read_bytes().startswith(b"\x89PNG")
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["kind"] == "analyze" and len(manifest["inputs"]) == 2

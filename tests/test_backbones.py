@@ -166,14 +166,18 @@ def test_weights_that_do_not_match_are_reported(tmp_path):
     del state["stages.0.conv.weight"]
     state["extra.weight"] = torch.zeros(3)
     save_file(state, str(path))
-    with pytest.raises(ValueError, match=r"1 missing keys \(stages\.0\.conv\.weight\).*1 unexpected keys \(extra\.weight\)"):
+    with pytest.raises(
+        ValueError, match=r"1 missing keys \(stages\.0\.conv\.weight\).*1 unexpected keys \(extra\.weight\)"
+    ):
         create_backbone("conv4", path, width=8)
     report = load_weights(_tiny(), path, strict=False)
     assert report.missing == ("stages.0.conv.weight",) and report.unexpected == ("extra.weight",)
 
     wide = tmp_path / "wide.safetensors"
     save_file(create_backbone("conv4", width=16).state_dict(), str(wide))
-    with pytest.raises(ValueError, match=r"20 shape mismatches \(file vs model\): stages\.0\.bn\.bias \(16,\) vs \(8,\)"):
+    with pytest.raises(
+        ValueError, match=r"20 shape mismatches \(file vs model\): stages\.0\.bn\.bias \(16,\) vs \(8,\)"
+    ):
         create_backbone("conv4", wide, width=8)
 
 

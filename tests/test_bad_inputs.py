@@ -20,7 +20,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from conftest import make_features
 
 SMALL = ["--ways", "5", "--shots", "1", "--queries", "5", "--episodes", "20", "--seeds", "0", "--no-progress"]
@@ -128,8 +127,14 @@ def test_evaluate_refuses_damaged_npz(tmp_path, run_cli, content, match):
         (lambda f, y: {"features": f, "labels": y.astype(np.float32)}, r"labels must be integers"),
         (lambda f, y: {"features": f[:, 0], "labels": y}, r"2-D array"),
         (lambda f, y: {"features": f, "labels": y[:-1]}, r"labels for .* feature rows"),
-        (lambda f, y: {"features": np.where(np.arange(f.size).reshape(f.shape) == 7, np.nan, f), "labels": y}, r"NaN or Inf"),
-        (lambda f, y: {"features": np.where(np.arange(f.size).reshape(f.shape) == 7, np.inf, f), "labels": y}, r"NaN or Inf"),
+        (
+            lambda f, y: {"features": np.where(np.arange(f.size).reshape(f.shape) == 7, np.nan, f), "labels": y},
+            r"NaN or Inf",
+        ),
+        (
+            lambda f, y: {"features": np.where(np.arange(f.size).reshape(f.shape) == 7, np.inf, f), "labels": y},
+            r"NaN or Inf",
+        ),
         (lambda f, y: {"labels": y}, r"missing key"),
         (lambda f, y: {"features": f[:0], "labels": y[:0]}, r"empty"),
         (lambda f, y: {"features": f.astype(np.float64) * 1e200, "labels": y}, r"cannot be evaluated"),
@@ -157,25 +162,82 @@ def test_evaluate_refuses_bad_arrays(tmp_path, run_cli, arrays, match):
     ],
 )
 def test_evaluate_refuses_bad_protocol(tmp_path, features_file, run_cli, flags, match):
-    refused(run_cli, tmp_path, "evaluate", "--features", features_file, *SMALL, *flags, "--out", tmp_path / "out", match=match)
+    refused(
+        run_cli,
+        tmp_path,
+        "evaluate",
+        "--features",
+        features_file,
+        *SMALL,
+        *flags,
+        "--out",
+        tmp_path / "out",
+        match=match,
+    )
 
 
 def test_evaluate_refuses_missing_features_and_protocol(tmp_path, features_file, run_cli):
-    refused(run_cli, tmp_path, "evaluate", "--features", tmp_path / "none.npz", "--out", tmp_path / "o", match=r"not found")
+    refused(
+        run_cli, tmp_path, "evaluate", "--features", tmp_path / "none.npz", "--out", tmp_path / "o", match=r"not found"
+    )
     bad = tmp_path / "p.toml"
     bad.write_text("ways = [")
-    refused(run_cli, tmp_path, "evaluate", "--features", features_file, "--protocol", bad, "--out", tmp_path / "o", match=r"invalid TOML")
+    refused(
+        run_cli,
+        tmp_path,
+        "evaluate",
+        "--features",
+        features_file,
+        "--protocol",
+        bad,
+        "--out",
+        tmp_path / "o",
+        match=r"invalid TOML",
+    )
     bad.write_text("ways = 5\nshots = [1, 1]\n")
-    refused(run_cli, tmp_path, "evaluate", "--features", features_file, "--protocol", bad, "--out", tmp_path / "o", match=r"must not repeat")
+    refused(
+        run_cli,
+        tmp_path,
+        "evaluate",
+        "--features",
+        features_file,
+        "--protocol",
+        bad,
+        "--out",
+        tmp_path / "o",
+        match=r"must not repeat",
+    )
 
 
 def test_evaluate_cuda_without_gpu(tmp_path, features_file, run_cli):
     if torch.cuda.is_available():
         pytest.skip("CUDA is available here")
-    refused(run_cli, tmp_path, "evaluate", "--features", features_file, *SMALL, "--device", "cuda", "--out", tmp_path / "o",
-            match=r"CUDA is not available")
-    refused(run_cli, tmp_path, "evaluate", "--features", features_file, *SMALL, "--device", "gpu0", "--out", tmp_path / "o",
-            match=r"invalid device")
+    refused(
+        run_cli,
+        tmp_path,
+        "evaluate",
+        "--features",
+        features_file,
+        *SMALL,
+        "--device",
+        "cuda",
+        "--out",
+        tmp_path / "o",
+        match=r"CUDA is not available",
+    )
+    refused(
+        run_cli,
+        tmp_path,
+        "evaluate",
+        "--features",
+        features_file,
+        *SMALL,
+        "--device",
+        "gpu0",
+        "--out",
+        tmp_path / "o",
+        match=r"invalid device",
+    )
 
 
 def test_evaluate_out_never_destroys_user_files(tmp_path, features_file, run_cli):
@@ -183,15 +245,29 @@ def test_evaluate_out_never_destroys_user_files(tmp_path, features_file, run_cli
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "thesis.tex").write_text("years of work")
-    refused(run_cli, tmp_path, "evaluate", "--features", features_file, *SMALL, "--out", mine, match=r"refusing to replace")
+    refused(
+        run_cli, tmp_path, "evaluate", "--features", features_file, *SMALL, "--out", mine, match=r"refusing to replace"
+    )
     assert (mine / "thesis.tex").read_text() == "years of work"
     # an existing file
     note = tmp_path / "note.txt"
     note.write_text("keep")
     refused(run_cli, tmp_path, "evaluate", "--features", features_file, *SMALL, "--out", note, match=r"not a directory")
     # the features file itself, and a directory holding it
-    refused(run_cli, tmp_path, "evaluate", "--features", features_file, *SMALL, "--out", features_file, match=r"replace an input")
-    refused(run_cli, tmp_path, "evaluate", "--features", features_file, *SMALL, "--out", tmp_path, match=r"replace an input")
+    refused(
+        run_cli,
+        tmp_path,
+        "evaluate",
+        "--features",
+        features_file,
+        *SMALL,
+        "--out",
+        features_file,
+        match=r"replace an input",
+    )
+    refused(
+        run_cli, tmp_path, "evaluate", "--features", features_file, *SMALL, "--out", tmp_path, match=r"replace an input"
+    )
     # a results directory of an earlier evaluation is replaced
     out = tmp_path / "res"
     assert run_cli("evaluate", "--features", features_file, *SMALL, "--out", out)[0] == 0
@@ -214,7 +290,17 @@ def test_evaluate_unwritable_out(tmp_path, features_file, run_cli):
     ro.mkdir()
     ro.chmod(0o555)
     try:
-        refused(run_cli, tmp_path, "evaluate", "--features", features_file, *SMALL, "--out", ro / "res", match=r"not writable")
+        refused(
+            run_cli,
+            tmp_path,
+            "evaluate",
+            "--features",
+            features_file,
+            *SMALL,
+            "--out",
+            ro / "res",
+            match=r"not writable",
+        )
     finally:
         ro.chmod(0o755)
 
@@ -251,7 +337,10 @@ def test_evaluate_cleans_debris_of_killed_runs(tmp_path, features_file, run_cli)
 @pytest.mark.parametrize(
     "edit, match",
     [
-        (lambda df: df.assign(accuracy=np.where(df.index == 3, 7.0, df.accuracy)), r"accuracy must be a fraction in \[0, 1\], got 7\.0"),
+        (
+            lambda df: df.assign(accuracy=np.where(df.index == 3, 7.0, df.accuracy)),
+            r"accuracy must be a fraction in \[0, 1\], got 7\.0",
+        ),
         (lambda df: df.assign(accuracy=np.where(df.index == 0, -0.4, df.accuracy)), r"got -0\.4"),
         (lambda df: df.assign(accuracy=np.where(df.index == 0, np.nan, df.accuracy)), r"accuracy must be a fraction"),
         (lambda df: pd.concat([df, df.iloc[:5]]), r"appears more than once"),
@@ -268,7 +357,11 @@ def test_edited_rows_are_refused(tmp_path, results_dir, run_cli, edit, match, co
     shutil.copytree(results_dir, other)
     _edit_manifest(other, lambda m: {**m, "label": "other"})
     _edit_rows(results_dir, edit)
-    out = {"compare": [], "table": ["--baseline", "res", "--out", tmp_path / "t.md"], "plot": ["--out", tmp_path / "p.png"]}
+    out = {
+        "compare": [],
+        "table": ["--baseline", "res", "--out", tmp_path / "t.md"],
+        "plot": ["--out", tmp_path / "p.png"],
+    }
     line = refused(run_cli, tmp_path, command, results_dir, other, *out[command], match=match)
     assert "per_episode.csv.gz" in line
 
@@ -288,7 +381,11 @@ def test_edited_rows_are_refused(tmp_path, results_dir, run_cli, edit, match, co
 @pytest.mark.parametrize("command", ["compare", "table", "plot"])
 def test_edited_manifests_are_refused(tmp_path, results_dir, run_cli, edit, match, command):
     _edit_manifest(results_dir, edit)
-    out = {"compare": [], "table": ["--baseline", "res", "--out", tmp_path / "t.md"], "plot": ["--out", tmp_path / "p.png"]}
+    out = {
+        "compare": [],
+        "table": ["--baseline", "res", "--out", tmp_path / "t.md"],
+        "plot": ["--out", tmp_path / "p.png"],
+    }
     line = refused(run_cli, tmp_path, command, results_dir, results_dir, *out[command], match=match)
     assert str(results_dir) in line
 
@@ -308,25 +405,69 @@ def test_damaged_results_files(tmp_path, results_dir, run_cli, damage):
     else:
         table.unlink()
         match = r"is missing"
-    for command, extra in (("compare", []), ("table", ["--baseline", "res", "--out", tmp_path / "t.md"]),
-                           ("plot", ["--out", tmp_path / "p.png"])):
+    for command, extra in (
+        ("compare", []),
+        ("table", ["--baseline", "res", "--out", tmp_path / "t.md"]),
+        ("plot", ["--out", tmp_path / "p.png"]),
+    ):
         refused(run_cli, tmp_path, command, results_dir, results_dir, *extra, match=match)
 
 
 def test_report_outputs_never_replace_inputs(tmp_path, results_dir, run_cli):
     quoted = tmp_path / "quoted.csv"
     quoted.write_text("method,dataset,n_shot,mean,half_width\nProtoNet,cifar-fs,1,50.0,0.5\n")
-    refused(run_cli, tmp_path, "table", results_dir, "--baseline", "res", "--quoted", quoted, "--out", quoted,
-            match=r"replace an input")
-    refused(run_cli, tmp_path, "table", results_dir, "--baseline", "res", "--out", results_dir / "summary.csv",
-            match=r"replace an input")
-    refused(run_cli, tmp_path, "table", results_dir, "--baseline", "res", "--out", results_dir, match=r"existing directory")
+    refused(
+        run_cli,
+        tmp_path,
+        "table",
+        results_dir,
+        "--baseline",
+        "res",
+        "--quoted",
+        quoted,
+        "--out",
+        quoted,
+        match=r"replace an input",
+    )
+    refused(
+        run_cli,
+        tmp_path,
+        "table",
+        results_dir,
+        "--baseline",
+        "res",
+        "--out",
+        results_dir / "summary.csv",
+        match=r"replace an input",
+    )
+    refused(
+        run_cli, tmp_path, "table", results_dir, "--baseline", "res", "--out", results_dir, match=r"existing directory"
+    )
     refused(run_cli, tmp_path, "plot", results_dir, "--out", results_dir / "manifest.json", match=r"replace an input")
-    refused(run_cli, tmp_path, "compare", results_dir, results_dir, "--out", results_dir / "summary.csv",
-            match=r"replace an input")
+    refused(
+        run_cli,
+        tmp_path,
+        "compare",
+        results_dir,
+        results_dir,
+        "--out",
+        results_dir / "summary.csv",
+        match=r"replace an input",
+    )
     quoted.write_bytes(b"\xff\xfe\x00garbage\x00")
-    refused(run_cli, tmp_path, "table", results_dir, "--baseline", "res", "--quoted", quoted, "--out", tmp_path / "t.md",
-            match=r"quoted\.csv: not a readable CSV")
+    refused(
+        run_cli,
+        tmp_path,
+        "table",
+        results_dir,
+        "--baseline",
+        "res",
+        "--quoted",
+        quoted,
+        "--out",
+        tmp_path / "t.md",
+        match=r"quoted\.csv: not a readable CSV",
+    )
 
 
 def test_compare_missing_results(tmp_path, results_dir, run_cli):
@@ -356,10 +497,22 @@ def test_extract_checks_out_before_any_work(tmp_path, run_cli, monkeypatch):
     refused(run_cli, tmp_path, "extract", *DIGITS, "--out", tmp_path / "f.txt", match=r"must end in \.npz")
     weights = tmp_path / "w.safetensors"
     weights.write_bytes(b"x")
-    refused(run_cli, tmp_path, "extract", *DIGITS, "--pretrained", weights, "--out", weights, match=r"must end in \.npz")
+    refused(
+        run_cli, tmp_path, "extract", *DIGITS, "--pretrained", weights, "--out", weights, match=r"must end in \.npz"
+    )
     npz_weights = tmp_path / "w.npz"
     npz_weights.write_bytes(b"x")
-    refused(run_cli, tmp_path, "extract", *DIGITS, "--pretrained", npz_weights, "--out", npz_weights, match=r"replace an input")
+    refused(
+        run_cli,
+        tmp_path,
+        "extract",
+        *DIGITS,
+        "--pretrained",
+        npz_weights,
+        "--out",
+        npz_weights,
+        match=r"replace an input",
+    )
     assert not cache.exists()
 
 
@@ -381,7 +534,17 @@ def test_extract_cuda_without_gpu(tmp_path, run_cli, monkeypatch):
     if torch.cuda.is_available():
         pytest.skip("CUDA is available here")
     monkeypatch.setenv("FEWSHOT_CACHE_DIR", str(tmp_path / "cache"))
-    refused(run_cli, tmp_path, "extract", *DIGITS, "--device", "cuda", "--out", tmp_path / "f.npz", match=r"CUDA is not available")
+    refused(
+        run_cli,
+        tmp_path,
+        "extract",
+        *DIGITS,
+        "--device",
+        "cuda",
+        "--out",
+        tmp_path / "f.npz",
+        match=r"CUDA is not available",
+    )
 
 
 def test_extract_refuses_nan_weights(tmp_path, run_cli, monkeypatch):
@@ -394,8 +557,17 @@ def test_extract_refuses_nan_weights(tmp_path, run_cli, monkeypatch):
     state = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in model.state_dict().items()}
     weights = tmp_path / "nan.safetensors"
     save_file({k: v.contiguous() for k, v in state.items()}, weights)
-    refused(run_cli, tmp_path, "extract", *DIGITS, "--pretrained", weights, "--out", tmp_path / "f.npz",
-            match=r"NaN or Inf features")
+    refused(
+        run_cli,
+        tmp_path,
+        "extract",
+        *DIGITS,
+        "--pretrained",
+        weights,
+        "--out",
+        tmp_path / "f.npz",
+        match=r"NaN or Inf features",
+    )
 
 
 def test_cache_key_covers_pixels(tmp_path):
@@ -424,13 +596,44 @@ def test_cache_key_covers_pixels(tmp_path):
 
 # ---------------------------------------------------------------------------- finetune
 
-FT = ["--dataset", "digits", "--backbone", "conv4", "--backbone-kwargs", "width=8", "--img-size", "16",
-      "--epochs", "1", "--batch-size", "128", "--threads", "1", "--no-progress"]
+FT = [
+    "--dataset",
+    "digits",
+    "--backbone",
+    "conv4",
+    "--backbone-kwargs",
+    "width=8",
+    "--img-size",
+    "16",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "128",
+    "--threads",
+    "1",
+    "--no-progress",
+]
 
 
 def test_finetune_img_size_too_small_writes_nothing(tmp_path, run_cli):
-    line = refused(run_cli, tmp_path, "finetune", *FT[:-5], "--img-size", "1", "--epochs", "1", "--batch-size", "128",
-                   "--threads", "1", "--no-progress", "--out", tmp_path / "run", match=r"input size 1×1 does not fit")
+    line = refused(
+        run_cli,
+        tmp_path,
+        "finetune",
+        *FT[:-5],
+        "--img-size",
+        "1",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "128",
+        "--threads",
+        "1",
+        "--no-progress",
+        "--out",
+        tmp_path / "run",
+        match=r"input size 1×1 does not fit",
+    )
     assert not (tmp_path / "run").exists(), line
 
 
@@ -504,13 +707,37 @@ def test_every_config_field_has_a_flag():
     records = {r["name"]: r for r in config_flags()}
     assert set(records) == {f.name for f in dataclasses.fields(FinetuneConfig)}
     for rec in records.values():
-        assert rec["kwargs"]["help"].strip() and "default" in rec["kwargs"]["help"] or "required" in rec["kwargs"]["help"]
+        assert (
+            rec["kwargs"]["help"].strip() and "default" in rec["kwargs"]["help"] or "required" in rec["kwargs"]["help"]
+        )
     parser = build_parser()
-    args = parser.parse_args([
-        "finetune", "--backbone", "conv4", "--dataset", "digits", "--out", "r", "--objective", "hscl",
-        "--objective-options", "beta=0.5", "detach_weights=true", "--crop-scale", "0.5", "1", "--workers", "2",
-        "--root", "/data", "--no-sync-batchnorm", "--compile", "--backbone-kwargs", "width=8",
-    ])
+    args = parser.parse_args(
+        [
+            "finetune",
+            "--backbone",
+            "conv4",
+            "--dataset",
+            "digits",
+            "--out",
+            "r",
+            "--objective",
+            "hscl",
+            "--objective-options",
+            "beta=0.5",
+            "detach_weights=true",
+            "--crop-scale",
+            "0.5",
+            "1",
+            "--workers",
+            "2",
+            "--root",
+            "/data",
+            "--no-sync-batchnorm",
+            "--compile",
+            "--backbone-kwargs",
+            "width=8",
+        ]
+    )
     given = {k: v for k, v in vars(args).items() if k not in ("config", "resume", "command", "func")}
     config = FinetuneConfig.from_dict(given)
     assert config.objective_options == {"beta": 0.5, "detach_weights": True}
@@ -548,7 +775,16 @@ def test_a_new_config_field_gets_a_flag():
 
 def test_data_bad_inputs(tmp_path, run_cli):
     refused(run_cli, tmp_path, "data", "classes", "nope", "train", match=r"nope")
-    refused(run_cli, tmp_path, "data", "check", "cifar-fs", "--data-root", tmp_path / "none", match=r"does not exist|not found")
+    refused(
+        run_cli,
+        tmp_path,
+        "data",
+        "check",
+        "cifar-fs",
+        "--data-root",
+        tmp_path / "none",
+        match=r"does not exist|not found",
+    )
     (tmp_path / "t.csv").mkdir()
     refused(run_cli, tmp_path, "data", "check", "digits", "--csv", tmp_path / "t.csv", match=r"existing directory")
 
@@ -562,7 +798,16 @@ def test_demo_refuses_foreign_directories(tmp_path, run_cli):
     (demo / "runs" / "ce").mkdir(parents=True)
     (demo / "manifest.json").write_text(json.dumps({"kind": "demo"}))
     (demo / "runs" / "ce" / "notes.txt").write_text("mine")
-    refused(run_cli, tmp_path, "demo", "--quick", "--no-progress", "--out", demo, match=r"runs/ce.*refusing|refusing to replace .*runs/ce")
+    refused(
+        run_cli,
+        tmp_path,
+        "demo",
+        "--quick",
+        "--no-progress",
+        "--out",
+        demo,
+        match=r"runs/ce.*refusing|refusing to replace .*runs/ce",
+    )
     assert (demo / "runs" / "ce" / "notes.txt").read_text() == "mine"
 
 
@@ -570,24 +815,39 @@ def test_demo_refuses_foreign_directories(tmp_path, run_cli):
 
 
 def test_usage_errors_are_one_line(run_cli):
-    for argv in (["evaluate"], ["nope"], ["table", "x"], ["finetune", "--epochs"], [], ["data"],
-                 ["data", "check"], ["data", "check", "digits", "--bogus"]):
+    for argv in (
+        ["evaluate"],
+        ["nope"],
+        ["table", "x"],
+        ["finetune", "--epochs"],
+        [],
+        ["data"],
+        ["data", "check"],
+        ["data", "check", "digits", "--bogus"],
+    ):
         status, _, err = run_cli(*argv)
         lines = err.strip().splitlines()
         assert status == 2 and len(lines) == 1 and ": error: " in lines[0], err
 
 
 def test_closed_pipe_is_quiet():
-    proc = subprocess.Popen([sys.executable, "-m", "fewshot", "data", "list"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fewshot", "data", "list"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+    )
     proc.stdout.close()  # the reader goes away before the command writes
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141
     assert "Broken pipe" not in err and err == "", err
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["--version"]] + [[c, "--help"] for c in
-                         ("data", "extract", "finetune", "evaluate", "compare", "table", "plot", "demo")])
+@pytest.mark.parametrize(
+    "argv",
+    [["--help"], ["--version"]]
+    + [[c, "--help"] for c in ("data", "extract", "finetune", "evaluate", "compare", "table", "plot", "demo")],
+)
 def test_cli_starts_without_torch(argv):
     code = (
         "import sys\nfrom fewshot.cli import main\n"
@@ -595,8 +855,13 @@ def test_cli_starts_without_torch(argv):
         "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))[:3]\n"
         "assert 'numpy' not in sys.modules, 'numpy imported'\n"
     )
-    res = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    res = subprocess.run(
+        [sys.executable, "-c", code, *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+    )
     assert res.returncode == 0, res.stderr
 
 
@@ -705,5 +970,15 @@ def test_unwritable_out_is_refused_before_work(tmp_path, features_file, run_cli,
     ro = tmp_path / "ro"
     ro.mkdir()
     monkeypatch.setattr(io_.os, "access", lambda path, mode: Path(path) != ro)  # as for a non-root user
-    refused(run_cli, tmp_path, "evaluate", "--features", features_file, *SMALL, "--out", ro / "res", match=r"ro is not writable")
+    refused(
+        run_cli,
+        tmp_path,
+        "evaluate",
+        "--features",
+        features_file,
+        *SMALL,
+        "--out",
+        ro / "res",
+        match=r"ro is not writable",
+    )
     refused(run_cli, tmp_path, "table", tmp_path, "--baseline", "x", "--out", ro / "t.md", match=r"not writable")

@@ -35,7 +35,10 @@ def test_checkpoint_round_trip(tmp_path):
         tmp_path / "best", heads=heads, config={"lr": 1e-4}, extra={"epoch": 3}, files={"optimizer.pt": b"opt"}
     )
     assert sorted(p.name for p in directory.iterdir()) == [
-        "backbone.safetensors", "checkpoint.json", "heads.safetensors", "optimizer.pt"
+        "backbone.safetensors",
+        "checkpoint.json",
+        "heads.safetensors",
+        "optimizer.pt",
     ]
     rng = torch.get_rng_state()
     loaded, pp2, meta = ckpt.load_checkpoint(directory)
@@ -62,7 +65,10 @@ def test_checkpoint_of_registered_resnet12_with_kwargs(tmp_path):
     backbone = create_backbone("resnet12", widths=(4, 4, 8, 8), seed=0)
     pp = resolve_preprocessing(backbone)
     ckpt.save_checkpoint(
-        tmp_path / "r12", backbone, backbone_name="resnet12", backbone_kwargs={"widths": [4, 4, 8, 8]},
+        tmp_path / "r12",
+        backbone,
+        backbone_name="resnet12",
+        backbone_kwargs={"widths": [4, 4, 8, 8]},
         preprocessing=pp,
     )
     loaded, pp2, meta = ckpt.load_checkpoint(tmp_path / "r12")

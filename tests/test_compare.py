@@ -36,9 +36,19 @@ def episodes(
             correct = np.clip(difficulty + shift + noise.integers(-3, 4, n_episodes), 0, 75)
             for e in range(n_episodes):
                 rows.append(
-                    dict(dataset=dataset, split=split, n_way=5, n_shot=shot, n_query=n_query, seed=seed, episode=e,
-                         accuracy=correct[e] / 75, classifier="logreg", features_fingerprint=f"f{noise_seed}",
-                         episodes_fingerprint=f"{fingerprint}{dataset}{shot}{seed}abc")
+                    dict(
+                        dataset=dataset,
+                        split=split,
+                        n_way=5,
+                        n_shot=shot,
+                        n_query=n_query,
+                        seed=seed,
+                        episode=e,
+                        accuracy=correct[e] / 75,
+                        classifier="logreg",
+                        features_fingerprint=f"f{noise_seed}",
+                        episodes_fingerprint=f"{fingerprint}{dataset}{shot}{seed}abc",
+                    )
                 )
     return pd.DataFrame(rows, columns=list(EPISODE_COLUMNS))
 
@@ -121,8 +131,11 @@ def test_unknown_baseline_lists_labels(three: list[Path]) -> None:
 
 def test_duplicate_label_on_the_same_runs_is_refused(tmp_path: Path, three: list[Path]) -> None:
     again = save(tmp_path / "again", "CE", episodes(noise_seed=9))
-    with pytest.raises(ValueError, match=r"label 'CE': .*CE and .*again/CE both hold cifar-fs 5-way 1-shot seed 0; "
-                                         r"training replicates of one method need distinct run names"):
+    with pytest.raises(
+        ValueError,
+        match=r"label 'CE': .*CE and .*again/CE both hold cifar-fs 5-way 1-shot seed 0; "
+        r"training replicates of one method need distinct run names",
+    ):
         compare([three[0], again, three[1]])
 
 
@@ -151,9 +164,12 @@ def test_single_run_input(tmp_path: Path) -> None:
 def test_refuses_mismatched_episode_fingerprints(tmp_path: Path) -> None:
     a = save(tmp_path, "CE", episodes(noise_seed=1))
     b = save(tmp_path, "S", episodes(noise_seed=2, fingerprint="ff"))
-    with pytest.raises(ValueError, match=r"cannot pair 'S' \(.*S\) with baseline 'CE' \(.*CE\) on cifar-fs: "
-                                         r"episode fingerprints differ for 5-way 1-shot seed 0: method run '' \(.*S\) has ffcifar-fs10, "
-                                         r"baseline run '' \(.*CE\) has e0cifar-fs10") as info:
+    with pytest.raises(
+        ValueError,
+        match=r"cannot pair 'S' \(.*S\) with baseline 'CE' \(.*CE\) on cifar-fs: "
+        r"episode fingerprints differ for 5-way 1-shot seed 0: method run '' \(.*S\) has ffcifar-fs10, "
+        r"baseline run '' \(.*CE\) has e0cifar-fs10",
+    ) as info:
         compare([a, b])
     assert "\n" not in str(info.value)
 
@@ -180,8 +196,11 @@ def test_refuses_a_method_lacking_baseline_episodes(tmp_path: Path) -> None:
     df = episodes(noise_seed=2)
     df.loc[(df["seed"] == 1) & (df["n_shot"] == 5) & (df["episode"] == 3), "episode"] = 99  # same count, other task
     b = save(tmp_path, "S", df)
-    with pytest.raises(ValueError, match=r"the method's run '' \(.*S\) lacks 1 episode\(s\) other runs have "
-                                         r"\(first: episode 3 of 5-way 5-shot seed 1\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"the method's run '' \(.*S\) lacks 1 episode\(s\) other runs have "
+        r"\(first: episode 3 of 5-way 5-shot seed 1\)",
+    ):
         compare([a, b])
 
 

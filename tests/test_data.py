@@ -115,6 +115,7 @@ def _py2_pickle(obj) -> bytes:
 # (class name, image) pairs, and the pixel tolerance of the format.
 # ---------------------------------------------------------------------------------------------
 
+
 def gen_cifar_official(root: Path, name: str, split: str):
     fine = list(cifar100_fine_names())
     coarse_of = {f: c for c, fs in _json("cifar100_superclass_to_fine.json").items() for f in fs}
@@ -138,8 +139,7 @@ def gen_cifar_official(root: Path, name: str, split: str):
     meta = {"fine_label_names": fine, "coarse_label_names": coarse_names}
     (root / "cifar-100-python" / "meta").write_bytes(_py2_pickle(meta))
     wanted = set(class_names(name, split))
-    return [(fine[i], im) for part in ("train", "test") for (i, _), im in zip(*files[part])
-            if fine[i] in wanted], 0
+    return [(fine[i], im) for part in ("train", "test") for (i, _), im in zip(*files[part]) if fine[i] in wanted], 0
 
 
 def gen_l2l_processed(root: Path, name: str, split: str):
@@ -173,8 +173,7 @@ def _fine_id_pickle(path: Path, name: str, split: str):
     imgs = [_pixels((c, j)) for c, j in items]
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("wb") as fh:
-        pickle.dump({"data": np.stack(imgs), "labels": [fine.index(c) for c, _ in items]}, fh,
-                    protocol=2)
+        pickle.dump({"data": np.stack(imgs), "labels": [fine.index(c) for c, _ in items]}, fh, protocol=2)
     return [(c, im) for (c, _), im in zip(items, imgs)], 0
 
 
@@ -388,14 +387,18 @@ def test_npz_memory_mapped_when_stored_and_read_when_compressed(tmp_path):
 # Class lists
 # ---------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name,counts", [
-    ("cifar-fs", (64, 16, 20)),
-    ("fc100", (60, 20, 20)),
-    ("mini-imagenet", (64, 16, 20)),
-    ("tiered-imagenet", (351, 97, 160)),
-    ("digits", (5, 5)),
-    ("cub", (100, 50, 50)),
-])
+
+@pytest.mark.parametrize(
+    "name,counts",
+    [
+        ("cifar-fs", (64, 16, 20)),
+        ("fc100", (60, 20, 20)),
+        ("mini-imagenet", (64, 16, 20)),
+        ("tiered-imagenet", (351, 97, 160)),
+        ("digits", (5, 5)),
+        ("cub", (100, 50, 50)),
+    ],
+)
 def test_class_names_counts_and_disjoint(name, counts):
     splits = DATASETS[name].splits
     lists = [class_names(name, s) for s in splits]
@@ -405,9 +408,12 @@ def test_class_names_counts_and_disjoint(name, counts):
 
 
 def test_class_names_follow_the_split_files():
-    for name, file in [("cifar-fs", "cifar_fs.json"), ("fc100", "fc100_fine_classes.json"),
-                       ("mini-imagenet", "mini_imagenet.json"),
-                       ("tiered-imagenet", "tiered_imagenet.json")]:
+    for name, file in [
+        ("cifar-fs", "cifar_fs.json"),
+        ("fc100", "fc100_fine_classes.json"),
+        ("mini-imagenet", "mini_imagenet.json"),
+        ("tiered-imagenet", "tiered_imagenet.json"),
+    ]:
         for split, classes in _json(file).items():
             assert class_names(name, split) == classes
     assert class_names("digits", "test") == ["5", "6", "7", "8", "9"]
@@ -437,6 +443,7 @@ def test_list_datasets():
 # Restricted unpickler
 # ---------------------------------------------------------------------------------------------
 
+
 class _Evil:
     def __init__(self, cmd: str) -> None:
         self.cmd = cmd
@@ -465,8 +472,13 @@ def test_restricted_unpickler_refuses_other_callables(tmp_path):
 
 @pytest.mark.parametrize("protocol", [2, 4, 5])
 def test_restricted_unpickler_reads_numpy_and_containers(tmp_path, protocol):
-    obj = {"a": np.arange(12, dtype=np.float32).reshape(3, 4), "s": np.int64(7),
-           "l": [1, (2, "x")], "b": b"yz", "set": {1, 2}}
+    obj = {
+        "a": np.arange(12, dtype=np.float32).reshape(3, 4),
+        "s": np.int64(7),
+        "l": [1, (2, "x")],
+        "b": b"yz",
+        "set": {1, 2},
+    }
     path = tmp_path / "ok.pkl"
     path.write_bytes(pickle.dumps(obj, protocol=protocol))
     got = load_pickle(path)
@@ -477,6 +489,7 @@ def test_restricted_unpickler_reads_numpy_and_containers(tmp_path, protocol):
 # ---------------------------------------------------------------------------------------------
 # Bad input
 # ---------------------------------------------------------------------------------------------
+
 
 def test_missing_root(tmp_path):
     with pytest.raises(FileNotFoundError, match="data root does not exist: .*nowhere"):
@@ -495,9 +508,13 @@ def test_unknown_layout_lists_every_path(tmp_path):
     assert "\n" not in msg
     for layout in DATASETS["cifar-fs"].layouts:
         assert layout.name in msg
-    for part in ("cifar-100-python/meta", "cifarfs/processed/test/",
-                 "cifarfs/cifar100/splits/bertinetto/test.txt",
-                 "CIFAR_FS/CIFAR_FS_test.pickle", "test.pickle"):
+    for part in (
+        "cifar-100-python/meta",
+        "cifarfs/processed/test/",
+        "cifarfs/cifar100/splits/bertinetto/test.txt",
+        "CIFAR_FS/CIFAR_FS_test.pickle",
+        "test.pickle",
+    ):
         assert str(tmp_path / part) in msg
 
 
@@ -644,6 +661,7 @@ def test_l2l_split_file_must_match_canonical(tmp_path):
 # check_split and the CLI
 # ---------------------------------------------------------------------------------------------
 
+
 def test_check_split_tidy_frames(tmp_path):
     for split in ("train", "test"):
         gen_ravi_csv(tmp_path, "mini-imagenet", split)
@@ -660,8 +678,9 @@ def test_check_split_tidy_frames(tmp_path):
 def test_cli_data_check(tmp_path, capsys):
     gen_ravi_csv(tmp_path, "mini-imagenet", "test")
     out_csv = tmp_path / "report.csv"
-    assert main(["data", "check", "mini-imagenet", "--root", str(tmp_path), "--split", "test",
-                 "--csv", str(out_csv)]) == 0
+    assert (
+        main(["data", "check", "mini-imagenet", "--root", str(tmp_path), "--split", "test", "--csv", str(out_csv)]) == 0
+    )
     out = capsys.readouterr().out
     assert "SUBSET" in out and "2 per class (subset of 600)" in out
     assert tuple(pd.read_csv(out_csv).columns) == CLASS_COLUMNS
@@ -673,7 +692,7 @@ def test_cli_data_check(tmp_path, capsys):
     # a missing class -> 1, naming it
     csv = tmp_path / "miniImageNet" / "test.csv"
     gone = class_names("mini-imagenet", "test")[-1]
-    csv.write_text("\n".join(l for l in csv.read_text().splitlines() if not l.endswith(gone)) + "\n")
+    csv.write_text("\n".join(line for line in csv.read_text().splitlines() if not line.endswith(gone)) + "\n")
     assert main(["data", "check", "mini-imagenet", "--root", str(tmp_path), "--split", "test"]) == 1
     assert f"missing classes (1): {gone}" in capsys.readouterr().out
 
@@ -704,6 +723,7 @@ def test_cli_data_list_and_classes(capsys):
 # Real data (../shared/data), skipped when absent
 # ---------------------------------------------------------------------------------------------
 
+
 @pytest.mark.realdata
 def test_real_mini_imagenet():
     root = REAL_DATA / "mini-imagenet"
@@ -718,13 +738,17 @@ def test_real_mini_imagenet():
     assert len(train) == 16000 and train.counts().shape == (64,) and set(train.counts()) == {250}
     report = check_split("mini-imagenet", REAL_DATA)
     assert dict(zip(report.splits["split"], report.splits["status"])) == {
-        "train": "subset", "val": "subset", "test": "ok"}
+        "train": "subset",
+        "val": "subset",
+        "test": "ok",
+    }
     assert report.exit_code == 0
 
 
 # ---------------------------------------------------------------------------------------------
 # CUB-200-2011 and LibFewShot's CSV layout
 # ---------------------------------------------------------------------------------------------
+
 
 def test_cub_split_is_chen_et_al_rule():
     # CloserLookFewShot: sorted class folders; base i % 2 == 0, val i % 4 == 1, novel i % 4 == 3
@@ -751,7 +775,9 @@ def test_cub_data_check_and_errors(tmp_path, capsys):
     lines = (base / "image_class_labels.txt").read_text().splitlines()
     lines[0] = "1 2"
     (base / "image_class_labels.txt").write_text("\n".join(lines) + "\n")
-    with pytest.raises(ValueError, match=r"image 1 is in folder '001.Black_footed_Albatross' but labelled '002.Laysan_Albatross'"):
+    with pytest.raises(
+        ValueError, match=r"image 1 is in folder '001.Black_footed_Albatross' but labelled '002.Laysan_Albatross'"
+    ):
         load_split("cub", "train", tmp_path)
 
 

@@ -29,8 +29,15 @@ def quick_demo(tmp_path_factory):
 
 def test_quick_demo_writes_the_whole_pipeline(quick_demo):
     out = quick_demo
-    for name in ("table1.md", "table1.csv", "table1.tex", "compare.csv", "compare_ce_seeds.csv", "accuracy.png",
-                 "manifest.json"):
+    for name in (
+        "table1.md",
+        "table1.csv",
+        "table1.tex",
+        "compare.csv",
+        "compare_ce_seeds.csv",
+        "accuracy.png",
+        "manifest.json",
+    ):
         assert (out / name).is_file(), name
     for objective in DEMO_METHODS:
         for seed in TEST_SETTINGS.train_seeds:
@@ -49,7 +56,9 @@ def test_quick_demo_writes_the_whole_pipeline(quick_demo):
     # every non-baseline objective against CE, for both shots
     assert len(comparison) == 2 * (len(DEMO_METHODS) - 1)
     assert set(comparison.baseline) == {DEMO_METHODS["ce"]}
-    assert (comparison["level"] == "run").all() and (comparison["n_runs_method"] == len(TEST_SETTINGS.train_seeds)).all()
+    assert (comparison["level"] == "run").all() and (
+        comparison["n_runs_method"] == len(TEST_SETTINGS.train_seeds)
+    ).all()
     assert "across training runs" in md
     seeds = pd.read_csv(out / "compare_ce_seeds.csv")
     assert (seeds["level"] == "checkpoint").all() and set(seeds["method"]) == {"CE seed-1"}
@@ -63,7 +72,8 @@ def test_quick_demo_writes_the_whole_pipeline(quick_demo):
 def test_every_method_scored_on_identical_episodes(quick_demo):
     fingerprints = [
         pd.read_csv(quick_demo / "results" / objective / f"seed-{seed}" / "per_episode.csv.gz")
-        .groupby(["n_shot", "seed"]).episodes_fingerprint.first()
+        .groupby(["n_shot", "seed"])
+        .episodes_fingerprint.first()
         for objective in DEMO_METHODS
         for seed in TEST_SETTINGS.train_seeds
     ]

@@ -87,10 +87,21 @@ def colour_split(n_classes: int = 4, per_class: int = 24) -> ArraySplit:
 
 
 COLOURS_VIT = dict(
-    backbone="vit_tiny_patch16_224", backbone_kwargs=VIT, dataset="colours", img_size=16, epochs=1,
-    batch_size=16, lr=3e-3, dropout=0.0, threads=1, progress=False, objective="schane",
+    backbone="vit_tiny_patch16_224",
+    backbone_kwargs=VIT,
+    dataset="colours",
+    img_size=16,
+    epochs=1,
+    batch_size=16,
+    lr=3e-3,
+    dropout=0.0,
+    threads=1,
+    progress=False,
+    objective="schane",
     # timm's optimiser state: layer-wise lr decay, min lr, model EMA (best/ holds the EMA weights)
-    layer_decay=0.75, min_lr=1e-5, ema_decay=0.9,
+    layer_decay=0.75,
+    min_lr=1e-5,
+    ema_decay=0.9,
 )
 
 
@@ -120,8 +131,14 @@ def _worker(rank: int, tmp: str, port: int) -> None:
     dist.destroy_process_group()
 
     # 2. finetune as torchrun launches it
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
-                      WORLD_SIZE=str(WORLD), LOCAL_WORLD_SIZE=str(WORLD))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(WORLD),
+        LOCAL_WORLD_SIZE=str(WORLD),
+    )
     from fewshot.training import FinetuneConfig, finetune
 
     finetune(FinetuneConfig(out=f"{tmp}/ddp", **COLOURS_VIT), split=colour_split())

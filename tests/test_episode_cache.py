@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import make_features
 
 import fewshot.episode_cache
 import fewshot.evaluation
@@ -20,14 +21,13 @@ from fewshot.evaluation import run_protocol
 from fewshot.pipeline import evaluate_to_directory
 from fewshot.protocol import EvalProtocol
 
-from conftest import make_features
-
 PROTOCOL = EvalProtocol(ways=4, shots=(1, 3), queries=5, episodes=12, seeds=(0, 2))
 
 
 @pytest.fixture
 def sampling_calls(monkeypatch):
     """Count every call of ``sample_episodes`` (wherever it is called from); ``forbid()`` makes them raise."""
+
     class Calls(list):
         def forbid(self) -> None:
             state["forbidden"] = True
@@ -52,10 +52,13 @@ def test_second_method_reads_the_cached_episodes(tmp_path, features_file, sampli
     assert len(sampling_calls) == 4  # 2 shots x 2 seeds
     assert sorted(p.name for p in cache.iterdir()) == sorted(
         episode_cache_path(cache, labels_fingerprint(np.load(features_file)["labels"]), 4, shot, 5, 12, seed).name
-        for shot in (1, 3) for seed in (0, 2)
+        for shot in (1, 3)
+        for seed in (0, 2)
     )
     sampling_calls.forbid()
-    second = evaluate_to_directory(features_file, tmp_path / "b", PROTOCOL, classifier="prototype", episode_cache_dir=cache, progress=False)
+    second = evaluate_to_directory(
+        features_file, tmp_path / "b", PROTOCOL, classifier="prototype", episode_cache_dir=cache, progress=False
+    )
     assert first.episodes.episodes_fingerprint.tolist() == second.episodes.episodes_fingerprint.tolist()
     # the episode files of the results directory are the cache's and load as before
     for name, fingerprint in second.manifest["episodes"].items():
@@ -66,9 +69,15 @@ def test_second_method_reads_the_cached_episodes(tmp_path, features_file, sampli
 def test_results_identical_with_and_without_the_cache(tmp_path, features_file):
     cache = tmp_path / "cache"
     runs = {
-        "none": evaluate_to_directory(features_file, tmp_path / "none", PROTOCOL, use_episode_cache=False, progress=False),
-        "miss": evaluate_to_directory(features_file, tmp_path / "miss", PROTOCOL, episode_cache_dir=cache, progress=False),
-        "hit": evaluate_to_directory(features_file, tmp_path / "hit", PROTOCOL, episode_cache_dir=cache, progress=False),
+        "none": evaluate_to_directory(
+            features_file, tmp_path / "none", PROTOCOL, use_episode_cache=False, progress=False
+        ),
+        "miss": evaluate_to_directory(
+            features_file, tmp_path / "miss", PROTOCOL, episode_cache_dir=cache, progress=False
+        ),
+        "hit": evaluate_to_directory(
+            features_file, tmp_path / "hit", PROTOCOL, episode_cache_dir=cache, progress=False
+        ),
     }
     assert not (tmp_path / "none" / "cache").exists() and len(list(cache.iterdir())) == 4
     for name in ("miss", "hit"):
@@ -85,7 +94,9 @@ def test_run_protocol_with_a_cache_equals_sampling(tmp_path, sampling_calls):
     kwargs = dict(n_way=5, shots=(1,), n_query=5, n_episodes=10, seeds=(0, 1), progress=False)
     plain = run_protocol(feats, labels, **kwargs)
     n = len(sampling_calls)
-    cached = [run_protocol(feats, labels, episode_cache_dir=tmp_path, classifier=c, **kwargs) for c in ("logreg", "logreg")]
+    cached = [
+        run_protocol(feats, labels, episode_cache_dir=tmp_path, classifier=c, **kwargs) for c in ("logreg", "logreg")
+    ]
     assert len(sampling_calls) == n + 2  # the first cached run samples, the second reads
     for df in cached:
         pd.testing.assert_frame_equal(df, plain)
@@ -109,10 +120,19 @@ def test_damaged_or_mismatched_entry_is_resampled_and_replaced(tmp_path, damage,
         path.write_bytes(good.data[: len(good.data) // 2])
     elif damage == "flipped":  # a valid file whose arrays no longer match their fingerprint
         ep = good.episodes
-        np.savez(path, classes=ep.classes, support=ep.support[::-1], query=ep.query,
-                 spec=np.array([5, 2, 3, 7, 0]), fingerprint=np.array(ep.fingerprint), labels_fingerprint=np.array(fp))
+        np.savez(
+            path,
+            classes=ep.classes,
+            support=ep.support[::-1],
+            query=ep.query,
+            spec=np.array([5, 2, 3, 7, 0]),
+            fingerprint=np.array(ep.fingerprint),
+            labels_fingerprint=np.array(fp),
+        )
     elif damage == "other-labels":  # an intact entry of other labels at this path
-        cached_episodes(labels[::-1].copy(), 5, 2, 3, 20, 7, tmp_path / "x").episodes.save(path, labels_fingerprint="f" * 64)
+        cached_episodes(labels[::-1].copy(), 5, 2, 3, 20, 7, tmp_path / "x").episodes.save(
+            path, labels_fingerprint="f" * 64
+        )
     else:  # an intact entry of another request (fewer episodes) at this path
         sample_episodes(labels, 5, 2, 3, 19, 7).save(path, labels_fingerprint=fp)
     with caplog.at_level(logging.WARNING, logger="fewshot.episode_cache"):
@@ -155,7 +175,10 @@ def test_concurrent_writers_of_one_entry(tmp_path, caplog):
     def rewrite():  # what every concurrent miss does to the entry
         barrier.wait()
         while not stop.is_set():
-            expected.save(results[0].path if results else episode_cache_path(tmp_path, fp, 5, 5, 15, 400, 3), labels_fingerprint=fp)
+            expected.save(
+                results[0].path if results else episode_cache_path(tmp_path, fp, 5, 5, 15, 400, 3),
+                labels_fingerprint=fp,
+            )
 
     def read():
         barrier.wait()
@@ -171,6 +194,7 @@ def test_concurrent_writers_of_one_entry(tmp_path, caplog):
             except BaseException as exc:  # noqa: BLE001 (reported below)
                 errors.append(exc)
                 stop.set()
+
         return run
 
     threads = [threading.Thread(target=guarded(fn)) for fn in (miss, miss, rewrite, read)]
@@ -211,7 +235,10 @@ def test_default_location_and_cli_flags(tmp_path, features_file, run_cli, monkey
     assert len(list((tmp_path / "root" / "episodes").iterdir())) == 1
     assert run_cli(*args, "--episode-cache-dir", tmp_path / "mine", "--out", tmp_path / "r2")[0] == 0
     assert len(list((tmp_path / "mine").iterdir())) == 1
-    assert run_cli(*args, "--no-episode-cache", "--episode-cache-dir", tmp_path / "unused", "--out", tmp_path / "r3")[0] == 0
+    assert (
+        run_cli(*args, "--no-episode-cache", "--episode-cache-dir", tmp_path / "unused", "--out", tmp_path / "r3")[0]
+        == 0
+    )
     assert not (tmp_path / "unused").exists()
 
 
@@ -220,7 +247,9 @@ def test_load_episodes_checks_the_labels_fingerprint(tmp_path):
     ep = sample_episodes(labels, 5, 1, 2, 3, 0)
     ep.save(tmp_path / "a.npz", labels_fingerprint=labels_fingerprint(labels))
     ep.save(tmp_path / "b.npz")
-    assert load_episodes(tmp_path / "a.npz", labels_fingerprint=labels_fingerprint(labels)).fingerprint == ep.fingerprint
+    assert (
+        load_episodes(tmp_path / "a.npz", labels_fingerprint=labels_fingerprint(labels)).fingerprint == ep.fingerprint
+    )
     assert load_episodes(Path(tmp_path / "b.npz")).fingerprint == ep.fingerprint
     with pytest.raises(ValueError, match=r"a\.npz: episodes of labels [0-9a-f]{16}, expected labels 0{16}"):
         load_episodes(tmp_path / "a.npz", labels_fingerprint="0" * 64)
@@ -231,6 +260,15 @@ def test_load_episodes_checks_the_labels_fingerprint(tmp_path):
 def test_refused_request_writes_no_cache_entry(tmp_path):
     labels = np.repeat(np.arange(6), [20, 20, 20, 20, 20, 8])  # 5-shot + 5 queries does not fit class 5
     with pytest.raises(ValueError, match="class 5 has 8 items, fewer than n_shot"):
-        run_protocol(np.ones((labels.size, 3), np.float32), labels, n_way=5, shots=(1, 5), n_query=5, n_episodes=4,
-                     seeds=(0,), episode_cache_dir=tmp_path / "cache", progress=False)
+        run_protocol(
+            np.ones((labels.size, 3), np.float32),
+            labels,
+            n_way=5,
+            shots=(1, 5),
+            n_query=5,
+            n_episodes=4,
+            seeds=(0,),
+            episode_cache_dir=tmp_path / "cache",
+            progress=False,
+        )
     assert not (tmp_path / "cache").exists()

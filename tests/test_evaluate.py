@@ -3,14 +3,13 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import make_features
 
 from fewshot.classifiers import create_classifier
 from fewshot.episodes import load_episodes, sample_episodes
 from fewshot.evaluation import evaluate, run_protocol
 from fewshot.features import FeatureSet, load_features
 from fewshot.results import EPISODE_COLUMNS, read_results
-
-from conftest import make_features
 
 
 def test_evaluate_matches_a_plain_loop():
@@ -44,7 +43,9 @@ def test_run_protocol_tidy_rows():
     assert df.episodes_fingerprint.nunique() == 4
     assert df.features_fingerprint.nunique() == 1
     # same features and protocol -> identical rows (every method sees the same tasks)
-    again = run_protocol(FeatureSet(feats, labels, dataset="toy"), shots=(1, 5), seeds=(0, 1), n_episodes=20, progress=False)
+    again = run_protocol(
+        FeatureSet(feats, labels, dataset="toy"), shots=(1, 5), seeds=(0, 1), n_episodes=20, progress=False
+    )
     pd.testing.assert_frame_equal(df, again)
 
 
@@ -59,7 +60,10 @@ def test_run_protocol_validates_before_work():
 def test_load_features_validation(tmp_path):
     feats, labels = make_features()
     cases = {
-        "nan": ({"features": np.where(np.arange(feats.size).reshape(feats.shape) == 5, np.nan, feats), "labels": labels}, "NaN or Inf in 1 row"),
+        "nan": (
+            {"features": np.where(np.arange(feats.size).reshape(feats.shape) == 5, np.nan, feats), "labels": labels},
+            "NaN or Inf in 1 row",
+        ),
         "oned": ({"features": feats[:, 0], "labels": labels}, r"2-D array \(N, d\), got shape \(240,\)"),
         "count": ({"features": feats, "labels": labels[:-1]}, "239 labels for 240 feature rows"),
         "nolabels": ({"features": feats}, r"missing key\(s\) \['labels'\]"),
@@ -80,7 +84,21 @@ def test_load_features_validation(tmp_path):
 def test_cli_end_to_end(tmp_path, features_file, run_cli):
     out = tmp_path / "res"
     status, stdout, stderr = run_cli(
-        "evaluate", "--features", features_file, "--shots", "1", "5", "--episodes", "30", "--seeds", "0", "1", "--label", "Toy / CE", "--out", out
+        "evaluate",
+        "--features",
+        features_file,
+        "--shots",
+        "1",
+        "5",
+        "--episodes",
+        "30",
+        "--seeds",
+        "0",
+        "1",
+        "--label",
+        "Toy / CE",
+        "--out",
+        out,
     )
     assert status == 0, stderr
     assert "mean" in stdout and "ci95" in stdout
@@ -106,14 +124,18 @@ def test_cli_end_to_end(tmp_path, features_file, run_cli):
 
 def test_cli_protocol_file(tmp_path, features_file, run_cli):
     proto = tmp_path / "toy.toml"
-    proto.write_text('dataset = "toy"\nsplit = "test"\nways = 4\nshots = [2]\nqueries = 5\nepisodes = 12\nseeds = [3]\n')
+    proto.write_text(
+        'dataset = "toy"\nsplit = "test"\nways = 4\nshots = [2]\nqueries = 5\nepisodes = 12\nseeds = [3]\n'
+    )
     status, _, err = run_cli("evaluate", "--features", features_file, "--protocol", proto, "--out", tmp_path / "r")
     assert status == 0, err
     res = read_results(tmp_path / "r")
     assert set(res.episodes.n_way) == {4} and set(res.episodes.n_shot) == {2} and set(res.episodes.seed) == {3}
     assert res.manifest["protocol_file"]["sha256"]
     # flags override the protocol file
-    status, _, err = run_cli("evaluate", "--features", features_file, "--protocol", proto, "--episodes", "3", "--out", tmp_path / "r2")
+    status, _, err = run_cli(
+        "evaluate", "--features", features_file, "--protocol", proto, "--episodes", "3", "--out", tmp_path / "r2"
+    )
     assert status == 0 and len(read_results(tmp_path / "r2").episodes) == 3
     # a protocol for another dataset is refused
     other = tmp_path / "other.toml"

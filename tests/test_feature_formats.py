@@ -7,19 +7,21 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
-from fewshot.features import load_features
-from fewshot.features import read_foreign_features
-from fewshot.results import read_results
-
 from conftest import make_features
+
+from fewshot.features import load_features, read_foreign_features
+from fewshot.results import read_results
 
 
 def _easyfsl_frame(n_classes=6, per_class=20, d=16):
     feats, labels = make_features(n_classes=n_classes, per_class=per_class, d=d)
     order = np.random.default_rng(0).permutation(len(labels))  # classes interleaved
     names = np.array([f"class_{chr(65 + k)}" for k in range(n_classes)])[::-1]
-    return pd.DataFrame({"embedding": list(feats[order].astype(np.float32)), "class_name": names[labels[order]]}), feats[order], labels[order]
+    return (
+        pd.DataFrame({"embedding": list(feats[order].astype(np.float32)), "class_name": names[labels[order]]}),
+        feats[order],
+        labels[order],
+    )
 
 
 def test_easyfsl_parquet(tmp_path, run_cli):
@@ -32,7 +34,9 @@ def test_easyfsl_parquet(tmp_path, run_cli):
     assert fs.class_names == first_seen
     np.testing.assert_array_equal(fs.labels, [first_seen.index(c) for c in df.class_name])
     np.testing.assert_array_equal(fs.features, feats.astype(np.float32))
-    status, _, err = run_cli("evaluate", "--features", path, "--ways", "5", "--shots", "1", "--episodes", "5", "--out", tmp_path / "r")
+    status, _, err = run_cli(
+        "evaluate", "--features", path, "--ways", "5", "--shots", "1", "--episodes", "5", "--out", tmp_path / "r"
+    )
     assert status == 0, err
     assert read_results(tmp_path / "r").manifest["features"]["fingerprint"] == fs.fingerprint
 
@@ -70,7 +74,9 @@ class _Boom:
 def test_pickled_dataframe_is_refused_with_the_reason(tmp_path, capsys):
     df, _, _ = _easyfsl_frame()
     df.to_pickle(tmp_path / "f.pkl")
-    with pytest.raises(ValueError, match=r"refusing to unpickle global .*pickled DataFrame .* save it with DataFrame.to_parquet"):
+    with pytest.raises(
+        ValueError, match=r"refusing to unpickle global .*pickled DataFrame .* save it with DataFrame.to_parquet"
+    ):
         load_features(tmp_path / "f.pkl")
     (tmp_path / "evil.pkl").write_bytes(pickle.dumps({"a": _Boom()}))
     with pytest.raises(ValueError, match="refusing to unpickle global builtins.print"):
@@ -90,7 +96,14 @@ def test_dict_pickles_are_read(tmp_path):
 
 def test_pt_dict(tmp_path):
     feats, labels = make_features(d=8)
-    torch.save({"features": torch.from_numpy(feats), "labels": torch.from_numpy(labels), "class_names": [str(k) for k in range(8)]}, tmp_path / "f.pt")
+    torch.save(
+        {
+            "features": torch.from_numpy(feats),
+            "labels": torch.from_numpy(labels),
+            "class_names": [str(k) for k in range(8)],
+        },
+        tmp_path / "f.pt",
+    )
     fs = load_features(tmp_path / "f.pt")
     np.testing.assert_array_equal(fs.features, feats)
     assert fs.labels.dtype == np.int64 and fs.class_names[:2] == ["0", "1"]

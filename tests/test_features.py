@@ -123,8 +123,13 @@ def test_extract_bad_input():
     with pytest.raises(ValueError, match="num_workers must be a non-negative integer, got -1"):
         extract_features(model, MemorySplit(), num_workers=-1, progress=False)
     with pytest.raises(ValueError, match=r"backbone output has shape \(12, 8, 2, 2\)"):
-        extract_features(model.stages, MemorySplit(), preprocessing=resolve_preprocessing(model, img_size=32),
-                         batch_size=12, progress=False)
+        extract_features(
+            model.stages,
+            MemorySplit(),
+            preprocessing=resolve_preprocessing(model, img_size=32),
+            batch_size=12,
+            progress=False,
+        )
 
 
 @pytest.mark.parametrize(
@@ -136,7 +141,9 @@ def test_channels_last_features_equal_the_contiguous_path(name, kwargs):
     model = create_backbone(name, seed=0, **kwargs)
     pp = resolve_preprocessing(model, img_size=16)
     contiguous, _ = extract_features(model, split, preprocessing=pp, batch_size=5, progress=False, channels_last=False)
-    channels_last, _ = extract_features(model, split, preprocessing=pp, batch_size=5, progress=False, channels_last=True)
+    channels_last, _ = extract_features(
+        model, split, preprocessing=pp, batch_size=5, progress=False, channels_last=True
+    )
     assert default_channels_last(model)
     scale = np.abs(contiguous).max()
     np.testing.assert_allclose(channels_last, contiguous, rtol=0, atol=1e-5 * scale)
@@ -202,8 +209,9 @@ def test_cache_key_covers_weights_preprocessing_and_split(tmp_path):
     split, model = MemorySplit(), _model()
     pp = resolve_preprocessing(model, img_size=32)
     base, _ = extract_cached(model, split, tmp_path, preprocessing=pp, progress=False)
-    other_pp, hit = extract_cached(model, split, tmp_path, preprocessing=resolve_preprocessing(model, img_size=16),
-                                   progress=False)
+    other_pp, hit = extract_cached(
+        model, split, tmp_path, preprocessing=resolve_preprocessing(model, img_size=16), progress=False
+    )
     assert not hit and other_pp != base
     other_w, hit = extract_cached(_model(seed=1), split, tmp_path, preprocessing=pp, progress=False)
     assert not hit and other_w != base
@@ -252,8 +260,22 @@ def toy_data(monkeypatch):
 
 def test_cli_extract_backbone(tmp_path, toy_data, capsys):
     out = tmp_path / "feats.npz"
-    argv = ["extract", "--backbone", "conv4", "--dataset", "digits", "--split", "test", "--data-root", str(tmp_path),
-            "--img-size", "32", "--no-progress", "--out", str(out)]
+    argv = [
+        "extract",
+        "--backbone",
+        "conv4",
+        "--dataset",
+        "digits",
+        "--split",
+        "test",
+        "--data-root",
+        str(tmp_path),
+        "--img-size",
+        "32",
+        "--no-progress",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     assert toy_data == [("digits", "test", str(tmp_path))]
     with np.load(out, allow_pickle=False) as data:
@@ -267,10 +289,19 @@ def test_cli_extract_backbone(tmp_path, toy_data, capsys):
 def test_cli_extract_checkpoint_uses_recorded_preprocessing_and_cache(tmp_path, toy_data, capsys):
     backbone = _model(seed=4)
     pp = resolve_preprocessing(backbone, img_size=24)
-    save_checkpoint(tmp_path / "best", backbone, backbone_name="conv4", backbone_kwargs={"width": 8},
-                    preprocessing=pp)
-    argv = ["extract", "--checkpoint", str(tmp_path / "best"), "--dataset", "digits", "--no-progress",
-            "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "a.npz")]
+    save_checkpoint(tmp_path / "best", backbone, backbone_name="conv4", backbone_kwargs={"width": 8}, preprocessing=pp)
+    argv = [
+        "extract",
+        "--checkpoint",
+        str(tmp_path / "best"),
+        "--dataset",
+        "digits",
+        "--no-progress",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--out",
+        str(tmp_path / "a.npz"),
+    ]
     assert main(argv) == 0
     assert main(argv[:-1] + [str(tmp_path / "b.npz")]) == 0
     assert "from cache" in capsys.readouterr().out.splitlines()[-1]
@@ -302,8 +333,22 @@ def test_cli_extract_digits_end_to_end(tmp_path):
     """With the real registry (fewshot.data.load_split) and the embedded digits data."""
     assert "digits" in list_datasets()
     out = tmp_path / "digits.npz"
-    argv = ["extract", "--backbone", "conv4", "--dataset", "digits", "--split", "test", "--img-size", "16",
-            "--batch-size", "512", "--no-progress", "--out", str(out)]
+    argv = [
+        "extract",
+        "--backbone",
+        "conv4",
+        "--dataset",
+        "digits",
+        "--split",
+        "test",
+        "--img-size",
+        "16",
+        "--batch-size",
+        "512",
+        "--no-progress",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     split = load_split("digits", "test")
     with np.load(out, allow_pickle=False) as f:
@@ -315,12 +360,50 @@ def test_cli_extract_digits_end_to_end(tmp_path):
 def test_extracted_digits_feed_fewshot_evaluate(tmp_path):
     """Registry → tiny backbone → features → ``fewshot evaluate --features``."""
     out = tmp_path / "digits.npz"
-    assert main(["extract", "--backbone", "resnet10t", "--dataset", "digits", "--img-size", "16",
-                 "--no-progress", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "extract",
+                "--backbone",
+                "resnet10t",
+                "--dataset",
+                "digits",
+                "--img-size",
+                "16",
+                "--no-progress",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     results = tmp_path / "results"
-    assert main(["evaluate", "--features", str(out), "--ways", "5", "--shots", "1", "--queries", "5",
-                 "--episodes", "5", "--seeds", "0", "--classifier", "prototype", "--device", "cpu",
-                 "--out", str(results)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--features",
+                str(out),
+                "--ways",
+                "5",
+                "--shots",
+                "1",
+                "--queries",
+                "5",
+                "--episodes",
+                "5",
+                "--seeds",
+                "0",
+                "--classifier",
+                "prototype",
+                "--device",
+                "cpu",
+                "--out",
+                str(results),
+            ]
+        )
+        == 0
+    )
     res = read_results(results)  # was: any(results.iterdir()), true of a half-written directory
     assert len(res.episodes) == 5 and set(res.episodes.dataset) == {"digits"}
     assert res.episodes.accuracy.between(0, 1).all()
@@ -350,11 +433,35 @@ def test_real_mini_imagenet_slice_to_evaluate(tmp_path):
 
     split = _Slice(load_split("mini-imagenet", "test", root), n_classes=5, per_class=12)
     model = _model()
-    path, _ = extract_cached(model, split, tmp_path, preprocessing=resolve_preprocessing(model, img_size=32),
-                             progress=False)
+    path, _ = extract_cached(
+        model, split, tmp_path, preprocessing=resolve_preprocessing(model, img_size=32), progress=False
+    )
     with np.load(path, allow_pickle=False) as data:
         assert data["features"].shape == (60, 8) and np.isfinite(data["features"]).all()
         assert str(data["dataset"]) == "mini-imagenet"
-    assert main(["evaluate", "--features", str(path), "--ways", "5", "--shots", "1", "--queries", "5",
-                 "--episodes", "5", "--seeds", "0", "--classifier", "prototype", "--device", "cpu",
-                 "--out", str(tmp_path / "results")]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--features",
+                str(path),
+                "--ways",
+                "5",
+                "--shots",
+                "1",
+                "--queries",
+                "5",
+                "--episodes",
+                "5",
+                "--seeds",
+                "0",
+                "--classifier",
+                "prototype",
+                "--device",
+                "cpu",
+                "--out",
+                str(tmp_path / "results"),
+            ]
+        )
+        == 0
+    )

@@ -25,9 +25,21 @@ from fewshot.training.runner import TEST_EXIT_ENV
 ROOT = Path(__file__).resolve().parents[1]
 
 FROZEN = dict(
-    backbone="conv4", backbone_kwargs={"width": 8}, dataset="digits", img_size=16, epochs=2, batch_size=128,
-    lr=3e-3, threads=1, progress=False, objective="schane", freeze_backbone=True, neck_dims=(16, 8),
-    augment="none", hflip=0.0, dropout=0.0,
+    backbone="conv4",
+    backbone_kwargs={"width": 8},
+    dataset="digits",
+    img_size=16,
+    epochs=2,
+    batch_size=128,
+    lr=3e-3,
+    threads=1,
+    progress=False,
+    objective="schane",
+    freeze_backbone=True,
+    neck_dims=(16, 8),
+    augment="none",
+    hflip=0.0,
+    dropout=0.0,
 )
 
 
@@ -43,11 +55,14 @@ def _tensors(directory: Path, name: str) -> dict[str, torch.Tensor]:
 # ---------------------------------------------------------------------------- config
 
 
-@pytest.mark.parametrize(("changes", "message"), [
-    ({"neck_dims": ()}, "freeze_backbone needs neck_dims"),
-    ({"neck_dims": (8, 0)}, r"neck_dims must be positive sizes, got \[8, 0\]"),
-    ({"mixup": 0.4}, "mixup/cutmix mix images"),
-])
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"neck_dims": ()}, "freeze_backbone needs neck_dims"),
+        ({"neck_dims": (8, 0)}, r"neck_dims must be positive sizes, got \[8, 0\]"),
+        ({"mixup": 0.4}, "mixup/cutmix mix images"),
+    ],
+)
 def test_bad_frozen_settings_are_refused(tmp_path, changes, message):
     with pytest.raises(ValueError, match=message):
         FinetuneConfig(out=str(tmp_path / "r"), **{**FROZEN, **changes})
@@ -140,15 +155,54 @@ def test_frozen_runs_are_deterministic(tmp_path):
 
 
 def test_resume_after_kill_matches_uninterrupted_frozen_run(tmp_path, run_cli):
-    flags = ["--backbone", "conv4", "--dataset", "digits", "--img-size", "16", "--epochs", "2", "--batch-size", "128",
-             "--lr", "3e-3", "--threads", "1", "--no-progress", "--freeze-backbone", "--neck-dims", "16", "8",
-             "--augment", "none", "--hflip", "0", "--objective", "supcon"]
+    flags = [
+        "--backbone",
+        "conv4",
+        "--dataset",
+        "digits",
+        "--img-size",
+        "16",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "128",
+        "--lr",
+        "3e-3",
+        "--threads",
+        "1",
+        "--no-progress",
+        "--freeze-backbone",
+        "--neck-dims",
+        "16",
+        "8",
+        "--augment",
+        "none",
+        "--hflip",
+        "0",
+        "--objective",
+        "supcon",
+    ]
     config = tmp_path / "c.toml"
-    config.write_text('[backbone_kwargs]\nwidth = 8\n')
+    config.write_text("[backbone_kwargs]\nwidth = 8\n")
     env = {**os.environ, TEST_EXIT_ENV: "10", "PYTHONPATH": str(ROOT)}
     killed = subprocess.run(
-        [sys.executable, "-m", "fewshot", "finetune", "--config", config, *flags, "--save-every-steps", "3",
-         "--out", tmp_path / "killed"], env=env, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "fewshot",
+            "finetune",
+            "--config",
+            config,
+            *flags,
+            "--save-every-steps",
+            "3",
+            "--out",
+            tmp_path / "killed",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert killed.returncode == 75, killed.stderr
     progress = read_checkpoint_meta(tmp_path / "killed" / "last")["extra"]["progress"]
@@ -163,8 +217,13 @@ def test_resume_after_kill_matches_uninterrupted_frozen_run(tmp_path, run_cli):
             a, b = _tensors(tmp_path / "killed" / ckpt, name), _tensors(tmp_path / "whole" / ckpt, name)
             assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), (ckpt, name)
     drop = ("time", "images_per_s")
-    logs = [[{k: v for k, v in json.loads(line).items() if k not in drop}
-             for line in (tmp_path / r / "log.jsonl").read_text().splitlines()] for r in ("killed", "whole")]
+    logs = [
+        [
+            {k: v for k, v in json.loads(line).items() if k not in drop}
+            for line in (tmp_path / r / "log.jsonl").read_text().splitlines()
+        ]
+        for r in ("killed", "whole")
+    ]
     assert logs[0] == logs[1] and len(logs[0]) == 2
 
 
@@ -173,8 +232,9 @@ def test_resume_after_kill_matches_uninterrupted_frozen_run(tmp_path, run_cli):
 
 def test_extract_checkpoint_applies_backbone_and_neck(tmp_path, run_cli):
     result = finetune(FinetuneConfig(out=str(tmp_path / "run"), **FROZEN))
-    status, out, err = run_cli("extract", "--checkpoint", result.best, "--dataset", "digits",
-                               "--out", tmp_path / "f.npz", "--no-progress")
+    status, out, err = run_cli(
+        "extract", "--checkpoint", result.best, "--dataset", "digits", "--out", tmp_path / "f.npz", "--no-progress"
+    )
     assert status == 0, err
     assert "conv4+neck" in out and "× 8 features" in out
     # independent reference: the checkpoint's backbone on the images, then the neck in float64
@@ -191,11 +251,21 @@ def test_extract_checkpoint_applies_backbone_and_neck(tmp_path, run_cli):
         manifest = json.loads(str(data["manifest"]))
         assert manifest["neck"]["dims"] == [16, 8]
     # a second extraction reads the backbone's features from the cache; --no-cache gives the same file content
-    status, out, err = run_cli("extract", "--checkpoint", result.best, "--dataset", "digits",
-                               "--out", tmp_path / "g.npz", "--no-progress")
+    status, out, err = run_cli(
+        "extract", "--checkpoint", result.best, "--dataset", "digits", "--out", tmp_path / "g.npz", "--no-progress"
+    )
     assert status == 0 and "from cache" in out, err
-    status, _, err = run_cli("extract", "--checkpoint", result.best, "--dataset", "digits", "--no-cache",
-                             "--out", tmp_path / "h.npz", "--no-progress")
+    status, _, err = run_cli(
+        "extract",
+        "--checkpoint",
+        result.best,
+        "--dataset",
+        "digits",
+        "--no-cache",
+        "--out",
+        tmp_path / "h.npz",
+        "--no-progress",
+    )
     assert status == 0, err
     with np.load(tmp_path / "f.npz") as f, np.load(tmp_path / "h.npz") as h:
         np.testing.assert_array_equal(f["features"], h["features"])
@@ -204,12 +274,14 @@ def test_extract_checkpoint_applies_backbone_and_neck(tmp_path, run_cli):
 
 
 def test_cli_frozen_flags_reach_the_config(tmp_path, run_cli):
-    status, _, err = run_cli("finetune", "--backbone", "conv4", "--dataset", "digits", "--freeze-backbone",
-                             "--out", tmp_path / "r")
+    status, _, err = run_cli(
+        "finetune", "--backbone", "conv4", "--dataset", "digits", "--freeze-backbone", "--out", tmp_path / "r"
+    )
     assert status == 2 and "freeze_backbone needs neck_dims" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()
-    status, _, err = run_cli("finetune", "--backbone", "conv4", "--dataset", "digits", "--augment", "nope",
-                             "--out", tmp_path / "r")
+    status, _, err = run_cli(
+        "finetune", "--backbone", "conv4", "--dataset", "digits", "--augment", "nope", "--out", tmp_path / "r"
+    )
     assert status == 2 and "none" in err
 
 
@@ -226,8 +298,15 @@ def _free_port() -> int:
 
 def _worker(rank: int, tmp: str, port: int) -> None:
     torch.set_num_threads(1)
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
-                      WORLD_SIZE=str(WORLD), LOCAL_WORLD_SIZE=str(WORLD), FEWSHOT_CACHE_DIR=f"{tmp}/cache")
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(WORLD),
+        LOCAL_WORLD_SIZE=str(WORLD),
+        FEWSHOT_CACHE_DIR=f"{tmp}/cache",
+    )
     finetune(FinetuneConfig(out=f"{tmp}/ddp", **FROZEN))
 
 
@@ -269,6 +348,7 @@ def test_cuda_bf16_channels_last_and_compile_smoke(tmp_path, frozen):
     assert all(np.isfinite(r["total"]) and np.isfinite(r["val_loss"]) for r in result.history)
     from fewshot.pipeline import extract_to_file
 
-    res = extract_to_file(tmp_path / "f.npz", dataset="digits", checkpoint=result.best, device="cuda",
-                          use_cache=False, progress=False)
+    res = extract_to_file(
+        tmp_path / "f.npz", dataset="digits", checkpoint=result.best, device="cuda", use_cache=False, progress=False
+    )
     assert res.n == 896 and res.dim == 8

@@ -269,7 +269,7 @@ def _equidistant_negatives() -> tuple[torch.Tensor, torch.Tensor]:
     blocks = []
     for c, size in enumerate(sizes):
         block = torch.zeros(size, 3 * len(sizes), dtype=torch.float64)
-        block[:, 3 * c: 3 * c + 3] = torch.randn(size, 3, generator=gen, dtype=torch.float64)
+        block[:, 3 * c : 3 * c + 3] = torch.randn(size, 3, generator=gen, dtype=torch.float64)
         blocks.append(block)
     labels = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
     return torch.cat(blocks), labels
@@ -280,9 +280,7 @@ def test_schane_equals_supcon_lin_when_negatives_are_equally_similar(tau):
     x, labels = _equidistant_negatives()
     expected = ref_supcon_in(x, labels, tau)
     torch.testing.assert_close(schane_loss(x, labels, tau), expected, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(
-        schane_loss(x, labels, tau, detach_weights=True), expected, rtol=1e-12, atol=1e-12
-    )
+    torch.testing.assert_close(schane_loss(x, labels, tau, detach_weights=True), expected, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(supcon_in_loss(x, labels, tau), expected, rtol=1e-12, atol=1e-12)
 
 
@@ -389,38 +387,32 @@ def _bad_calls():
     nan, inf, zero = x.clone(), x.clone(), x.clone()
     nan[2, 1], inf[1, 0], zero[3] = float("nan"), float("inf"), 0.0
     return [
-        (lambda: schane_loss(x[0], y), ValueError,
-         r"embeddings must be 2-D \(B, d\), got shape \(3,\)"),
+        (lambda: schane_loss(x[0], y), ValueError, r"embeddings must be 2-D \(B, d\), got shape \(3,\)"),
         (lambda: supcon_loss(x[None], y), ValueError, "embeddings must be 2-D"),
-        (lambda: schane_loss(x, y[:3]), ValueError,
-         "embeddings has 4 rows but labels has 3 entries"),
+        (lambda: schane_loss(x, y[:3]), ValueError, "embeddings has 4 rows but labels has 3 entries"),
         (lambda: simclr_loss(x, y[:2]), ValueError, "embeddings has 4 rows but instance_ids has 2"),
-        (lambda: schane_loss(nan, y), ValueError,
-         r"embeddings contain NaN or Inf \(first in row 2\)"),
+        (lambda: schane_loss(nan, y), ValueError, r"embeddings contain NaN or Inf \(first in row 2\)"),
         (lambda: hscl_loss(inf, y), ValueError, r"NaN or Inf \(first in row 1\)"),
         (lambda: schane_loss(zero, y), ValueError, "row 3 is all zeros"),
-        (lambda: schane_loss(x, y.float()), TypeError,
-         "labels must have an integer dtype, got torch.float32"),
+        (lambda: schane_loss(x, y.float()), TypeError, "labels must have an integer dtype, got torch.float32"),
         (lambda: simclr_loss(x, y.bool()), TypeError, "instance_ids must have an integer dtype"),
-        (lambda: schane_loss(x.long(), y), TypeError,
-         "embeddings must have a floating-point dtype"),
+        (lambda: schane_loss(x.long(), y), TypeError, "embeddings must have a floating-point dtype"),
         (lambda: schane_loss(x.numpy(), y), TypeError, "embeddings must be a torch.Tensor"),
         (lambda: schane_loss(x, y[None]), ValueError, "labels must be 1-D"),
-        (lambda: schane_loss(x, y, temperature=0.0), ValueError,
-         "temperature must be a finite number > 0, got 0.0"),
-        (lambda: supcon_loss(x, y, temperature=-0.5), ValueError,
-         "temperature must be .* got -0.5"),
+        (lambda: schane_loss(x, y, temperature=0.0), ValueError, "temperature must be a finite number > 0, got 0.0"),
+        (lambda: supcon_loss(x, y, temperature=-0.5), ValueError, "temperature must be .* got -0.5"),
         (lambda: hscl_loss(x, y, temperature=float("nan")), ValueError, "temperature must be"),
-        (lambda: hscl_loss(x, y, beta=-1.0), ValueError,
-         "beta must be a finite number >= 0, got -1.0"),
+        (lambda: hscl_loss(x, y, beta=-1.0), ValueError, "beta must be a finite number >= 0, got -1.0"),
         (lambda: Objective("schane", lam=1.5), ValueError, r"lam must be in \[0, 1\], got 1.5"),
         (lambda: Objective("schane", lam=-0.1), ValueError, r"lam must be in \[0, 1\], got -0.1"),
         (lambda: Objective("schane", temperature=0), ValueError, "temperature must be"),
         (lambda: create_objective("supcon", lam=2), ValueError, r"lam must be in \[0, 1\]"),
-        (lambda: create_objective("triplet"), ValueError,
-         "unknown objective 'triplet'; choose one of: ce, hscl, schane, simclr, supcon, supcon-in"),
-        (lambda: Objective("supcon", beta=2.0), TypeError,
-         "objective 'supcon' got unexpected option"),
+        (
+            lambda: create_objective("triplet"),
+            ValueError,
+            "unknown objective 'triplet'; choose one of: ce, hscl, schane, simclr, supcon, supcon-in",
+        ),
+        (lambda: Objective("supcon", beta=2.0), TypeError, "objective 'supcon' got unexpected option"),
     ]
 
 

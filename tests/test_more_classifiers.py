@@ -15,12 +15,12 @@ from sklearn.preprocessing import StandardScaler, normalize
 from sklearn.svm import SVC
 
 from fewshot.classifiers import CLASSIFIERS, ConvergenceWarning, create_classifier, is_transductive
-from fewshot.episodes import sample_episodes
-from fewshot.evaluation import evaluate
 from fewshot.classifiers.nearest import NearestNeighbor, SimpleShot
 from fewshot.classifiers.ridge import RidgeClassifier
 from fewshot.classifiers.svm import LinearSVM
 from fewshot.classifiers.transductive import BDCSPN, PTMAP, TIM, LaplacianShot
+from fewshot.episodes import sample_episodes
+from fewshot.evaluation import evaluate
 
 
 def _synthetic(n_classes=10, per_class=40, d=48, spread=0.6, seed=0, dtype=np.float64):
@@ -46,7 +46,11 @@ def test_nn_matches_sklearn_1nn(n_shot, metric):
     _, _, ep, Xs, Xq = _episodes(n_shot)
     pred = NearestNeighbor(metric=metric).fit(Xs, ep.support_labels).predict(Xq)
     for e in range(len(ep)):
-        ref = KNeighborsClassifier(n_neighbors=1, metric=metric, algorithm="brute").fit(Xs[e], ep.support_labels).predict(Xq[e])
+        ref = (
+            KNeighborsClassifier(n_neighbors=1, metric=metric, algorithm="brute")
+            .fit(Xs[e], ep.support_labels)
+            .predict(Xq[e])
+        )
         np.testing.assert_array_equal(pred[e], ref)
 
 
@@ -87,11 +91,15 @@ def test_ridge_matches_sklearn(n_shot, normalize_rows):
         ref = Ridge(alpha=clf.lam, fit_intercept=False).fit(S, onehot)
         np.testing.assert_allclose(clf.coef_[e], ref.coef_, rtol=1e-8, atol=1e-12)
         # RidgeClassifier's {-1, 1} targets shift all class scores alike: same predictions
-        np.testing.assert_array_equal(pred[e], SkRidgeClassifier(alpha=clf.lam, fit_intercept=False).fit(S, ep.support_labels).predict(Q))
+        np.testing.assert_array_equal(
+            pred[e], SkRidgeClassifier(alpha=clf.lam, fit_intercept=False).fit(S, ep.support_labels).predict(Q)
+        )
 
 
 def _rfs_svm(S, y):
-    return make_pipeline(StandardScaler(), SVC(kernel="linear", C=1.0, tol=1e-8, decision_function_shape="ovo")).fit(normalize(S), y)
+    return make_pipeline(StandardScaler(), SVC(kernel="linear", C=1.0, tol=1e-8, decision_function_shape="ovo")).fit(
+        normalize(S), y
+    )
 
 
 @pytest.mark.parametrize("n_shot", [1, 5])
@@ -115,8 +123,12 @@ def test_svm_soft_margin_with_bounded_multipliers():
     clf = LinearSVM(C=0.05).fit(Xs, ep.support_labels)
     same = []
     for e in range(len(ep)):
-        ref = make_pipeline(StandardScaler(), SVC(kernel="linear", C=0.05, tol=1e-8, decision_function_shape="ovo")).fit(normalize(Xs[e]), ep.support_labels)
-        np.testing.assert_allclose(clf.decision_function(Xq[e : e + 1], start=e)[0], ref.decision_function(normalize(Xq[e])), atol=1e-4)
+        ref = make_pipeline(
+            StandardScaler(), SVC(kernel="linear", C=0.05, tol=1e-8, decision_function_shape="ovo")
+        ).fit(normalize(Xs[e]), ep.support_labels)
+        np.testing.assert_allclose(
+            clf.decision_function(Xq[e : e + 1], start=e)[0], ref.decision_function(normalize(Xq[e])), atol=1e-4
+        )
         same.append(np.mean(clf.predict(Xq[e : e + 1], start=e)[0] == ref.predict(normalize(Xq[e]))))
     assert np.mean(same) >= 0.99
 
@@ -147,7 +159,12 @@ def _easyfsl(name):
 def test_simpleshot_matches_easyfsl(n_shot):
     feats, _, ep, Xs, Xq = _episodes(n_shot, dtype=np.float32)
     base = feats.mean(0)
-    ref = _easyfsl_scores(_easyfsl("SimpleShot")(feature_centering=torch.from_numpy(base), feature_normalization=2), Xs, ep.support_labels, Xq)
+    ref = _easyfsl_scores(
+        _easyfsl("SimpleShot")(feature_centering=torch.from_numpy(base), feature_normalization=2),
+        Xs,
+        ep.support_labels,
+        Xq,
+    )
     ours = SimpleShot(base_mean=base, metric="cosine").fit(Xs, ep.support_labels).decision_function(Xq)
     np.testing.assert_allclose(ours, ref, atol=1e-5)
     np.testing.assert_array_equal(ours.argmax(-1), ref.argmax(-1))
@@ -156,7 +173,12 @@ def test_simpleshot_matches_easyfsl(n_shot):
 @pytest.mark.parametrize("n_shot", [1, 5])
 @pytest.mark.parametrize(
     "ours, theirs, unit, atol",
-    [(BDCSPN, "BDCSPN", False, 1e-5), (LaplacianShot, "LaplacianShot", False, 1e-5), (TIM, "TIM", False, 1e-5), (PTMAP, "PTMAP", True, 5e-3)],
+    [
+        (BDCSPN, "BDCSPN", False, 1e-5),
+        (LaplacianShot, "LaplacianShot", False, 1e-5),
+        (TIM, "TIM", False, 1e-5),
+        (PTMAP, "PTMAP", True, 5e-3),
+    ],
 )
 def test_transductive_match_easyfsl_defaults(n_shot, ours, theirs, unit, atol):
     # PT-MAP on L2-normalised rows: on raw features easyfsl's exp(-10 * cost) underflows to 0/0 (NaN)

@@ -114,7 +114,9 @@ def test_armijo_matches_a_hand_written_backtracking_loop(c1, slack):
             f0 = float(fe(theta[e : e + 1]))
             assert float(fnew[e]) <= f0 + c1 * t * float(slope[e]) + slack * abs(f0)
             if t < 1:
-                assert float(fe(theta[e : e + 1] + 2 * t * d[e : e + 1])) > f0 + c1 * 2 * t * float(slope[e]) + slack * abs(f0)
+                assert float(fe(theta[e : e + 1] + 2 * t * d[e : e + 1])) > f0 + c1 * 2 * t * float(
+                    slope[e]
+                ) + slack * abs(f0)
             steps.add(t)
     assert len(steps) >= 3  # the directions exercised different numbers of halvings
     assert torch.equal(new[3], theta[3])
@@ -128,8 +130,17 @@ def test_armijo_keeps_theta_without_an_acceptable_step():
     theta = torch.ones(E, 2, 2, dtype=torch.float64)
     d = theta.clone()  # an ascent direction: f only grows along it
     slope = (theta * d).sum((-2, -1))
-    new, state, fnew = armijo_backtracking(lambda c: (c, f(c)), theta, theta, f(theta), d, slope,
-                                           torch.zeros(E, dtype=torch.bool), slack=0.0, max_halvings=10)
+    new, state, fnew = armijo_backtracking(
+        lambda c: (c, f(c)),
+        theta,
+        theta,
+        f(theta),
+        d,
+        slope,
+        torch.zeros(E, dtype=torch.bool),
+        slack=0.0,
+        max_halvings=10,
+    )
     assert torch.equal(new, theta) and torch.equal(state, theta) and torch.equal(fnew, f(theta))
 
 

@@ -41,9 +41,14 @@ def test_label_sets_are_timms_lists() -> None:
         label_set_synsets("imagenet-9k")
 
 
-@pytest.mark.parametrize(("dataset", "split", "n"), [
-    ("mini-imagenet", "test", 20), ("mini-imagenet", "train", 64), ("tiered-imagenet", "test", 160),
-])
+@pytest.mark.parametrize(
+    ("dataset", "split", "n"),
+    [
+        ("mini-imagenet", "test", 20),
+        ("mini-imagenet", "train", 64),
+        ("tiered-imagenet", "test", 160),
+    ],
+)
 def test_imagenet_splits_are_all_in_imagenet_1k(dataset: str, split: str, n: int) -> None:
     frame = pretraining_overlap(dataset, split, "imagenet-1k")
     assert list(frame.columns) == list(OVERLAP_COLUMNS)
@@ -61,9 +66,22 @@ def test_mini_imagenet_matches_timms_own_mini_list() -> None:
 
 def test_cifar_test_splits_against_imagenet_1k_by_name() -> None:
     fs = pretraining_overlap("cifar-fs", "test", "imagenet-1k")
-    assert fs.loc[fs["in_pretraining"], "class"].tolist() == ["wardrobe", "leopard", "chimpanzee", "snail", "pickup_truck"]
+    assert fs.loc[fs["in_pretraining"], "class"].tolist() == [
+        "wardrobe",
+        "leopard",
+        "chimpanzee",
+        "snail",
+        "pickup_truck",
+    ]
     fc = pretraining_overlap("fc100", "test", "imagenet-1k")
-    assert fc.loc[fc["in_pretraining"], "class"].tolist() == ["beaver", "otter", "bee", "cockroach", "porcupine", "skunk"]
+    assert fc.loc[fc["in_pretraining"], "class"].tolist() == [
+        "beaver",
+        "otter",
+        "bee",
+        "cockroach",
+        "porcupine",
+        "skunk",
+    ]
     assert set(fs["how"][fs["in_pretraining"]]) == set(fc["how"][fc["in_pretraining"]]) == {"name"}
 
 
@@ -76,10 +94,17 @@ def test_cifar_homonyms_are_not_counted() -> None:
     assert frame.loc["keyboard", "how"] == "synonym" and frame.loc["keyboard", "in_pretraining"]
 
 
-@pytest.mark.parametrize(("dataset", "split", "n_1k", "n_21k"), [
-    ("cifar-fs", "train", 14, 59), ("cifar-fs", "val", 3, 15), ("cifar-fs", "test", 5, 18),
-    ("fc100", "train", 10, 55), ("fc100", "val", 6, 20), ("fc100", "test", 6, 17),
-])
+@pytest.mark.parametrize(
+    ("dataset", "split", "n_1k", "n_21k"),
+    [
+        ("cifar-fs", "train", 14, 59),
+        ("cifar-fs", "val", 3, 15),
+        ("cifar-fs", "test", 5, 18),
+        ("fc100", "train", 10, 55),
+        ("fc100", "val", 6, 20),
+        ("fc100", "test", 6, 17),
+    ],
+)
 def test_cifar_counts(dataset: str, split: str, n_1k: int, n_21k: int) -> None:
     assert int(pretraining_overlap(dataset, split, "imagenet-1k")["in_pretraining"].sum()) == n_1k
     assert int(pretraining_overlap(dataset, split, "imagenet-21k")["in_pretraining"].sum()) == n_21k
@@ -119,7 +144,10 @@ def test_warn_overlap_warns_once() -> None:
 
 def test_data_overlap_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "o.csv"
-    assert main(["data", "overlap", "cifar-fs", "--split", "test", "--pretrained-on", "imagenet-1k", "--out", str(out)]) == 0
+    assert (
+        main(["data", "overlap", "cifar-fs", "--split", "test", "--pretrained-on", "imagenet-1k", "--out", str(out)])
+        == 0
+    )
     assert "5 of 20 cifar-fs/test classes are in imagenet-1k" in capsys.readouterr().out
     frame = pd.read_csv(out, keep_default_na=False)
     assert list(frame.columns) == ["class", "in_pretraining", "matched", "how"] and len(frame) == 20
@@ -134,51 +162,94 @@ def test_extract_records_the_overlap_and_table_footnotes_it(tmp_path: Path, monk
     out = tmp_path / "f.npz"
     with warnings.catch_warnings():
         warnings.simplefilter("error", PretrainingOverlapWarning)
-        extract_to_file(out, dataset="digits", backbone="conv4", img_size=16, use_cache=False,
-                        progress=False, pretrained_on="imagenet-1k")
+        extract_to_file(
+            out,
+            dataset="digits",
+            backbone="conv4",
+            img_size=16,
+            use_cache=False,
+            progress=False,
+            pretrained_on="imagenet-1k",
+        )
     with np.load(out) as data:
         assert "pretraining_overlap" not in json.loads(str(data["manifest"]))
     import fewshot.pipeline
 
     seen = {"label_set": "imagenet-1k", "n_overlap": 1}
     monkeypatch.setattr(fewshot.pipeline, "warn_overlap", lambda d, s, ls: dict(seen, dataset=d, split=s, asked=ls))
-    extract_to_file(out, dataset="digits", backbone="conv4", img_size=16, use_cache=False,
-                    progress=False, pretrained_on="imagenet-21k")
+    extract_to_file(
+        out,
+        dataset="digits",
+        backbone="conv4",
+        img_size=16,
+        use_cache=False,
+        progress=False,
+        pretrained_on="imagenet-21k",
+    )
     with np.load(out) as data:
         assert json.loads(str(data["manifest"]))["pretraining_overlap"]["asked"] == "imagenet-21k"
     monkeypatch.undo()
     with pytest.raises(ValueError, match="unknown pretraining label set"):
         extract_to_file(out, dataset="digits", backbone="conv4", pretrained_on="imagenet-2k")
     # a feature file whose manifest records an overlap, behind a results manifest
-    record = {"label_set": "imagenet-1k", "dataset": "mini-imagenet", "split": "test",
-              "n_classes": 20, "n_overlap": 20, "classes": []}
+    record = {
+        "label_set": "imagenet-1k",
+        "dataset": "mini-imagenet",
+        "split": "test",
+        "n_classes": 20,
+        "n_overlap": 20,
+        "classes": [],
+    }
     feats = tmp_path / "mini.npz"
     np.savez(feats, features=np.zeros((1, 1)), manifest=np.array(json.dumps({"pretraining_overlap": record})))
     res = tmp_path / "res"
     res.mkdir()
     (res / "manifest.json").write_text(json.dumps({"label": "ResNet-12 / CE", "features": {"path": str(feats)}}))
     assert overlap_footnote([res, tmp_path]) == (
-        "Pretraining overlap: ResNet-12 / CE (mini-imagenet/test): 20/20 classes in imagenet-1k.")
+        "Pretraining overlap: ResNet-12 / CE (mini-imagenet/test): 20/20 classes in imagenet-1k."
+    )
 
 
 def test_table_overlap_note(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from fewshot.results import EPISODE_COLUMNS, write_results
     from fewshot.stats import summarize
 
-    record = {"label_set": "imagenet-1k", "dataset": "mini-imagenet", "split": "test",
-              "n_classes": 20, "n_overlap": 20, "classes": []}
+    record = {
+        "label_set": "imagenet-1k",
+        "dataset": "mini-imagenet",
+        "split": "test",
+        "n_classes": 20,
+        "n_overlap": 20,
+        "classes": [],
+    }
     dirs = []
     for label, shift, overlap in (("CE", 0.0, None), ("SCHaNe", 0.05, record)):
         feats = tmp_path / f"{label}.npz"
         np.savez(feats, manifest=np.array(json.dumps({} if overlap is None else {"pretraining_overlap": overlap})))
         rng = np.random.default_rng(0)
-        rows = [dict(dataset="mini-imagenet", split="test", n_way=5, n_shot=1, n_query=15, seed=s, episode=e,
-                     accuracy=min(1.0, rng.uniform(0.4, 0.6) + shift), classifier="logreg",
-                     features_fingerprint="f", episodes_fingerprint=f"e{s}")
-                for s in (0, 1) for e in range(20)]
+        rows = [
+            dict(
+                dataset="mini-imagenet",
+                split="test",
+                n_way=5,
+                n_shot=1,
+                n_query=15,
+                seed=s,
+                episode=e,
+                accuracy=min(1.0, rng.uniform(0.4, 0.6) + shift),
+                classifier="logreg",
+                features_fingerprint="f",
+                episodes_fingerprint=f"e{s}",
+            )
+            for s in (0, 1)
+            for e in range(20)
+        ]
         df = pd.DataFrame(rows, columns=list(EPISODE_COLUMNS))
-        dirs.append(write_results(tmp_path / label, df, summarize(df),
-                                  {"label": label, "config": {}, "features": {"path": str(feats)}}))
+        dirs.append(
+            write_results(
+                tmp_path / label, df, summarize(df), {"label": label, "config": {}, "features": {"path": str(feats)}}
+            )
+        )
     out = tmp_path / "t.md"
     assert main(["table", *map(str, dirs), "--baseline", "CE", "--overlap-note", "--out", str(out)]) == 0
     text = out.read_text()

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import make_features
 from scipy import stats as st
 
 from fewshot.classifiers import create_classifier
@@ -13,8 +14,6 @@ from fewshot.evaluation import evaluate
 from fewshot.features import load_features
 from fewshot.report.per_class import compare_per_class, per_class_accuracy
 from fewshot.results import read_results
-
-from conftest import make_features
 
 
 def test_evaluate_per_class_counts_match_a_loop():
@@ -32,7 +31,23 @@ def test_evaluate_per_class_counts_match_a_loop():
 
 @pytest.fixture
 def per_class_results(tmp_path, features_file, run_cli):
-    common = ("evaluate", "--features", features_file, "--ways", "4", "--shots", "1", "--queries", "5", "--episodes", "40", "--seeds", "0", "1", "--per-class")
+    common = (
+        "evaluate",
+        "--features",
+        features_file,
+        "--ways",
+        "4",
+        "--shots",
+        "1",
+        "--queries",
+        "5",
+        "--episodes",
+        "40",
+        "--seeds",
+        "0",
+        "1",
+        "--per-class",
+    )
     for clf in ("logreg", "nn"):
         status, _, err = run_cli(*common, "--classifier", clf, "--label", clf, "--out", tmp_path / clf)
         assert status == 0, err
@@ -42,7 +57,9 @@ def per_class_results(tmp_path, features_file, run_cli):
 def test_per_class_columns_and_accuracy(per_class_results, features_file):
     res = read_results(per_class_results[0])
     df = res.episodes
-    assert [c for c in df.columns if c.startswith(("class_", "correct_"))] == [f"class_{k}" for k in range(4)] + [f"correct_{k}" for k in range(4)]
+    assert [c for c in df.columns if c.startswith(("class_", "correct_"))] == [f"class_{k}" for k in range(4)] + [
+        f"correct_{k}" for k in range(4)
+    ]
     np.testing.assert_allclose(df[[f"correct_{k}" for k in range(4)]].sum(axis=1) / 20, df["accuracy"])
     assert res.manifest["config"]["per_class"] is True
     names = load_features(features_file).class_names or [str(i) for i in range(8)]
@@ -90,11 +107,43 @@ def test_plot_per_class_cli(per_class_results, run_cli, tmp_path):
 
 
 def test_refusals(tmp_path, features_file, per_class_results, run_cli):
-    status, _, err = run_cli("evaluate", "--features", features_file, "--ways", "4", "--shots", "1", "--episodes", "5", "--out", tmp_path / "plain")
+    status, _, err = run_cli(
+        "evaluate",
+        "--features",
+        features_file,
+        "--ways",
+        "4",
+        "--shots",
+        "1",
+        "--episodes",
+        "5",
+        "--out",
+        tmp_path / "plain",
+    )
     assert status == 0, err
     status, _, err = run_cli("compare", per_class_results[0], tmp_path / "plain", "--per-class")
     assert status == 2 and "have no per-class counts; evaluate with --per-class" in err
-    status, _, err = run_cli("evaluate", "--features", features_file, "--ways", "4", "--shots", "1", "--queries", "5", "--episodes", "40", "--seeds", "3", "1", "--per-class", "--label", "other", "--out", tmp_path / "o")
+    status, _, err = run_cli(
+        "evaluate",
+        "--features",
+        features_file,
+        "--ways",
+        "4",
+        "--shots",
+        "1",
+        "--queries",
+        "5",
+        "--episodes",
+        "40",
+        "--seeds",
+        "3",
+        "1",
+        "--per-class",
+        "--label",
+        "other",
+        "--out",
+        tmp_path / "o",
+    )
     assert status == 0
     with pytest.raises(ValueError, match="not evaluated on the same episodes"):
         compare_per_class([per_class_results[0], tmp_path / "o"])
@@ -104,12 +153,27 @@ def test_refusals(tmp_path, features_file, per_class_results, run_cli):
 
 def test_training_runs_are_averaged_per_episode(tmp_path, features_file, run_cli):
     """Two runs of a label count each episode once: averaged over runs, not paired run by run."""
-    common = ("evaluate", "--features", features_file, "--ways", "4", "--shots", "1", "--queries", "5",
-              "--episodes", "30", "--seeds", "0", "--per-class")
+    common = (
+        "evaluate",
+        "--features",
+        features_file,
+        "--ways",
+        "4",
+        "--shots",
+        "1",
+        "--queries",
+        "5",
+        "--episodes",
+        "30",
+        "--seeds",
+        "0",
+        "--per-class",
+    )
     for label, clf in (("A", "logreg"), ("B", "nn")):
         for run in ("seed-0", "seed-1"):
-            status, _, err = run_cli(*common, "--classifier", clf, "--label", label, "--run", run,
-                                     "--out", tmp_path / label / run)
+            status, _, err = run_cli(
+                *common, "--classifier", clf, "--label", label, "--run", run, "--out", tmp_path / label / run
+            )
             assert status == 0, err
     paths = [tmp_path / label / run for label in ("A", "B") for run in ("seed-0", "seed-1")]
     df = compare_per_class(paths, baseline="A")

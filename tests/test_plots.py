@@ -20,12 +20,23 @@ def save(root: Path, label: str, dataset: str, shift: int, noise_seed: int) -> P
     rows = []
     for shot in (1, 5):
         for seed in (0, 1, 2):
-            correct = np.clip(np.random.default_rng([seed, shot]).integers(30, 70, 30) + shift
-                              + noise.integers(-3, 4, 30), 0, 75)
+            correct = np.clip(
+                np.random.default_rng([seed, shot]).integers(30, 70, 30) + shift + noise.integers(-3, 4, 30), 0, 75
+            )
             rows += [
-                dict(dataset=dataset, split="test", n_way=5, n_shot=shot, n_query=15, seed=seed, episode=e,
-                     accuracy=c / 75, classifier="logreg", features_fingerprint="f",
-                     episodes_fingerprint=f"e{dataset}{shot}{seed}")
+                dict(
+                    dataset=dataset,
+                    split="test",
+                    n_way=5,
+                    n_shot=shot,
+                    n_query=15,
+                    seed=seed,
+                    episode=e,
+                    accuracy=c / 75,
+                    classifier="logreg",
+                    features_fingerprint="f",
+                    episodes_fingerprint=f"e{dataset}{shot}{seed}",
+                )
                 for e, c in enumerate(correct)
             ]
     df = pd.DataFrame(rows, columns=list(EPISODE_COLUMNS))
@@ -71,8 +82,10 @@ def test_plot_rejects_bad_extension_and_order(dirs: list[Path], tmp_path: Path) 
 @pytest.mark.parametrize(
     ("order", "message"),
     [
-        (["ResNet-12 / SCHaNe", "ResNet-12 / SCHaNe"],
-         r"^order names row\(s\) \['ResNet-12 / SCHaNe'\] more than once, got order=\['ResNet-12 / SCHaNe', 'ResNet-12 / SCHaNe'\]$"),
+        (
+            ["ResNet-12 / SCHaNe", "ResNet-12 / SCHaNe"],
+            r"^order names row\(s\) \['ResNet-12 / SCHaNe'\] more than once, got order=\['ResNet-12 / SCHaNe', 'ResNet-12 / SCHaNe'\]$",
+        ),
         (["X"], r"^unknown label\(s\) \['X'\] in order; the rows are \['ResNet-12 / CE', 'ResNet-12 / SCHaNe'\]$"),
     ],
     ids=["repeated", "unknown"],

@@ -84,8 +84,17 @@ def test_runs_for_power_matches_textbook_values() -> None:
 # ----------------------------------------------------------------- compare at the run level
 
 
-def replicate(run: str, *, run_effect: float, shift: float = 0.0, n_episodes: int = 300, seeds=(0, 1),
-              noise_seed: int = 0, dataset: str = "cifar-fs", fingerprint: str = "e") -> pd.DataFrame:
+def replicate(
+    run: str,
+    *,
+    run_effect: float,
+    shift: float = 0.0,
+    n_episodes: int = 300,
+    seeds=(0, 1),
+    noise_seed: int = 0,
+    dataset: str = "cifar-fs",
+    fingerprint: str = "e",
+) -> pd.DataFrame:
     """One training run's per-episode rows: shared task difficulty + a run effect + noise."""
     noise = np.random.default_rng(noise_seed)
     frames = []
@@ -93,11 +102,24 @@ def replicate(run: str, *, run_effect: float, shift: float = 0.0, n_episodes: in
         difficulty = np.random.default_rng([seed, 99]).uniform(0.4, 0.8, n_episodes)
         acc = np.clip(difficulty + run_effect + shift + 0.05 * noise.normal(size=n_episodes), 0, 1)
         acc = np.round(acc * 75) / 75
-        frames.append(pd.DataFrame(dict(
-            dataset=dataset, split="test", run=run, n_way=5, n_shot=1, n_query=15, seed=seed,
-            episode=np.arange(n_episodes), accuracy=acc, classifier="logreg", features_fingerprint=f"f{run}",
-            episodes_fingerprint=f"{fingerprint}{seed}",
-        )))
+        frames.append(
+            pd.DataFrame(
+                dict(
+                    dataset=dataset,
+                    split="test",
+                    run=run,
+                    n_way=5,
+                    n_shot=1,
+                    n_query=15,
+                    seed=seed,
+                    episode=np.arange(n_episodes),
+                    accuracy=acc,
+                    classifier="logreg",
+                    features_fingerprint=f"f{run}",
+                    episodes_fingerprint=f"{fingerprint}{seed}",
+                )
+            )
+        )
     return pd.concat(frames, ignore_index=True).loc[:, list(EPISODE_COLUMNS)]
 
 
@@ -113,15 +135,23 @@ def test_replicates_are_compared_at_the_run_level(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     effects = {m: 0.02 * rng.normal(size=3) for m in ("CE", "S")}
     paths = [
-        save(tmp_path, m, replicate(f"seed-{i}", run_effect=effects[m][i], shift=0.03 * (m == "S"), noise_seed=10 * i + len(m)))
-        for m in ("CE", "S") for i in range(3)
+        save(
+            tmp_path,
+            m,
+            replicate(f"seed-{i}", run_effect=effects[m][i], shift=0.03 * (m == "S"), noise_seed=10 * i + len(m)),
+        )
+        for m in ("CE", "S")
+        for i in range(3)
     ]
     df = compare(paths, n_boot=300)
     assert len(df) == 1
     row = df.iloc[0]
     assert row["level"] == "run" and row["run_test"] == "paired"
     assert (row["n_runs_method"], row["n_runs_baseline"], row["n_episodes"], row["n_seeds"]) == (3, 3, 600, 2)
-    means = {m: np.array([read_results(p).episodes["accuracy"].mean() for p in paths if p.parent.name == m]) for m in ("CE", "S")}
+    means = {
+        m: np.array([read_results(p).episodes["accuracy"].mean() for p in paths if p.parent.name == m])
+        for m in ("CE", "S")
+    }
     ref = st.ttest_rel(means["S"], means["CE"])
     assert (row["T"], row["p_val"], row["dof"]) == pytest.approx((ref.statistic, ref.pvalue, 2))
     assert row["mean_diff"] == pytest.approx((means["S"] - means["CE"]).mean())
@@ -153,7 +183,9 @@ def test_unmatched_run_names_use_welch_and_paired_is_refused() -> None:
     s = [in_memory("S", replicate(f"s{i}", run_effect=0.01 * i, noise_seed=5 + i)) for i in range(2)]
     row = compare(ce + s, n_boot=0).iloc[0]
     assert row["run_test"] == "welch" and (row["n_runs_method"], row["n_runs_baseline"]) == (2, 3)
-    with pytest.raises(ValueError, match=r"a paired run test needs the same run names on both sides, got \['s0', 's1'\]"):
+    with pytest.raises(
+        ValueError, match=r"a paired run test needs the same run names on both sides, got \['s0', 's1'\]"
+    ):
         compare(ce + s, run_test="paired", n_boot=0)
 
 
@@ -177,16 +209,27 @@ def test_null_simulation_run_level_keeps_alpha_checkpoint_level_does_not() -> No
     for i in range(n_sim):  # one "dataset" per simulated comparison
         for label in ("CE", "S"):
             for r in range(3):
-                frames.setdefault((label, r), []).append(replicate(
-                    f"seed-{r}", run_effect=0.02 * rng.normal(), n_episodes=100, seeds=(0,),
-                    noise_seed=int(rng.integers(1 << 30)), dataset=f"sim{i}"))
+                frames.setdefault((label, r), []).append(
+                    replicate(
+                        f"seed-{r}",
+                        run_effect=0.02 * rng.normal(),
+                        n_episodes=100,
+                        seeds=(0,),
+                        noise_seed=int(rng.integers(1 << 30)),
+                        dataset=f"sim{i}",
+                    )
+                )
     runs = {key: pd.concat(parts, ignore_index=True) for key, parts in frames.items()}
 
     def results(shift: float = 0.0, n_runs: int = 3, suffix: str = "") -> list[Results]:
         return [
-            in_memory(label + suffix, df.assign(accuracy=np.clip(df["accuracy"] + shift * (label == "S"), 0, 1)),
-                      f"/mem/{label}{suffix}/{r}")
-            for (label, r), df in runs.items() if r < n_runs
+            in_memory(
+                label + suffix,
+                df.assign(accuracy=np.clip(df["accuracy"] + shift * (label == "S"), 0, 1)),
+                f"/mem/{label}{suffix}/{r}",
+            )
+            for (label, r), df in runs.items()
+            if r < n_runs
         ]
 
     run_level = compare(results(), alpha=alpha, n_boot=0)
@@ -227,8 +270,11 @@ def test_runs_with_different_episodes_are_refused(tmp_path: Path, run_cli) -> No
 
 
 def test_compare_cli_prints_the_level(tmp_path: Path, run_cli) -> None:
-    paths = [save(tmp_path, m, replicate(f"seed-{i}", run_effect=0.01 * i, noise_seed=i + 3 * (m == "S")))
-             for m in ("CE", "S") for i in range(2)]
+    paths = [
+        save(tmp_path, m, replicate(f"seed-{i}", run_effect=0.01 * i, noise_seed=i + 3 * (m == "S")))
+        for m in ("CE", "S")
+        for i in range(2)
+    ]
     status, out, err = run_cli("compare", *paths, "--bootstrap", "200", "--effect", "1")
     assert status == 0, err
     assert "level run" in out and "this tests the objectives" in out and "80% power" in out and "1.00 pp" in out
@@ -248,7 +294,9 @@ def test_evaluate_records_the_run_and_refuses_bad_names(features_file: Path, tmp
     out = tmp_path / "res"
     status, _, err = run_cli("evaluate", "--features", features_file, "--episodes", "20", "--out", out, "--run", "a/b")
     assert status == 2 and "run must be 1-64 letters" in err and not out.exists()
-    status, _, err = run_cli("evaluate", "--features", features_file, "--episodes", "20", "--out", out, "--run", "seed-7")
+    status, _, err = run_cli(
+        "evaluate", "--features", features_file, "--episodes", "20", "--out", out, "--run", "seed-7"
+    )
     assert status == 0, err
     res = read_results(out)
     assert (res.episodes["run"] == "seed-7").all() and res.manifest["run"] == "seed-7"
@@ -308,16 +356,33 @@ def test_finetune_seeds_trains_resumes_and_names_runs(tmp_path: Path, monkeypatc
 
 def test_cli_seeds_flag_and_extract_copies_the_run(tmp_path: Path, run_cli) -> None:
     out = tmp_path / "runs"
-    args = ["finetune", "--backbone", "conv4", "--dataset", "digits", "--img-size", "16", "--epochs", "1",
-            "--batch-size", "64", "--threads", "1", "--no-progress", "--out", out]
+    args = [
+        "finetune",
+        "--backbone",
+        "conv4",
+        "--dataset",
+        "digits",
+        "--img-size",
+        "16",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "64",
+        "--threads",
+        "1",
+        "--no-progress",
+        "--out",
+        out,
+    ]
     status, _, err = run_cli(*args, "--seeds", "0", "--seed", "3")
     assert status == 2 and "--seeds conflicts with --resume and --seed" in err and not out.exists()
     status, stdout, err = run_cli(*args, "--seeds", "3")
     assert status == 0, err
     assert "seed-3:" in stdout and (out / "seed-3" / "best" / "checkpoint.json").is_file()
     feats = tmp_path / "f.npz"
-    status, _, err = run_cli("extract", "--checkpoint", out / "seed-3" / "best", "--dataset", "digits",
-                             "--no-progress", "--out", feats)
+    status, _, err = run_cli(
+        "extract", "--checkpoint", out / "seed-3" / "best", "--dataset", "digits", "--no-progress", "--out", feats
+    )
     assert status == 0, err
     with np.load(feats) as z:
         assert str(z["run"]) == "seed-3"
@@ -325,6 +390,16 @@ def test_cli_seeds_flag_and_extract_copies_the_run(tmp_path: Path, run_cli) -> N
     status, _, err = run_cli("evaluate", "--features", feats, "--episodes", "10", "--out", res)
     assert status == 0, err
     assert (read_results(res).episodes["run"] == "seed-3").all()
-    status, _, err = run_cli("extract", "--checkpoint", out / "seed-3" / "best", "--dataset", "digits",
-                             "--no-progress", "--run", "x/y", "--out", tmp_path / "g.npz")
+    status, _, err = run_cli(
+        "extract",
+        "--checkpoint",
+        out / "seed-3" / "best",
+        "--dataset",
+        "digits",
+        "--no-progress",
+        "--run",
+        "x/y",
+        "--out",
+        tmp_path / "g.npz",
+    )
     assert status == 2 and "run must be 1-64 letters" in err and not (tmp_path / "g.npz").exists()

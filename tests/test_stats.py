@@ -60,8 +60,19 @@ def episodes_frame(run_means: dict[int, float], n: int = 20, dataset: str = "cif
         noise = np.random.default_rng(seed).normal(0, 0.05, n)
         acc = mean + noise - noise.mean()  # the run mean is exactly `mean` (up to rounding)
         for e in range(n):
-            rows.append(dict(dataset=dataset, split="test", n_way=5, n_shot=1, n_query=15, seed=seed, episode=e,
-                             accuracy=acc[e], classifier="logreg"))
+            rows.append(
+                dict(
+                    dataset=dataset,
+                    split="test",
+                    n_way=5,
+                    n_shot=1,
+                    n_query=15,
+                    seed=seed,
+                    episode=e,
+                    accuracy=acc[e],
+                    classifier="logreg",
+                )
+            )
     return pd.DataFrame(rows)
 
 
@@ -110,7 +121,9 @@ def test_median_run_even_count_takes_the_lower_middle_run() -> None:
 
 def test_median_run_ties_break_to_the_smallest_seed() -> None:
     s = pd.DataFrame(
-        dict(dataset="d", n_way=5, n_shot=1, seed=[5, 2, 9], mean=[0.5, 0.5, 0.6], std=0.1, ci95=[0.01, 0.02, 0.03], n=10)
+        dict(
+            dataset="d", n_way=5, n_shot=1, seed=[5, 2, 9], mean=[0.5, 0.5, 0.6], std=0.1, ci95=[0.01, 0.02, 0.03], n=10
+        )
     )
     row = median_run(s).iloc[0]
     assert row["seed"] == 2 and row["ci95"] == 0.02

@@ -14,8 +14,15 @@ from fewshot.cli import main
 from fewshot.sweep import SUMMARY_COLUMNS, cell_finished, load_sweep, run_sweep, sweep_from_dict
 
 TINY = {
-    "backbone": "conv4", "dataset": "digits", "img_size": 16, "epochs": 1, "batch_size": 128,
-    "hflip": 0.0, "num_workers": 0, "threads": 1, "val_fraction": 0.1,
+    "backbone": "conv4",
+    "dataset": "digits",
+    "img_size": 16,
+    "epochs": 1,
+    "batch_size": 128,
+    "hflip": 0.0,
+    "num_workers": 0,
+    "threads": 1,
+    "val_fraction": 0.1,
 }
 PROTOCOL = {"shots": [1], "episodes": 10, "seeds": [0]}
 
@@ -37,16 +44,19 @@ def test_cells_cover_the_grid_and_the_seed_is_part_of_identity(tmp_path: Path) -
     assert spec.protocol(spec.cells()[0]).episodes == 10
 
 
-@pytest.mark.parametrize(("grid", "extra", "match"), [
-    ({}, {}, r"\[grid\] is empty"),
-    ({"lam": []}, {}, "grid axis 'lam' must be a non-empty list"),
-    ({"lam": [0.1, 0.1]}, {}, "grid axis 'lam' repeats a value"),
-    ({"out": ["a"]}, {}, "`out` is set per cell"),
-    ({"epochs": [1]}, {"shared": TINY}, "'epochs' is both in \\[finetune\\] and in \\[grid\\]"),
-    ({"lam": [1.5]}, {}, r"cell lam=1.5: lam must be in \[0, 1\]"),
-    ({"lamda": [0.5]}, {}, "unknown setting 'lamda'.*did you mean lam"),
-    ({"lam": [0.5]}, {"extra": 1}, r"unknown key\(s\) \['extra'\]"),
-])
+@pytest.mark.parametrize(
+    ("grid", "extra", "match"),
+    [
+        ({}, {}, r"\[grid\] is empty"),
+        ({"lam": []}, {}, "grid axis 'lam' must be a non-empty list"),
+        ({"lam": [0.1, 0.1]}, {}, "grid axis 'lam' repeats a value"),
+        ({"out": ["a"]}, {}, "`out` is set per cell"),
+        ({"epochs": [1]}, {"shared": TINY}, "'epochs' is both in \\[finetune\\] and in \\[grid\\]"),
+        ({"lam": [1.5]}, {}, r"cell lam=1.5: lam must be in \[0, 1\]"),
+        ({"lamda": [0.5]}, {}, "unknown setting 'lamda'.*did you mean lam"),
+        ({"lam": [0.5]}, {"extra": 1}, r"unknown key\(s\) \['extra'\]"),
+    ],
+)
 def test_bad_sweep_files_are_refused(tmp_path: Path, grid: dict, extra: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         spec_of(tmp_path, grid, **extra)
@@ -75,8 +85,10 @@ def fake_stages(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         calls.append(f"finetune {Path(config.out).parent.name}")
         best = Path(config.out) / "best"
         sha = f"sha-{config.lam}-{config.seed}"
-        write_json(best / "checkpoint.json", {"format_version": 1, "backbone": {"name": "conv4", "sha256": sha},
-                                              "preprocessing": {}})
+        write_json(
+            best / "checkpoint.json",
+            {"format_version": 1, "backbone": {"name": "conv4", "sha256": sha}, "preprocessing": {}},
+        )
         write_json(Path(config.out) / "manifest.json", {"status": "finished", "result": {"epochs": 1, "best_epoch": 1}})
 
     def extract(out, *, checkpoint, **kwargs):
@@ -85,9 +97,16 @@ def fake_stages(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         labels = np.repeat(np.arange(5), 20)
         rng = np.random.default_rng(abs(hash(sha)) % 2**32)
         x = (rng.normal(size=(100, 4)) + np.eye(4)[labels % 4]).astype(np.float32)
-        save_npz(out, features=x, labels=labels, class_names=np.array(list("56789")), dataset=np.array("digits"),
-                 split=np.array("test"), fingerprint=np.array(sha256_arrays(x, labels)),
-                 manifest=np.array(json.dumps({"source": {"sha256": sha}})))
+        save_npz(
+            out,
+            features=x,
+            labels=labels,
+            class_names=np.array(list("56789")),
+            dataset=np.array("digits"),
+            split=np.array("test"),
+            fingerprint=np.array(sha256_arrays(x, labels)),
+            manifest=np.array(json.dumps({"source": {"sha256": sha}})),
+        )
 
     monkeypatch.setattr(fewshot.sweep.cell, "_finetune", finetune)
     monkeypatch.setattr(fewshot.pipeline, "extract_to_file", extract)
@@ -123,7 +142,8 @@ def test_resume_skips_exactly_the_finished_cells_fast(
     outcomes = run_sweep(spec)
     assert [o.status for o in outcomes] == ["skipped", "skipped", "resumed", "ran", "ran", "ran"]
     assert fake_stages == [f"evaluate {cells[2].id}"] + [
-        f"{stage} {c.id}" for c in cells[3:] for stage in ("finetune", "extract", "evaluate")]
+        f"{stage} {c.id}" for c in cells[3:] for stage in ("finetune", "extract", "evaluate")
+    ]
     fake_stages.clear()
     assert {o.status for o in run_sweep(spec)} == {"skipped"} and fake_stages == []
     settings = pd.read_csv(spec.out / "settings.csv")
@@ -167,6 +187,7 @@ def test_resume_skips_exactly_the_finished_cells(tmp_path: Path, monkeypatch: py
         def wrapped(*args, **kwargs):
             calls.append((name, str(args[0] if args else kwargs.get("config", ""))))
             return fn(*args, **kwargs)
+
         return wrapped
 
     monkeypatch.setattr(fewshot.pipeline, "evaluate_to_directory", spy("evaluate", real_evaluate))
@@ -203,8 +224,11 @@ def test_resume_skips_exactly_the_finished_cells(tmp_path: Path, monkeypatch: py
     assert cell_finished(spec, first)
 
     # other settings under the same out directory are refused, naming what differs
-    other = sweep_from_dict({"finetune": {**TINY, "epochs": 2}, "grid": {"lam": [0.0], "seed": [0]},
-                             "evaluate": PROTOCOL}, base=tmp_path, default_out=tmp_path / "sweep")
+    other = sweep_from_dict(
+        {"finetune": {**TINY, "epochs": 2}, "grid": {"lam": [0.0], "seed": [0]}, "evaluate": PROTOCOL},
+        base=tmp_path,
+        default_out=tmp_path / "sweep",
+    )
     with pytest.raises(ValueError, match=r"lam=0,seed=0 .* was run with other settings \(finetune differ\)"):
         run_sweep(other)
 
@@ -214,7 +238,8 @@ def test_submitit_local_executor_runs_the_same_cells(tmp_path: Path, capsys: pyt
     pytest.importorskip("submitit")
     path = tmp_path / "s.toml"
     path.write_text(
-        'out = "study"\n[finetune]\n' + "".join(f"{k} = {json.dumps(v)}\n" for k, v in TINY.items() if k != "batch_size")
+        'out = "study"\n[finetune]\n'
+        + "".join(f"{k} = {json.dumps(v)}\n" for k, v in TINY.items() if k != "batch_size")
         + "[grid]\nbatch_size = [64, 128]\n[evaluate]\nshots = [1]\nepisodes = 10\nseeds = [0]\n"
     )
     env = os.environ.get("PYTHONPATH")

@@ -29,13 +29,29 @@ NaN = math.nan
 def cell(method, dataset, shot, mean, hw, *, sig=False, best=False, quoted=False, level="run"):
     tested = not quoted and method != "CE"
     return dict(
-        method=method, quoted=quoted, dataset=dataset, n_way=5, n_shot=shot, mean=mean, half_width=hw,
-        seed=pd.NA, n_train_runs=pd.NA if quoted else (3 if level == "run" else 1),
-        n_seeds=pd.NA if quoted else 3, n_episodes=pd.NA if quoted else 600,
-        n_query=pd.NA if quoted else 15, run_mean_min=NaN, run_mean_max=NaN, between_run_sd=NaN,
-        level=level if tested else "", run_test="paired" if tested and level == "run" else "",
-        p_holm=NaN if not tested else (0.001 if sig else 0.5), significant=sig, best=best,
-        baseline="CE", test="t", alpha=0.01,
+        method=method,
+        quoted=quoted,
+        dataset=dataset,
+        n_way=5,
+        n_shot=shot,
+        mean=mean,
+        half_width=hw,
+        seed=pd.NA,
+        n_train_runs=pd.NA if quoted else (3 if level == "run" else 1),
+        n_seeds=pd.NA if quoted else 3,
+        n_episodes=pd.NA if quoted else 600,
+        n_query=pd.NA if quoted else 15,
+        run_mean_min=NaN,
+        run_mean_max=NaN,
+        between_run_sd=NaN,
+        level=level if tested else "",
+        run_test="paired" if tested and level == "run" else "",
+        p_holm=NaN if not tested else (0.001 if sig else 0.5),
+        significant=sig,
+        best=best,
+        baseline="CE",
+        test="t",
+        alpha=0.01,
     )
 
 
@@ -74,8 +90,14 @@ def md_cells(text: str) -> tuple[list[str], dict[str, list[str]]]:
 def test_markdown_cell_by_cell(frame: pd.DataFrame) -> None:
     text = render_table(frame, "md")
     header, body = md_cells(text)
-    assert header == ["Method", "CIFAR-FS 1-shot", "CIFAR-FS 5-shot", "miniImageNet 1-shot", "miniImageNet 5-shot",
-                      "digits 1-shot"]
+    assert header == [
+        "Method",
+        "CIFAR-FS 1-shot",
+        "CIFAR-FS 5-shot",
+        "miniImageNet 1-shot",
+        "miniImageNet 5-shot",
+        "digits 1-shot",
+    ]
     assert text.splitlines()[1] == "|:---|---:|---:|---:|---:|---:|"
     special = "SCHaNe & co\\_1% #2"
     assert list(body) == ["CE", special, "Paper ‡"]  # rows in frame order
@@ -83,9 +105,18 @@ def test_markdown_cell_by_cell(frame: pd.DataFrame) -> None:
     assert body[special] == ["**72.35±0.50**†", "**80.00±0.41**", "–", "75.00±0.30†", "89.00±1.10"]
     assert body["Paper ‡"] == ["–", "–", "**65.50**", "**76.00±0.20**", "–"]
     note = text.split("\n\n", 1)[1]
-    for fact in ("mean over 3 training runs", "95% CI over the run means", "600 episodes × 3 episode seeds", "5-way",
-                 "15 queries", "paired t-test over run means", "Holm-corrected over 4 comparisons", "alpha = 0.01",
-                 "† significantly better than CE across training runs", "‡ quoted"):
+    for fact in (
+        "mean over 3 training runs",
+        "95% CI over the run means",
+        "600 episodes × 3 episode seeds",
+        "5-way",
+        "15 queries",
+        "paired t-test over run means",
+        "Holm-corrected over 4 comparisons",
+        "alpha = 0.01",
+        "† significantly better than CE across training runs",
+        "‡ quoted",
+    ):
         assert fact in note
 
 
@@ -153,7 +184,9 @@ def test_render_rejects_bad_format_and_columns(frame: pd.DataFrame) -> None:
 # ----------------------------------------------------------------- table_frame from results dirs
 
 
-def episodes(dataset: str, shift: int, noise_seed: int, seeds=(0, 1, 2), n_episodes: int = 40, fp: str = "e") -> pd.DataFrame:
+def episodes(
+    dataset: str, shift: int, noise_seed: int, seeds=(0, 1, 2), n_episodes: int = 40, fp: str = "e"
+) -> pd.DataFrame:
     noise = np.random.default_rng(noise_seed)
     rows = []
     for shot in (1, 5):
@@ -161,9 +194,19 @@ def episodes(dataset: str, shift: int, noise_seed: int, seeds=(0, 1, 2), n_episo
             difficulty = np.random.default_rng([seed, shot]).integers(30, 70, n_episodes)
             correct = np.clip(difficulty + shift + noise.integers(-3, 4, n_episodes), 0, 75)
             rows += [
-                dict(dataset=dataset, split="test", n_way=5, n_shot=shot, n_query=15, seed=seed, episode=e,
-                     accuracy=correct[e] / 75, classifier="logreg", features_fingerprint="f",
-                     episodes_fingerprint=f"{fp}{dataset}{shot}{seed}")
+                dict(
+                    dataset=dataset,
+                    split="test",
+                    n_way=5,
+                    n_shot=shot,
+                    n_query=15,
+                    seed=seed,
+                    episode=e,
+                    accuracy=correct[e] / 75,
+                    classifier="logreg",
+                    features_fingerprint="f",
+                    episodes_fingerprint=f"{fp}{dataset}{shot}{seed}",
+                )
                 for e in range(n_episodes)
             ]
     return pd.DataFrame(rows, columns=list(EPISODE_COLUMNS))
@@ -188,9 +231,11 @@ def dirs(tmp_path: Path) -> list[Path]:
 @pytest.fixture
 def quoted_csv(tmp_path: Path) -> Path:
     path = tmp_path / "quoted.csv"
-    path.write_text("method,dataset,n_shot,mean,half_width,source\n"
-                    "BAVARDAGE,miniImageNet,1,99.50,0.20,paper\n"
-                    "BAVARDAGE,mini-imagenet,5,50.00,,paper\n")
+    path.write_text(
+        "method,dataset,n_shot,mean,half_width,source\n"
+        "BAVARDAGE,miniImageNet,1,99.50,0.20,paper\n"
+        "BAVARDAGE,mini-imagenet,5,50.00,,paper\n"
+    )
     return path
 
 
@@ -199,7 +244,11 @@ def test_table_frame_cells_are_median_runs_with_compare_significance(dirs: list[
     assert tuple(f.columns) == TABLE_COLUMNS
     assert list(dict.fromkeys(f["method"])) == ["CE", "SCHaNe", "SupCon"]
     assert list(zip(f["method"], f["dataset"], f["n_shot"]))[:4] == [
-        ("CE", "cifar-fs", 1), ("CE", "cifar-fs", 5), ("CE", "mini-imagenet", 1), ("CE", "mini-imagenet", 5)]
+        ("CE", "cifar-fs", 1),
+        ("CE", "cifar-fs", 5),
+        ("CE", "mini-imagenet", 1),
+        ("CE", "mini-imagenet", 5),
+    ]
     assert len(f) == 10  # SupCon has no miniImageNet cells
     cmp = compare(dirs, baseline="CE").set_index(["method", "dataset", "n_shot"])
     for _, row in f.iterrows():
@@ -255,8 +304,10 @@ def test_table_frame_errors(dirs: list[Path], quoted_csv: Path, tmp_path: Path) 
         ("method,dataset,n_shot,mean,half_width\nA,fc100,1,0.5x,1\n", "column 'mean' needs numbers"),
         ("method,dataset,n_shot,mean,half_width\nA,fc100,1,150,1\n", r"percentage in \[0, 100\]"),
         ("method,dataset,n_shot,mean,half_width\nA,fc100,1,50,1\nA,FC100,1,51,1\n", "lists 'A' on fc100 1-shot twice"),
-        ("method,dataset,n_shot,mean,half_width\nA,fc100,1,0.5,0.01\nB,fc100,1,0.61,\n",
-         r"every mean is <= 1, which looks like fractions; quoted results are in percent .* got mean=0.5 for 'A'"),
+        (
+            "method,dataset,n_shot,mean,half_width\nA,fc100,1,0.5,0.01\nB,fc100,1,0.61,\n",
+            r"every mean is <= 1, which looks like fractions; quoted results are in percent .* got mean=0.5 for 'A'",
+        ),
     ],
 )
 def test_read_quoted_validates(tmp_path: Path, text: str, message: str) -> None:
@@ -287,7 +338,9 @@ def test_multi_run_cells_are_fractions_over_run_means(tmp_path: Path) -> None:
     for label, shifts in (("CE", (0.0, 0.01, -0.02)), ("S", (0.05, 0.03, 0.06))):
         for r, shift in enumerate(shifts):
             df = runs_episodes("cifar-fs", f"seed-{r}", shift, noise_seed=10 * r + len(label))
-            paths.append(write_results(tmp_path / label / f"seed-{r}", df, summarize(df), {"label": label, "config": {}}))
+            paths.append(
+                write_results(tmp_path / label / f"seed-{r}", df, summarize(df), {"label": label, "config": {}})
+            )
     f = table_frame(paths, baseline="CE")
     cmp = compare(paths, baseline="CE", n_boot=0).set_index(["method", "dataset", "n_shot"])
     for _, row in f.iterrows():
@@ -329,10 +382,15 @@ def test_output_is_deterministic(dirs: list[Path], quoted_csv: Path) -> None:
 # ----------------------------------------------------------------- CLI
 
 
-@pytest.mark.parametrize(("name", "fmt_arg", "first"), [
-    ("t.md", [], "| Method |"), ("t.tex", [], "% Accuracy"), ("t.csv", [], "method,quoted,"),
-    ("t.txt", ["--format", "latex"], "% Accuracy"),
-])
+@pytest.mark.parametrize(
+    ("name", "fmt_arg", "first"),
+    [
+        ("t.md", [], "| Method |"),
+        ("t.tex", [], "% Accuracy"),
+        ("t.csv", [], "method,quoted,"),
+        ("t.txt", ["--format", "latex"], "% Accuracy"),
+    ],
+)
 def test_cli_table_writes_each_format(dirs, quoted_csv, tmp_path, capsys, name, fmt_arg, first) -> None:
     out = tmp_path / "tables" / name
     args = ["table", *map(str, dirs), "--baseline", "CE", "--quoted", str(quoted_csv), "--out", str(out), *fmt_arg]
@@ -363,7 +421,10 @@ def test_latex_fragment_compiles(frame: pd.DataFrame, tmp_path: Path) -> None:
     )
     done = subprocess.run(
         ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stdout[-2000:]
     assert (tmp_path / "doc.pdf").stat().st_size > 0

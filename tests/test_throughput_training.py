@@ -11,12 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from fewshot.losses import create_objective
 from fewshot.backbones import create_backbone
 from fewshot.heads import ClassificationHead
-from fewshot.transforms import Preprocessing, frame_transform, train_transform
+from fewshot.losses import create_objective
 from fewshot.training import FinetuneConfig
-from fewshot.training.sampling import TwoViews, collate_views
 from fewshot.training.distributed import (
     DistContext,
     available_cores,
@@ -29,6 +27,8 @@ from fewshot.training.loop import (
     normalize_views,
     use_channels_last,
 )
+from fewshot.training.sampling import TwoViews, collate_views
+from fewshot.transforms import Preprocessing, frame_transform, train_transform
 
 
 class NoiseSplit:
@@ -60,7 +60,9 @@ def _step_grads(net: FinetuneNet, views: torch.Tensor, channels_last: bool) -> t
     out = compute_loss(net, objective, views, labels, ids, channels_last=channels_last)
     net.zero_grad(set_to_none=True)
     out.total.backward()
-    return float(out.total.detach()), {n: p.grad.detach().clone() for n, p in net.named_parameters() if p.grad is not None}
+    return float(out.total.detach()), {
+        n: p.grad.detach().clone() for n, p in net.named_parameters() if p.grad is not None
+    }
 
 
 @pytest.mark.parametrize("backbone", ["conv4", "resnet12"])
@@ -105,8 +107,20 @@ def test_channels_last_default_per_family_and_setting():
 
     def trainer(net, **options):
         loader = torch.utils.data.DataLoader([])
-        return Trainer(net, create_objective("ce"), DistContext(), loader, None, lr=1e-3, weight_decay=0.0,
-                       total_steps=2, warmup_steps=0, scheduler="constant", seed=0, **options)
+        return Trainer(
+            net,
+            create_objective("ce"),
+            DistContext(),
+            loader,
+            None,
+            lr=1e-3,
+            weight_decay=0.0,
+            total_steps=2,
+            warmup_steps=0,
+            scheduler="constant",
+            seed=0,
+            **options,
+        )
 
     net = FinetuneNet(conv4, ClassificationHead(conv4.num_features, 3, seed=1))
     weight = next(p for p in net.parameters() if p.ndim == 4)
@@ -114,8 +128,10 @@ def test_channels_last_default_per_family_and_setting():
     assert t.channels_last is False and all(p.is_contiguous() for p in t.net.parameters())
     t = trainer(copy.deepcopy(net))
     assert t.channels_last is True
-    assert any(p.ndim == 4 and p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
-               for p in t.net.parameters())
+    assert any(
+        p.ndim == 4 and p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+        for p in t.net.parameters()
+    )
     assert weight.is_contiguous()  # the original net was copied, not converted
 
     assert FinetuneConfig(backbone="conv4", dataset="digits", out="x").channels_last is None
@@ -147,19 +163,26 @@ def _reference_transform(pp: Preprocessing, policy: str, hflip: float):
     from torchvision import transforms as T
     from torchvision.transforms import AutoAugmentPolicy
 
-    return T.Compose([
-        frame_transform(pp),
-        T.RandomHorizontalFlip(hflip),
-        T.AutoAugment(AutoAugmentPolicy(policy)),
-        T.ToTensor(),
-        T.Normalize(pp.mean, pp.std),
-    ])
+    return T.Compose(
+        [
+            frame_transform(pp),
+            T.RandomHorizontalFlip(hflip),
+            T.AutoAugment(AutoAugmentPolicy(policy)),
+            T.ToTensor(),
+            T.Normalize(pp.mean, pp.std),
+        ]
+    )
 
 
 @pytest.mark.parametrize("policy", ["imagenet", "cifar10"])
 def test_uint8_views_normalised_on_the_device_equal_the_float_pipeline(policy):
-    pp = Preprocessing(input_size=(3, 20, 20), interpolation="bilinear", mean=(0.485, 0.456, 0.406),
-                       std=(0.229, 0.224, 0.225), crop_pct=0.875)
+    pp = Preprocessing(
+        input_size=(3, 20, 20),
+        interpolation="bilinear",
+        mean=(0.485, 0.456, 0.406),
+        std=(0.229, 0.224, 0.225),
+        crop_pct=0.875,
+    )
     split = NoiseSplit()
     positions = np.arange(len(split))
     new = TwoViews(split, positions, train_transform(pp, policy=policy, hflip=0.5, normalize=False))
@@ -195,8 +218,9 @@ def test_uint8_views_in_a_loader_with_a_worker():
     """The DataLoader yields uint8 CHW batches from a worker process too (what fine-tuning runs)."""
     pp = Preprocessing(input_size=(3, 12, 12), interpolation="bilinear", mean=(0.5,) * 3, std=(0.25,) * 3)
     data = TwoViews(NoiseSplit(4), np.arange(4), train_transform(pp, policy="svhn", normalize=False))
-    loader = torch.utils.data.DataLoader(data, batch_sampler=[[(0, 1), (1, 2)], [(2, 3), (3, 4)]],
-                                         collate_fn=collate_views, num_workers=1)
+    loader = torch.utils.data.DataLoader(
+        data, batch_sampler=[[(0, 1), (1, 2)], [(2, 3), (3, 4)]], collate_fn=collate_views, num_workers=1
+    )
     batches = list(loader)
     assert [b[0].dtype for b in batches] == [torch.uint8, torch.uint8]
     assert batches[0][0].shape == (2, 2, 3, 12, 12)

@@ -21,9 +21,9 @@ from fewshot.features import extract_features
 from fewshot.losses import OBJECTIVES
 from fewshot.training import FinetuneConfig, finetune, load_config
 from fewshot.training.config import config_diff
-from fewshot.training.sampling import TrainBatchSampler, TwoViews, ValBatchSampler, holdout_split
 from fewshot.training.loop import FinetuneNet, make_optimizer, make_scheduler
 from fewshot.training.runner import TEST_EXIT_ENV
+from fewshot.training.sampling import TrainBatchSampler, TwoViews, ValBatchSampler, holdout_split
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,8 +45,18 @@ class ColourSplit(ImageSplit):
 
 def tiny_config(out, **overrides) -> FinetuneConfig:
     settings = dict(
-        backbone="conv4", backbone_kwargs={"width": 8}, dataset="colours", out=str(out), img_size=16,
-        epochs=3, batch_size=16, lr=1e-2, augment="cifar10", threads=1, progress=False, val_fraction=0.2,
+        backbone="conv4",
+        backbone_kwargs={"width": 8},
+        dataset="colours",
+        out=str(out),
+        img_size=16,
+        epochs=3,
+        batch_size=16,
+        lr=1e-2,
+        augment="cifar10",
+        threads=1,
+        progress=False,
+        val_fraction=0.2,
     )
     settings.update(overrides)
     return FinetuneConfig(**settings)
@@ -82,10 +92,22 @@ def test_recipe_files_load_and_validate(name):
     config = load_config(ROOT / "configs" / name, backbone="beit3_base_patch16_224", dataset="digits", out="x")
     config.validate()
     if name == "papers.toml":
-        assert (config.optimizer, config.lr, config.weight_decay, config.batch_size, config.dropout) == ("adam", 1e-4, 0.05, 1024, 0.1)
+        assert (config.optimizer, config.lr, config.weight_decay, config.batch_size, config.dropout) == (
+            "adam",
+            1e-4,
+            0.05,
+            1024,
+            0.1,
+        )
         assert (config.lam, config.temperature, config.epochs, config.patience) == (0.9, 0.5, 100, 10)
     else:
-        assert (config.layer_decay, config.lr, config.epochs, config.warmup_epochs, config.drop_path) == (0.65, 7e-4, 50, 5, 0.15)
+        assert (config.layer_decay, config.lr, config.epochs, config.warmup_epochs, config.drop_path) == (
+            0.65,
+            7e-4,
+            50,
+            5,
+            0.15,
+        )
         assert (config.mixup, config.cutmix, config.smoothing) == (0.8, 1.0, 0.1)
 
 
@@ -124,7 +146,13 @@ def test_yaml_config_loads_to_the_same_config_as_the_toml(tmp_path):
     toml = load_config(tmp_path / "c.toml", out="r", lam=0.5)
     yaml = load_config(tmp_path / "c.yml", out="r", lam=0.5)
     assert yaml == toml and yaml.to_dict() == toml.to_dict()
-    assert (yaml.batch_size, yaml.lr, yaml.backbone_kwargs, yaml.progress, yaml.lam) == (128, 3e-3, {"width": 8}, False, 0.5)
+    assert (yaml.batch_size, yaml.lr, yaml.backbone_kwargs, yaml.progress, yaml.lam) == (
+        128,
+        3e-3,
+        {"width": 8},
+        False,
+        0.5,
+    )
     assert load_config(tmp_path / "c.yml", out="r") != toml  # the override did something
     (tmp_path / "bad.yaml").write_text("backbone: [conv4\n")
     with pytest.raises(ValueError, match=r"cannot parse .*bad\.yaml"):
@@ -257,9 +285,14 @@ def test_weight_decay_groups_of_a_resnet_and_layer_decay():
     # layer decay: timm's resnet groups are stem, layer1..4 (one group per block when fine)
     groups = _decay_of(net, make_optimizer(net, 1e-3, 0.05, layer_decay=0.5))
     scale = {n: s for n, (_, s) in groups.items()}
-    assert scale["classifier.fc.weight"] == scale["projection.mlp.0.weight"] == scale["backbone.layer4.1.conv2.weight"] == 1.0
+    assert (
+        scale["classifier.fc.weight"]
+        == scale["projection.mlp.0.weight"]
+        == scale["backbone.layer4.1.conv2.weight"]
+        == 1.0
+    )
     assert scale["backbone.layer4.0.conv1.weight"] == 0.5
-    assert scale["backbone.conv1.weight"] == 0.5 ** 8  # stem + 8 basic blocks, heads with the last
+    assert scale["backbone.conv1.weight"] == 0.5**8  # stem + 8 basic blocks, heads with the last
     assert groups["backbone.bn1.weight"][0] == 0.0 and groups["backbone.conv1.weight"][0] == 0.05
 
 
@@ -274,8 +307,8 @@ def test_layer_decay_reaches_the_learning_rates_through_timms_scheduler():
 
 
 def test_mixup_mixes_the_ce_term_only_and_the_contrastive_term_sees_clean_views():
-    from fewshot.losses import create_objective
     from fewshot.backbones import create_backbone
+    from fewshot.losses import create_objective
     from fewshot.training.loop import _numpy_seeded, compute_loss, make_mixup
 
     net = _net(create_backbone("conv4", width=4, seed=0)).eval()  # eval: BatchNorm independent of the batch
@@ -326,8 +359,15 @@ def test_pretrained_file_is_converted_and_reported_and_drop_path_reaches_timm(tm
     seen = []
     create = timm.create_model
     monkeypatch.setattr(timm, "create_model", lambda *a, **k: seen.append(k) or create(*a, **k))
-    config = tiny_config(tmp_path / "run", backbone="vit_tiny_patch16_224", backbone_kwargs=vit, epochs=1,
-                         pretrained=str(path), drop_path=0.1, objective="ce")
+    config = tiny_config(
+        tmp_path / "run",
+        backbone="vit_tiny_patch16_224",
+        backbone_kwargs=vit,
+        epochs=1,
+        pretrained=str(path),
+        drop_path=0.1,
+        objective="ce",
+    )
     finetune(config, split=ColourSplit())
     report = json.loads((tmp_path / "run" / "manifest.json").read_text())["run"]["pretrained_load"]
     assert report["converted"][:2] == ["wrapper 'teacher'", "prefix 'backbone.'"]
@@ -366,8 +406,10 @@ def test_each_objective_learns_and_feeds_extraction(tmp_path, objective):
 
 
 def test_loader_workers_do_not_change_the_result(tmp_path):
-    runs = [finetune(tiny_config(tmp_path / f"w{w}", epochs=1, objective="simclr", num_workers=w), split=ColourSplit())
-            for w in (0, 2)]
+    runs = [
+        finetune(tiny_config(tmp_path / f"w{w}", epochs=1, objective="simclr", num_workers=w), split=ColourSplit())
+        for w in (0, 2)
+    ]
     a, b = (load_file(r.last / "backbone.safetensors") for r in runs)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert runs[0].history[0]["val_loss"] == runs[1].history[0]["val_loss"]
@@ -385,8 +427,16 @@ def test_log_manifest_and_checkpoint_layout(tmp_path):
     run = result.run_dir
     assert sorted(p.name for p in run.iterdir()) == ["best", "last", "log.jsonl", "manifest.json"]
     assert sorted(p.name for p in result.last.iterdir()) == [
-        "backbone.safetensors", "checkpoint.json", "heads.safetensors", "training_state.pt"]
-    assert sorted(p.name for p in result.best.iterdir()) == ["backbone.safetensors", "checkpoint.json", "heads.safetensors"]
+        "backbone.safetensors",
+        "checkpoint.json",
+        "heads.safetensors",
+        "training_state.pt",
+    ]
+    assert sorted(p.name for p in result.best.iterdir()) == [
+        "backbone.safetensors",
+        "checkpoint.json",
+        "heads.safetensors",
+    ]
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["kind"] == "finetune" and manifest["status"] == "finished"
     assert manifest["data"]["train_images"] + manifest["data"]["val_images"] == 80
@@ -403,7 +453,8 @@ def test_early_stopping_keeps_the_best_epoch(tmp_path, monkeypatch):
 
     scripted = iter([3.0, 2.0, 2.5, 2.6, 1.0])
     monkeypatch.setattr(
-        Trainer, "validate",
+        Trainer,
+        "validate",
         lambda self: {"val_loss": next(scripted), "val_ce": 0.0, "val_contrastive": 0.0, "val_acc": 0.0},
     )
     result = finetune(tiny_config(tmp_path / "run", epochs=5, patience=2, objective="ce"), split=ColourSplit())
@@ -412,7 +463,9 @@ def test_early_stopping_keeps_the_best_epoch(tmp_path, monkeypatch):
     assert [r["best"] for r in result.history] == [True, True, False, False]
     assert read_checkpoint_meta(result.best)["extra"]["epoch"] == 2
     # resuming a finished run does nothing
-    again = finetune(tiny_config(tmp_path / "run", epochs=5, patience=2, objective="ce"), resume=True, split=ColourSplit())
+    again = finetune(
+        tiny_config(tmp_path / "run", epochs=5, patience=2, objective="ce"), resume=True, split=ColourSplit()
+    )
     assert again.epochs == 4 and again.stopped_early
 
 
@@ -428,8 +481,22 @@ def test_without_validation_best_is_the_last_epoch(tmp_path):
 # timm's recipe components whose state a resumed run must restore: optimiser (LAMB), layer-decay
 # lr scales, warm-up + cosine schedule, model EMA, and the seeded Mixup/CutMix draws
 RECIPE = dict(optimizer="lamb", layer_decay=0.8, warmup_epochs=1, ema_decay=0.9, mixup=0.4, cutmix=1.0, smoothing=0.1)
-RECIPE_FLAGS = ["--optimizer", "lamb", "--layer-decay", "0.8", "--warmup-epochs", "1", "--ema-decay", "0.9",
-                "--mixup", "0.4", "--cutmix", "1.0", "--smoothing", "0.1"]
+RECIPE_FLAGS = [
+    "--optimizer",
+    "lamb",
+    "--layer-decay",
+    "0.8",
+    "--warmup-epochs",
+    "1",
+    "--ema-decay",
+    "0.9",
+    "--mixup",
+    "0.4",
+    "--cutmix",
+    "1.0",
+    "--smoothing",
+    "0.1",
+]
 
 
 def colour_run(out, recipe: bool = False, resume: bool = False):
@@ -445,8 +512,13 @@ def _assert_same_run(killed: Path, whole: Path, epochs: int) -> None:
         b = load_file(whole / ckpt / name)
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
     drop = ("time", "images_per_s")
-    logs = [[{k: v for k, v in json.loads(line).items() if k not in drop}
-             for line in (run / "log.jsonl").read_text().splitlines()] for run in (killed, whole)]
+    logs = [
+        [
+            {k: v for k, v in json.loads(line).items() if k not in drop}
+            for line in (run / "log.jsonl").read_text().splitlines()
+        ]
+        for run in (killed, whole)
+    ]
     assert logs[0] == logs[1] and len(logs[0]) == epochs
 
 
@@ -457,7 +529,9 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path, caplog, recipe):
     # last/ written at step 6 (epoch 2, step 2), so the resumed run redoes steps 3-4 of epoch 2
     code = f"import sys; sys.path.insert(0, {str(ROOT / 'tests')!r}); import test_training as t; t.colour_run(sys.argv[1], {recipe})"
     env = {**os.environ, TEST_EXIT_ENV: "7", "PYTHONPATH": str(ROOT)}
-    killed = subprocess.run([sys.executable, "-c", code, tmp_path / "killed"], env=env, capture_output=True, text=True, timeout=300)
+    killed = subprocess.run(
+        [sys.executable, "-c", code, tmp_path / "killed"], env=env, capture_output=True, text=True, timeout=300
+    )
     assert killed.returncode == 75, killed.stderr
     progress = read_checkpoint_meta(tmp_path / "killed" / "last")["extra"]["progress"]
     assert (progress["epoch"], progress["step"], progress["global_step"]) == (1, 2, 6)
@@ -481,9 +555,25 @@ def test_cli_resume_after_kill_matches_uninterrupted_run(tmp_path, run_cli, reci
     # with last/ written at step 9 (every 3 steps), in the middle of epoch 2
     env = {**os.environ, TEST_EXIT_ENV: "10", "PYTHONPATH": str(ROOT)}
     killed = subprocess.run(
-        [sys.executable, "-m", "fewshot", "finetune", "--config", config, "--objective", "simclr",
-         "--save-every-steps", "3", "--out", tmp_path / "killed", *extra],
-        env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "fewshot",
+            "finetune",
+            "--config",
+            config,
+            "--objective",
+            "simclr",
+            "--save-every-steps",
+            "3",
+            "--out",
+            tmp_path / "killed",
+            *extra,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert killed.returncode == 75, killed.stderr
     progress = read_checkpoint_meta(tmp_path / "killed" / "last")["extra"]["progress"]
@@ -492,7 +582,9 @@ def test_cli_resume_after_kill_matches_uninterrupted_run(tmp_path, run_cli, reci
     status, out, err = run_cli("finetune", "--resume", tmp_path / "killed")
     assert status == 0, err
     assert "resuming" in out and "epoch 2, step 3/6" in out
-    status, _, err = run_cli("finetune", "--config", config, "--objective", "simclr", "--out", tmp_path / "whole", *extra)
+    status, _, err = run_cli(
+        "finetune", "--config", config, "--objective", "simclr", "--out", tmp_path / "whole", *extra
+    )
     assert status == 0, err
     _assert_same_run(tmp_path / "killed", tmp_path / "whole", epochs=2)
 
@@ -502,7 +594,9 @@ def test_resume_refuses_a_different_config(tmp_path, run_cli):
     config.write_text(DIGITS_TOML.replace("epochs = 2", "epochs = 1"))
     status, out, err = run_cli("finetune", "--config", config, "--objective", "ce", "--out", tmp_path / "run")
     assert status == 0, err
-    status, _, err = run_cli("finetune", "--resume", tmp_path / "run", "--lr", "0.5", "--temperature", "0.1", "--threads", "2")
+    status, _, err = run_cli(
+        "finetune", "--resume", tmp_path / "run", "--lr", "0.5", "--temperature", "0.1", "--threads", "2"
+    )
     assert status == 2
     assert len(err.strip().splitlines()) == 1
     assert "lr: run has 0.003, given 0.5" in err and "temperature" in err and "threads" not in err
@@ -520,8 +614,16 @@ def test_cli_checkpoint_feeds_fewshot_extract(tmp_path, run_cli):
     status, out, err = run_cli("finetune", "--config", config, "--objective", "schane", "--out", tmp_path / "run")
     assert status == 0, err
     assert "epoch 1/1" in out and "best: epoch 1" in out
-    status, out, err = run_cli("extract", "--checkpoint", tmp_path / "run" / "best", "--dataset", "digits",
-                               "--out", tmp_path / "f.npz", "--no-progress")
+    status, out, err = run_cli(
+        "extract",
+        "--checkpoint",
+        tmp_path / "run" / "best",
+        "--dataset",
+        "digits",
+        "--out",
+        tmp_path / "f.npz",
+        "--no-progress",
+    )
     assert status == 0, err
     with np.load(tmp_path / "f.npz") as data:
         assert data["features"].shape == (896, 8) and str(data["split"]) == "test"
@@ -531,7 +633,10 @@ def test_cli_checkpoint_feeds_fewshot_extract(tmp_path, run_cli):
     "args, message",
     [
         (["--backbone", "resnet181"], r"unknown backbone 'resnet181'; did you mean .*resnet18"),
-        (["--objective", "triplet"], r"invalid choice: 'triplet' \(choose from 'ce', 'schane', 'supcon', 'supcon-in', 'simclr', 'hscl'\)"),
+        (
+            ["--objective", "triplet"],
+            r"invalid choice: 'triplet' \(choose from 'ce', 'schane', 'supcon', 'supcon-in', 'simclr', 'hscl'\)",
+        ),
         (["--lam", "1.5"], r"lam must be in \[0, 1\], got 1.5"),
         (["--lam", "-0.1"], r"lam must be in \[0, 1\]"),
         (["--temperature", "0"], r"temperature must be a positive number, got 0.0"),

@@ -42,10 +42,15 @@ def test_check_optional_int():
 @pytest.mark.parametrize(
     ("value", "closed", "ok"),
     [
-        (0.0, "both", True), (1.0, "both", True),
-        (0.0, "left", True), (1.0, "left", False),
-        (0.0, "right", False), (1.0, "right", True),
-        (0.0, "neither", False), (1.0, "neither", False), (0.5, "neither", True),
+        (0.0, "both", True),
+        (1.0, "both", True),
+        (0.0, "left", True),
+        (1.0, "left", False),
+        (0.0, "right", False),
+        (1.0, "right", True),
+        (0.0, "neither", False),
+        (1.0, "neither", False),
+        (0.5, "neither", True),
     ],
 )
 def test_check_real_interval_ends(value, closed, ok):

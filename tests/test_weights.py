@@ -125,18 +125,28 @@ def test_resnet12_fsl_matches_the_feat_architecture_at_full_width():
 
 def test_torchvision_resnet_and_moco_wrapping(tmp_path):
     import torchvision as tv  # a dependency of fewshot: a broken install fails, never skips
+
     src = _randomise(tv.models.resnet18(weights=None), seed=2)
     sd = src.state_dict()
-    obj = {"epoch": 200, "state_dict": {
-        **{f"module.encoder_q.{k}": v for k, v in sd.items()},
-        **{f"module.encoder_k.{k}": v for k, v in sd.items()},
-        "module.queue": torch.zeros(8, 4), "module.queue_ptr": torch.zeros(1, dtype=torch.long),
-    }}
+    obj = {
+        "epoch": 200,
+        "state_dict": {
+            **{f"module.encoder_q.{k}": v for k, v in sd.items()},
+            **{f"module.encoder_k.{k}": v for k, v in sd.items()},
+            "module.queue": torch.zeros(8, 4),
+            "module.queue_ptr": torch.zeros(1, dtype=torch.long),
+        },
+    }
     path = tmp_path / "moco.pth.tar"
     torch.save(obj, path)
     model = timm.create_model("resnet18", num_classes=1000).eval()
     report = load_weights(model, path)
-    assert report.converted == ("wrapper 'state_dict'", "prefix 'module.'", "prefix 'encoder_q.'", "torchvision-resnet (timm's ResNet names)")
+    assert report.converted == (
+        "wrapper 'state_dict'",
+        "prefix 'module.'",
+        "prefix 'encoder_q.'",
+        "torchvision-resnet (timm's ResNet names)",
+    )
     assert "queue" in report.dropped and any(k.startswith("encoder_k.") for k in report.dropped)
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
@@ -171,14 +181,20 @@ def test_dino_teacher_backbone_is_loaded(tmp_path):
 def _to_unilm_beit3(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """A timm beit3 state dict in the official unilm/torchscale layout (multiway A/B branches)."""
     out: dict[str, torch.Tensor] = {"beit3.text_embed.weight": torch.zeros(10, 32)}
-    names = {"norm1": "self_attn_layer_norm.A", "attn.norm": "self_attn.inner_attn_ln.A",
-             "attn.proj": "self_attn.out_proj.A", "norm2": "final_layer_norm.A",
-             "mlp.norm": "ffn.A.ffn_layernorm", "mlp.fc1": "ffn.A.fc1", "mlp.fc2": "ffn.A.fc2"}
+    names = {
+        "norm1": "self_attn_layer_norm.A",
+        "attn.norm": "self_attn.inner_attn_ln.A",
+        "attn.proj": "self_attn.out_proj.A",
+        "norm2": "final_layer_norm.A",
+        "mlp.norm": "ffn.A.ffn_layernorm",
+        "mlp.fc1": "ffn.A.fc1",
+        "mlp.fc2": "ffn.A.fc2",
+    }
     for k, v in sd.items():
         if k == "cls_token":
             out["beit3.vision_embed.cls_token"] = v
         elif k.startswith("patch_embed."):
-            out["beit3.vision_embed." + k[len("patch_embed."):]] = v
+            out["beit3.vision_embed." + k[len("patch_embed.") :]] = v
         elif k == "pos_embed":  # unilm keeps two extra leading positions
             out["beit3.encoder.embed_positions.A.weight"] = torch.cat([torch.zeros(2, v.shape[-1]), v[0]])
         elif k.startswith("blocks."):
@@ -239,8 +255,15 @@ class _LMConv(nn.Conv2d):
 
 
 # (repeats, kernel, stride, expand, in, out) of EfficientNet-B0 / Lite0 (Tan & Le 2019)
-_B0 = [(1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
-       (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320)]
+_B0 = [
+    (1, 3, 1, 1, 32, 16),
+    (2, 3, 2, 6, 16, 24),
+    (2, 5, 2, 6, 24, 40),
+    (3, 3, 2, 6, 40, 80),
+    (3, 5, 1, 6, 80, 112),
+    (4, 5, 2, 6, 112, 192),
+    (1, 3, 1, 6, 192, 320),
+]
 
 
 class _LMBlock(nn.Module):
@@ -327,14 +350,19 @@ def test_wrong_layout_for_the_model_is_refused(tmp_path):
     torch.save(_LMEfficientNet(lite=False).state_dict(), path)
     with pytest.raises(ValueError, match="lukemelas EfficientNet file needs a timm EfficientNet model"):
         load_weights(timm.create_model("resnet18"), path)
-    with pytest.raises(ValueError, match=r"does not fit tf_efficientnet_lite0 after lukemelas-efficientnet|does not match tf_efficientnet_lite0 \(converted by lukemelas"):
+    with pytest.raises(
+        ValueError,
+        match=r"does not fit tf_efficientnet_lite0 after lukemelas-efficientnet|does not match tf_efficientnet_lite0 \(converted by lukemelas",
+    ):
         load_weights(timm.create_model("tf_efficientnet_lite0"), path)
 
 
 def test_pretrained_tag_gives_the_preprocessing_and_bad_tags_are_refused():
     pp = resolve_preprocessing(create_backbone("tf_efficientnet_lite0.in1k"))
     assert (pp.mean, pp.interpolation, pp.crop_pct) == ((0.5, 0.5, 0.5), "bicubic", 0.875)
-    with pytest.raises(ValueError, match="unknown pretrained tag 'bogus' of backbone 'tf_efficientnet_lite0'; its tags: in1k"):
+    with pytest.raises(
+        ValueError, match="unknown pretrained tag 'bogus' of backbone 'tf_efficientnet_lite0'; its tags: in1k"
+    ):
         create_backbone("tf_efficientnet_lite0.bogus")
 
 

@@ -39,8 +39,14 @@ def plot_similarity(
     for ax, (label, dist) in zip(axes, panels):
         centres = (dist.edges[:-1] + dist.edges[1:]) / 2
         for hist, name, color in ((dist.negative, "negative", "tab:red"), (dist.positive, "positive", "tab:blue")):
-            ax.fill_between(centres, hist.density(dist.edges), step="mid", alpha=0.45, color=color,
-                            label=f"{name} ({hist.mean:.2f} ± {hist.sd:.2f})")
+            ax.fill_between(
+                centres,
+                hist.density(dist.edges),
+                step="mid",
+                alpha=0.45,
+                color=color,
+                label=f"{name} ({hist.mean:.2f} ± {hist.sd:.2f})",
+            )
         ax.set_title(f"{label}\noverlap {dist.overlap:.2f}", fontsize=9)
         ax.set_xlabel("cosine similarity")
         used = np.flatnonzero(dist.positive.counts + dist.negative.counts)

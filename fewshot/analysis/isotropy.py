@@ -26,7 +26,7 @@ def log_partition(embeddings: np.ndarray, directions: np.ndarray, block: int = 8
     """
     total = np.full(directions.shape[1], -np.inf)
     for start in range(0, embeddings.shape[0], block):
-        total = np.logaddexp(total, logsumexp(embeddings[start:start + block] @ directions, axis=0))
+        total = np.logaddexp(total, logsumexp(embeddings[start : start + block] @ directions, axis=0))
     return total
 
 

@@ -24,16 +24,36 @@ logger = logging.getLogger(__name__)
 
 #: Columns of ``analysis.csv`` (one row per feature file).
 ANALYSIS_COLUMNS: tuple[str, ...] = (
-    "label", "path", "dataset", "split", "n", "dim", "n_classes",
-    "isotropy", "isotropy_l2",
-    "mean_positive", "sd_positive", "mean_negative", "sd_negative", "gap", "overlap",
+    "label",
+    "path",
+    "dataset",
+    "split",
+    "n",
+    "dim",
+    "n_classes",
+    "isotropy",
+    "isotropy_l2",
+    "mean_positive",
+    "sd_positive",
+    "mean_negative",
+    "sd_negative",
+    "gap",
+    "overlap",
     "fingerprint",
 )
 
 #: Columns of ``similarity.csv`` (one row per feature file and scope).
 SIMILARITY_COLUMNS: tuple[str, ...] = (
-    "label", "scope", "n_positive", "mean_positive", "sd_positive",
-    "n_negative", "mean_negative", "sd_negative", "gap", "overlap",
+    "label",
+    "scope",
+    "n_positive",
+    "mean_positive",
+    "sd_positive",
+    "n_negative",
+    "mean_negative",
+    "sd_negative",
+    "gap",
+    "overlap",
 )
 
 
@@ -124,30 +144,56 @@ def analyze_to_directory(
     for path, label in zip(paths, labels):
         fs = load_features(path)
         logger.info("analysing %s (%d × %d)", path, *fs.features.shape)
-        dists = similarity_distributions(fs.features, fs.labels, classes=classes,
-                                         class_names=fs.class_names, bins=bins,
-                                         max_per_class=max_per_class, seed=seed)
+        dists = similarity_distributions(
+            fs.features,
+            fs.labels,
+            classes=classes,
+            class_names=fs.class_names,
+            bins=bins,
+            max_per_class=max_per_class,
+            seed=seed,
+        )
         fingerprint = _fingerprint(path, fs.features, fs.labels)
-        rows.append({
-            "label": label, "path": str(path), "dataset": fs.dataset, "split": fs.split,
-            "n": int(fs.features.shape[0]), "dim": int(fs.features.shape[1]),
-            "n_classes": int(np.unique(fs.labels).size),
-            "isotropy": isotropy_score(fs.features),
-            "isotropy_l2": isotropy_score(fs.features, normalize=True),
-            **{k: v for k, v in dists[0].row().items() if k not in ("scope", "n_positive", "n_negative")},
-            "fingerprint": fingerprint,
-        })
+        rows.append(
+            {
+                "label": label,
+                "path": str(path),
+                "dataset": fs.dataset,
+                "split": fs.split,
+                "n": int(fs.features.shape[0]),
+                "dim": int(fs.features.shape[1]),
+                "n_classes": int(np.unique(fs.labels).size),
+                "isotropy": isotropy_score(fs.features),
+                "isotropy_l2": isotropy_score(fs.features, normalize=True),
+                **{k: v for k, v in dists[0].row().items() if k not in ("scope", "n_positive", "n_negative")},
+                "fingerprint": fingerprint,
+            }
+        )
         sim_rows += [{"label": label, **d.row()} for d in dists]
         sim_panels.append([(label, d) for d in dists])
         if tsne:
-            frame = tsne_map(fs.features, fs.labels, n_classes=tsne_classes, per_class=tsne_per_class,
-                             class_names=fs.class_names, seed=seed)
+            frame = tsne_map(
+                fs.features,
+                fs.labels,
+                n_classes=tsne_classes,
+                per_class=tsne_per_class,
+                class_names=fs.class_names,
+                seed=seed,
+            )
             tsne_panels.append((label, frame))
         inputs.append({"label": label, "path": str(path.resolve()), "fingerprint": fingerprint})
 
     analysis = pd.DataFrame(rows, columns=list(ANALYSIS_COLUMNS))
-    config: dict[str, Any] = {"labels": labels, "classes": classes, "bins": bins, "max_per_class": max_per_class, "tsne": tsne,
-                              "tsne_classes": tsne_classes, "tsne_per_class": tsne_per_class, "seed": seed}
+    config: dict[str, Any] = {
+        "labels": labels,
+        "classes": classes,
+        "bins": bins,
+        "max_per_class": max_per_class,
+        "tsne": tsne,
+        "tsne_classes": tsne_classes,
+        "tsne_per_class": tsne_per_class,
+        "seed": seed,
+    }
     with atomic_dir(out) as tmp:
         write_csv(tmp / "analysis.csv", analysis)
         write_csv(tmp / "similarity.csv", pd.DataFrame(sim_rows, columns=list(SIMILARITY_COLUMNS)))
@@ -155,8 +201,7 @@ def analyze_to_directory(
         for k, cls in enumerate(classes, start=1):
             plot_similarity([panels[k] for panels in sim_panels], tmp / f"similarity-{_slug(cls)}.png", dpi=dpi)
         if tsne:
-            frames = [frame.rename(columns={"label": "class_label"}).assign(file=label)
-                      for label, frame in tsne_panels]
+            frames = [frame.rename(columns={"label": "class_label"}).assign(file=label) for label, frame in tsne_panels]
             write_csv(tmp / "tsne.csv", pd.concat(frames, ignore_index=True))
             plot_tsne(tsne_panels, tmp / "tsne.png", dpi=dpi)
         write_json(tmp / "manifest.json", make_manifest("analyze", config, inputs=inputs))

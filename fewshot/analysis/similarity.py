@@ -37,7 +37,7 @@ class PairHistogram:
     m2: float = 0.0
 
     @classmethod
-    def empty(cls, bins: int) -> "PairHistogram":
+    def empty(cls, bins: int) -> PairHistogram:
         return cls(np.zeros(bins, dtype=np.int64))
 
     def add(self, values: np.ndarray, bins: int) -> None:
@@ -115,8 +115,12 @@ def _blocks(n: int, block: int) -> Iterator[slice]:
 
 
 def _scan(
-    rows: np.ndarray, cols: np.ndarray, same: np.ndarray, mask: np.ndarray | None,
-    out: SimilarityDistributions, bins: int,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    same: np.ndarray,
+    mask: np.ndarray | None,
+    out: SimilarityDistributions,
+    bins: int,
 ) -> None:
     sim = np.clip(rows @ cols.T, -1.0, 1.0)
     keep = np.ones_like(same) if mask is None else mask

@@ -67,15 +67,19 @@ def tsne_map(
         raise ValueError(f"t-SNE needs at least 2 points, got {index.size}")
     points = l2_normalize(x[index], "features")
     tsne = TSNE(
-        n_components=2, init="pca", random_state=seed,
+        n_components=2,
+        init="pca",
+        random_state=seed,
         perplexity=min(float(perplexity), (index.size - 1) / 3.0),
     )
     xy = tsne.fit_transform(points)
     names = [str(c) for c in class_names] if class_names is not None and len(class_names) else None
-    return pd.DataFrame({
-        "index": index,
-        "label": y[index],
-        "class": [names[k] if names else str(k) for k in y[index]],
-        "x": xy[:, 0],
-        "y": xy[:, 1],
-    })
+    return pd.DataFrame(
+        {
+            "index": index,
+            "label": y[index],
+            "class": [names[k] if names else str(k) for k in y[index]],
+            "x": xy[:, 0],
+            "y": xy[:, 1],
+        }
+    )

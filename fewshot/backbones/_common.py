@@ -59,9 +59,7 @@ class TimmLikeHead:
             global_pool = self.global_pool.pool_type
         device = next(iter(self.parameters())).device  # type: ignore[attr-defined]
         self.num_classes = num_classes
-        self.global_pool, self.fc = create_classifier(
-            self.num_features, num_classes, pool_type=global_pool
-        )
+        self.global_pool, self.fc = create_classifier(self.num_features, num_classes, pool_type=global_pool)
         self.head_hidden_size = self.num_features * self.global_pool.feat_mult()
         self.fc.to(device)
 
@@ -84,9 +82,7 @@ class TimmLikeHead:
     def _init_head(self, num_classes: int, global_pool: str, drop_rate: float) -> None:
         self.num_classes = num_classes
         self.drop_rate = float(drop_rate)
-        self.global_pool, self.fc = create_classifier(
-            self.num_features, num_classes, pool_type=global_pool
-        )
+        self.global_pool, self.fc = create_classifier(self.num_features, num_classes, pool_type=global_pool)
         self.head_hidden_size = self.num_features * self.global_pool.feat_mult()
 
 

@@ -22,10 +22,7 @@ _OFFLINE_VALUES = {"1", "true", "yes", "on"}
 
 
 def _hub_offline() -> bool:
-    return any(
-        os.environ.get(var, "").strip().lower() in _OFFLINE_VALUES
-        for var in ("HF_HUB_OFFLINE", "TIMM_OFFLINE")
-    )
+    return any(os.environ.get(var, "").strip().lower() in _OFFLINE_VALUES for var in ("HF_HUB_OFFLINE", "TIMM_OFFLINE"))
 
 
 def _reachable(url: str, timeout: float = 3.0) -> bool:

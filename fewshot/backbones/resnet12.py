@@ -51,9 +51,7 @@ class _ResBlock12(nn.Module):
         self.conv3 = nn.Conv2d(out_chs, out_chs, 3, padding=1, bias=False)
         self.bn3 = nn.BatchNorm2d(out_chs)
         self.act = nn.LeakyReLU(0.1, inplace=True)
-        self.shortcut = nn.Sequential(
-            nn.Conv2d(in_chs, out_chs, 1, bias=False), nn.BatchNorm2d(out_chs)
-        )
+        self.shortcut = nn.Sequential(nn.Conv2d(in_chs, out_chs, 1, bias=False), nn.BatchNorm2d(out_chs))
         self.pool = nn.MaxPool2d(2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

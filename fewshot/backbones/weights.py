@@ -93,10 +93,7 @@ class LoadReport:
     def summary(self) -> str:
         """One line: the conversions and the counts of dropped, missing and unexpected keys."""
         how = ", ".join(self.converted) if self.converted else "no conversion"
-        return (
-            f"{how}; {len(self.dropped)} dropped, {len(self.missing)} missing, "
-            f"{len(self.unexpected)} unexpected"
-        )
+        return f"{how}; {len(self.dropped)} dropped, {len(self.missing)} missing, {len(self.unexpected)} unexpected"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (for manifests)."""
@@ -196,7 +193,7 @@ def unwrap_state_dict(
         changed = False
         for prefix in _ALL_PREFIXES:
             if all(k.startswith(prefix) for k in state) and not any(k.startswith(prefix) for k in own):
-                state = {k[len(prefix):]: v for k, v in state.items()}
+                state = {k[len(prefix) :]: v for k, v in state.items()}
                 steps.append(f"prefix {prefix!r}")
                 changed = True
         if set(state) & own and not (set(state) - own - set(_head_keys(state, model))):
@@ -205,7 +202,7 @@ def unwrap_state_dict(
             inside = [k for k in state if k.startswith(prefix)]
             if inside and not any(k.startswith(prefix) for k in own):
                 dropped.extend(sorted(k for k in state if not k.startswith(prefix)))
-                state = {k[len(prefix):]: state[k] for k in inside}
+                state = {k[len(prefix) :]: state[k] for k in inside}
                 steps.append(f"prefix {prefix!r}")
                 changed = True
                 break
@@ -278,11 +275,24 @@ def _torchvision_resnet(state: dict[str, torch.Tensor], model: nn.Module) -> dic
 # lukemelas EfficientNet(-Lite) (github.com/lukemelas/EfficientNet-PyTorch) -> timm tf_efficientnet*.
 # Its blocks are numbered 0..N-1 across stages; timm's are blocks.S.I. A block with an expansion
 # conv is timm's InvertedResidual, one without is DepthwiseSeparableConv, whose names differ.
-_LM_EXPAND = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
-              "_se_reduce": "se.conv_reduce", "_se_expand": "se.conv_expand", "_project_conv": "conv_pwl",
-              "_bn2": "bn3"}
-_LM_DS = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_se_reduce": "se.conv_reduce",
-          "_se_expand": "se.conv_expand", "_project_conv": "conv_pw", "_bn2": "bn2"}
+_LM_EXPAND = {
+    "_expand_conv": "conv_pw",
+    "_bn0": "bn1",
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn2",
+    "_se_reduce": "se.conv_reduce",
+    "_se_expand": "se.conv_expand",
+    "_project_conv": "conv_pwl",
+    "_bn2": "bn3",
+}
+_LM_DS = {
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn1",
+    "_se_reduce": "se.conv_reduce",
+    "_se_expand": "se.conv_expand",
+    "_project_conv": "conv_pw",
+    "_bn2": "bn2",
+}
 _LM_TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
 
 
@@ -355,8 +365,9 @@ def _fsl_resnet12(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str,
 CONVERTERS: tuple[Converter, ...] = (
     Converter("torchvision-resnet (timm's ResNet names)", _is_torchvision_resnet, _torchvision_resnet),
     Converter("lukemelas-efficientnet", _is_lukemelas_efficientnet, _lukemelas_efficientnet),
-    Converter("fsl-resnet12 (FEAT/RFS/easyfsl/LibFewShot)", _is_fsl_resnet12, _fsl_resnet12,
-              heads=("classifier", "fc")),
+    Converter(
+        "fsl-resnet12 (FEAT/RFS/easyfsl/LibFewShot)", _is_fsl_resnet12, _fsl_resnet12, heads=("classifier", "fc")
+    ),
 )
 
 
@@ -418,7 +429,9 @@ def convert_state_dict(
         resized = sum(1 for k, v in out.items() if k in before and tuple(v.shape) != before[k])
         removed = len(set(before) - set(out))
         if renamed or resized or removed:
-            what = [f"{n} keys {w}" for n, w in ((renamed, "renamed/new"), (resized, "resized"), (removed, "removed")) if n]
+            what = [
+                f"{n} keys {w}" for n, w in ((renamed, "renamed/new"), (resized, "resized"), (removed, "removed")) if n
+            ]
             steps.append(f"timm {type(model).__module__.rsplit('.', 1)[-1]}.{fn.__name__}: {', '.join(what)}")
         state = dict(out)
     return state, steps, heads
@@ -505,9 +518,7 @@ def load_weights(
         known = f"converted by {', '.join(steps)}" if steps else f"no known layout matched (tried: {_tried()})"
         raise ValueError(f"{label} does not match {arch} ({known}): {'; '.join(parts)}")
     model.load_state_dict(state, strict=False)
-    report = LoadReport(
-        converted=tuple(steps), dropped=tuple(sorted(dropped)), missing=missing, unexpected=unexpected
-    )
+    report = LoadReport(converted=tuple(steps), dropped=tuple(sorted(dropped)), missing=missing, unexpected=unexpected)
     _log.info("loaded %s into %s: %s", label, arch, report.summary())
     return report
 

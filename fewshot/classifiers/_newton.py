@@ -48,7 +48,9 @@ def gram_factor(G: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor
     ok = (info == 0) & (pivots.amin(-1) > 1e3 * n * eps * scale)
     eye = torch.eye(n, dtype=G.dtype, device=G.device).expand(E, n, n)
     Z = torch.where(ok[:, None, None], L, 0.0)
-    T = torch.where(ok[:, None, None], torch.linalg.solve_triangular(torch.where(ok[:, None, None], L, eye), eye, upper=False), 0.0)
+    T = torch.where(
+        ok[:, None, None], torch.linalg.solve_triangular(torch.where(ok[:, None, None], L, eye), eye, upper=False), 0.0
+    )
     bad = torch.nonzero(~ok).squeeze(-1)
     if bad.numel():
         lam, U = torch.linalg.eigh(G[bad])

@@ -78,7 +78,9 @@ def class_means(x: torch.Tensor, y: torch.Tensor, n_classes: int) -> torch.Tenso
     return (onehot.transpose(1, 2) @ x) / counts
 
 
-def episode_slice(weights: torch.Tensor, bias: torch.Tensor | None, start: int, Q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+def episode_slice(
+    weights: torch.Tensor, bias: torch.Tensor | None, start: int, Q: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The fitted parameters of episodes ``start .. start + len(Q)``, checked against ``Q``.
 
     Raises:
@@ -91,4 +93,3 @@ def episode_slice(weights: torch.Tensor, bias: torch.Tensor | None, start: int, 
         )
     end = start + Q.shape[0]
     return weights[start:end], None if bias is None else bias[start:end]
-

@@ -70,7 +70,9 @@ class SimpleShot:
 
     transductive = False
 
-    def __init__(self, base_mean: Any = None, metric: str = "euclidean", device: str | torch.device | None = None) -> None:
+    def __init__(
+        self, base_mean: Any = None, metric: str = "euclidean", device: str | torch.device | None = None
+    ) -> None:
         self.base_mean = base_mean
         self.metric = metric
         self.device = device
@@ -79,7 +81,12 @@ class SimpleShot:
         x = _float(x)
         if self.base_mean is not None:
             mean = torch.as_tensor(np.asarray(self.base_mean), device=x.device)
-            if mean.ndim != 1 or mean.shape[0] != x.shape[-1] or not mean.is_floating_point() or not bool(torch.isfinite(mean).all()):
+            if (
+                mean.ndim != 1
+                or mean.shape[0] != x.shape[-1]
+                or not mean.is_floating_point()
+                or not bool(torch.isfinite(mean).all())
+            ):
                 raise ValueError(
                     f"base_mean must be a finite float vector of length {x.shape[-1]} (the feature dimension), "
                     f"got shape {tuple(mean.shape)}"
@@ -139,7 +146,9 @@ class NearestNeighbor:
 
     transductive = False
 
-    def __init__(self, metric: str = "cosine", normalize: bool = False, device: str | torch.device | None = None) -> None:
+    def __init__(
+        self, metric: str = "cosine", normalize: bool = False, device: str | torch.device | None = None
+    ) -> None:
         self.metric = metric
         self.normalize = normalize
         self.device = device
@@ -152,7 +161,9 @@ class NearestNeighbor:
         """Store the support set of every episode."""
         _check_metric(self.metric)
         self._support = self._prep(as_batch(support, "support", self.device))
-        self._labels, _ = as_labels(support_labels, self._support.shape[0], self._support.shape[1], self._support.device)
+        self._labels, _ = as_labels(
+            support_labels, self._support.shape[0], self._support.shape[1], self._support.device
+        )
         return self
 
     def predict(self, query: Any, start: int = 0) -> np.ndarray:

@@ -42,7 +42,9 @@ def standardize(support: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, scale
 
 
-def _smo(K: torch.Tensor, y: torch.Tensor, C: float, tol: float, max_iter: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _smo(
+    K: torch.Tensor, y: torch.Tensor, C: float, tol: float, max_iter: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Solve ``B`` binary SVM duals at once.
 
     Args:
@@ -118,7 +120,14 @@ class LinearSVM:
 
     transductive = False
 
-    def __init__(self, C: float = 1.0, normalize: bool = True, tol: float = 1e-6, max_iter: int = 10_000, device: str | torch.device | None = None) -> None:
+    def __init__(
+        self,
+        C: float = 1.0,
+        normalize: bool = True,
+        tol: float = 1e-6,
+        max_iter: int = 10_000,
+        device: str | torch.device | None = None,
+    ) -> None:
         self.C = C
         self.normalize = normalize
         self.tol = tol
@@ -145,10 +154,16 @@ class LinearSVM:
         pi = torch.tensor([p[0] for p in pairs], device=X.device)
         pj = torch.tensor([p[1] for p in pairs], device=X.device)
         P = len(pairs)
-        target = (y.unsqueeze(1) == pi[None, :, None]).double() - (y.unsqueeze(1) == pj[None, :, None]).double()  # (E, P, n)
+        target = (y.unsqueeze(1) == pi[None, :, None]).double() - (
+            y.unsqueeze(1) == pj[None, :, None]
+        ).double()  # (E, P, n)
         gram = Xs @ Xs.transpose(1, 2)  # (E, n, n)
         alpha, rho, conv = _smo(
-            gram.unsqueeze(1).expand(E, P, n, n).reshape(E * P, n, n), target.reshape(E * P, n), float(self.C), float(self.tol), int(self.max_iter)
+            gram.unsqueeze(1).expand(E, P, n, n).reshape(E * P, n, n),
+            target.reshape(E * P, n),
+            float(self.C),
+            float(self.tol),
+            int(self.max_iter),
         )
         self._coef = (alpha.view(E, P, n) * target) @ Xs  # (E, P, d)
         self._intercept = -rho.view(E, P)
@@ -177,7 +192,9 @@ class LinearSVM:
         Q = self._prep(as_batch(query, "query", self._coef.device))
         E, _, d = self._coef.shape
         if not 0 <= start <= E - Q.shape[0] or Q.shape[2] != d:
-            raise ValueError(f"query shape {tuple(Q.shape)} from episode {start} does not match the fitted batch (E={E}, d={d})")
+            raise ValueError(
+                f"query shape {tuple(Q.shape)} from episode {start} does not match the fitted batch (E={E}, d={d})"
+            )
         sl = slice(start, start + Q.shape[0])
         Qs = (Q - self._mean[sl]) / self._scale[sl]
         return Qs @ self._coef[sl].transpose(1, 2) + self._intercept[sl].unsqueeze(1)

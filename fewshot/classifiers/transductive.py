@@ -57,7 +57,9 @@ class _Transductive:
         """Store the support features ``(E, n, d)`` and labels of every episode."""
         self._validate()
         self._support = self._prep(as_batch(support, "support", self.device))
-        self._labels, self._K = as_labels(support_labels, self._support.shape[0], self._support.shape[1], self._support.device)
+        self._labels, self._K = as_labels(
+            support_labels, self._support.shape[0], self._support.shape[1], self._support.device
+        )
         return self
 
     def decision_function(self, query: Any, start: int = 0) -> np.ndarray:
@@ -121,7 +123,13 @@ class LaplacianShot(_Transductive):
         lambda_regularization: weight of the Laplacian term (default 0.7).
     """
 
-    def __init__(self, inference_steps: int = 20, knn: int = 3, lambda_regularization: float = 0.7, device: str | torch.device | None = None) -> None:
+    def __init__(
+        self,
+        inference_steps: int = 20,
+        knn: int = 3,
+        lambda_regularization: float = 0.7,
+        device: str | torch.device | None = None,
+    ) -> None:
         super().__init__(device)
         self.inference_steps = inference_steps
         self.knn = knn
@@ -211,7 +219,9 @@ class TIM(_Transductive):
                 cond = -(pq * torch.log(pq + 1e-12)).sum(-1).mean(-1)
                 marg = pq.mean(1)
                 marg_ent = -(marg * torch.log(marg)).sum(-1)
-                loss = self.cross_entropy_weight * ce - (self.marginal_entropy_weight * marg_ent - self.conditional_entropy_weight * cond)
+                loss = self.cross_entropy_weight * ce - (
+                    self.marginal_entropy_weight * marg_ent - self.conditional_entropy_weight * cond
+                )
                 opt.zero_grad()
                 loss.sum().backward()
                 opt.step()

@@ -23,41 +23,50 @@ def register(sub: argparse._SubParsersAction) -> None:
     from fewshot._names import TEST_NAMES
 
     p = sub.add_parser(
-        "compare", help="statistics of methods against a baseline (training runs or checkpoints)",
+        "compare",
+        help="statistics of methods against a baseline (training runs or checkpoints)",
         description=_DESCRIPTION,
     )
     p.add_argument(
-        "results", nargs="+", metavar="RESULTS",
+        "results",
+        nargs="+",
+        metavar="RESULTS",
         help="results directories written by `fewshot evaluate --out` (two or more labels; "
         "directories sharing a label are runs of one method)",
     )
+    p.add_argument("--baseline", metavar="NAME", help="label of the baseline (default: the first RESULTS)")
     p.add_argument(
-        "--baseline", metavar="NAME", help="label of the baseline (default: the first RESULTS)"
-    )
-    p.add_argument(
-        "--test", choices=TEST_NAMES, default="t",
+        "--test",
+        choices=TEST_NAMES,
+        default="t",
         help="test whose p-value is Holm-corrected: t or the rank test at the row's level (default: t)",
     )
     p.add_argument(
-        "--run-test", choices=("auto", "paired", "welch"), default="auto",
+        "--run-test",
+        choices=("auto", "paired", "welch"),
+        default="auto",
         help="run-level test: paired t over runs with matching names, Welch's t over run means, "
         "or auto (paired when the run names match one to one; default)",
     )
+    p.add_argument("--alpha", type=float, default=0.01, help="significance level after Holm (default: 0.01)")
     p.add_argument(
-        "--alpha", type=float, default=0.01, help="significance level after Holm (default: 0.01)"
-    )
-    p.add_argument(
-        "--effect", type=float, metavar="PP",
+        "--effect",
+        type=float,
+        metavar="PP",
         help="difference in percentage points the power estimate targets (default: the observed one)",
     )
     p.add_argument(
-        "--bootstrap", type=int, default=2000, metavar="N",
+        "--bootstrap",
+        type=int,
+        default=2000,
+        metavar="N",
         help="hierarchical bootstrap resamples (default 2000; 0: none)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
     p.add_argument("--out", metavar="FILE.csv", help="also write the comparison as CSV (raw numbers)")
     p.add_argument(
-        "--per-class", action="store_true",
+        "--per-class",
+        action="store_true",
         help="compare class by class instead: each novel class's accuracy over the episodes "
         "containing it, with its CI and the paired difference (results from `evaluate --per-class`; "
         "--out then writes this table)",
@@ -106,17 +115,24 @@ def format_comparison(df: Any) -> str:
         view = pd.DataFrame(
             {
                 **_leading_columns(runs),
-                "boot 95% CI": [f"[{_pp(lo)}, {_pp(hi)}]" for lo, hi in zip(runs["boot_ci95_low"], runs["boot_ci95_high"])],
+                "boot 95% CI": [
+                    f"[{_pp(lo)}, {_pp(hi)}]" for lo, hi in zip(runs["boot_ci95_low"], runs["boot_ci95_high"])
+                ],
                 "test": runs["run_test"],
                 "T": runs["T"].map(lambda x: f"{x:.2f}"),
                 "p": runs["p_val"].map(_p),
                 "p_rank": runs["p_wilcoxon"].map(_p),
                 "p_holm": runs["p_holm"].map(_p),
                 "sig": runs["significant"].map({True: "yes", False: "no"}),
-                "SD runs": [f"{100 * a:.2f}/{100 * b:.2f}" for a, b in zip(runs["between_run_sd_method"], runs["between_run_sd_baseline"])],
+                "SD runs": [
+                    f"{100 * a:.2f}/{100 * b:.2f}"
+                    for a, b in zip(runs["between_run_sd_method"], runs["between_run_sd_baseline"])
+                ],
                 "P(improve) [95% CI]": [
                     "–" if p != p else f"{p:.2f} [{lo:.2f}, {hi:.2f}]"
-                    for p, lo, hi in zip(runs["prob_improvement"], runs["prob_improvement_ci95_low"], runs["prob_improvement_ci95_high"])
+                    for p, lo, hi in zip(
+                        runs["prob_improvement"], runs["prob_improvement_ci95_low"], runs["prob_improvement_ci95_high"]
+                    )
                 ],
             }
         )
@@ -130,9 +146,13 @@ def format_comparison(df: Any) -> str:
             target = f"{100 * r.power_effect:.2f} pp" if r.power_effect == r.power_effect else "?"
             have = f"(have {r.n_runs_method} vs {r.n_runs_baseline})"
             if pd.isna(need):
-                lines.append(f"  {r.dataset} {r.n_way}w{r.n_shot}s {r.method}: a difference of {target} needs more than 1000 runs per method, or there is none to detect")
+                lines.append(
+                    f"  {r.dataset} {r.n_way}w{r.n_shot}s {r.method}: a difference of {target} needs more than 1000 runs per method, or there is none to detect"
+                )
             else:
-                lines.append(f"  {r.dataset} {r.n_way}w{r.n_shot}s {r.method}: {int(need)} runs per method detect {target} with 80% power {have}")
+                lines.append(
+                    f"  {r.dataset} {r.n_way}w{r.n_shot}s {r.method}: {int(need)} runs per method detect {target} with 80% power {have}"
+                )
         blocks.append("power (t test at the alpha given, from the observed between-run SD):\n" + "\n".join(lines))
     ckpt = df[df["level"] == "checkpoint"]
     if len(ckpt):
@@ -174,8 +194,14 @@ def run(args: argparse.Namespace) -> int:
     if args.effect is not None and not (math.isfinite(args.effect) and 0 < args.effect <= 100):
         raise ValueError(f"--effect must be a difference in percentage points in (0, 100], got {args.effect}")
     df = compare(
-        args.results, baseline=args.baseline, test=args.test, alpha=args.alpha, run_test=args.run_test,
-        effect=None if args.effect is None else args.effect / 100.0, n_boot=args.bootstrap, seed=args.seed,
+        args.results,
+        baseline=args.baseline,
+        test=args.test,
+        alpha=args.alpha,
+        run_test=args.run_test,
+        effect=None if args.effect is None else args.effect / 100.0,
+        n_boot=args.bootstrap,
+        seed=args.seed,
     )
     print(format_comparison(df))
     if args.out:

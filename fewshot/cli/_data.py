@@ -39,11 +39,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "classes, wrong counts or an absent split; 2: cannot check.",
     )
     q.add_argument("name", help="dataset name (see `fewshot data list`)")
-    q.add_argument("--data-root", "--root", dest="root", metavar="DIR", default=None,
-                   help="data root holding the dataset (not needed for digits)")
+    q.add_argument(
+        "--data-root",
+        "--root",
+        dest="root",
+        metavar="DIR",
+        default=None,
+        help="data root holding the dataset (not needed for digits)",
+    )
     q.add_argument("--split", default=None, help="check only this split (default: all)")
-    q.add_argument("--csv", default=None, metavar="FILE",
-                   help="also write the per-class table (tidy CSV) to FILE")
+    q.add_argument("--csv", default=None, metavar="FILE", help="also write the per-class table (tidy CSV) to FILE")
     q.set_defaults(func=run_check)
 
     from fewshot.overlap import LABEL_SETS
@@ -58,8 +63,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     q.add_argument("name", help="dataset name (see `fewshot data list`)")
     q.add_argument("--split", default="test", help="split (default: test)")
-    q.add_argument("--pretrained-on", required=True, choices=tuple(LABEL_SETS), metavar="LABEL_SET",
-                   help=f"pretraining label set: {', '.join(LABEL_SETS)}")
+    q.add_argument(
+        "--pretrained-on",
+        required=True,
+        choices=tuple(LABEL_SETS),
+        metavar="LABEL_SET",
+        help=f"pretraining label set: {', '.join(LABEL_SETS)}",
+    )
     q.add_argument("--out", metavar="FILE.csv", help="write the per-class table to FILE.csv")
     q.set_defaults(func=run_overlap)
 

@@ -29,24 +29,45 @@ def register(sub: Any) -> None:
     p.add_argument("--classifier", default="logreg", choices=CLASSIFIER_NAMES, help="default: logreg")
     p.add_argument("--C", type=float, dest="C", help="inverse regularisation of the logistic regressions (default 1.0)")
     p.add_argument(
-        "--classifier-arg", action="append", default=[], metavar="KEY=VALUE",
+        "--classifier-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="a classifier hyper-parameter, repeatable (e.g. --classifier-arg metric=euclidean "
         "--classifier-arg lam=50); see README 'Classifiers' for each classifier's names and defaults",
     )
-    p.add_argument("--base-features", metavar="FILE.npz", help="features of the base classes; simpleshot centres on their mean (CL2N)")
-    p.add_argument("--per-class", action="store_true", help="keep per-class correct counts in the per-episode rows (for compare/plot --per-class)")
+    p.add_argument(
+        "--base-features",
+        metavar="FILE.npz",
+        help="features of the base classes; simpleshot centres on their mean (CL2N)",
+    )
+    p.add_argument(
+        "--per-class",
+        action="store_true",
+        help="keep per-class correct counts in the per-episode rows (for compare/plot --per-class)",
+    )
     p.add_argument("--label", help="method label for tables (default: the output directory's name)")
-    p.add_argument("--run", metavar="NAME",
-                   help="training run of these features, written in every row (default: the features file's run, "
-                   "e.g. seed-0); results with one --label and distinct runs are replicates of that method")
+    p.add_argument(
+        "--run",
+        metavar="NAME",
+        help="training run of these features, written in every row (default: the features file's run, "
+        "e.g. seed-0); results with one --label and distinct runs are replicates of that method",
+    )
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
-    p.add_argument("--episode-cache-dir", metavar="DIR", default=None,
-                   help="episode cache; a second method or run on the same labels and protocol reads its episodes "
-                   "from it instead of sampling (default: $FEWSHOT_CACHE_DIR/episodes, else ~/.cache/fewshot/episodes)")
+    p.add_argument(
+        "--episode-cache-dir",
+        metavar="DIR",
+        default=None,
+        help="episode cache; a second method or run on the same labels and protocol reads its episodes "
+        "from it instead of sampling (default: $FEWSHOT_CACHE_DIR/episodes, else ~/.cache/fewshot/episodes)",
+    )
     p.add_argument("--no-episode-cache", action="store_true", help="neither read nor write the episode cache")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    p.add_argument("--out", required=True,
-                   help="results directory to write (replaced only when it holds an earlier `fewshot evaluate` result)")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="results directory to write (replaced only when it holds an earlier `fewshot evaluate` result)",
+    )
     p.set_defaults(func=run)
 
 
@@ -57,8 +78,14 @@ def run(args: argparse.Namespace) -> int:
     from fewshot.stats import summarize
 
     protocol = load_protocol(
-        args.protocol, dataset=args.dataset, split=args.split, ways=args.ways, shots=args.shots,
-        queries=args.queries, episodes=args.episodes, seeds=args.seeds,
+        args.protocol,
+        dataset=args.dataset,
+        split=args.split,
+        ways=args.ways,
+        shots=args.shots,
+        queries=args.queries,
+        episodes=args.episodes,
+        seeds=args.seeds,
     )
     clf_kwargs = {"C": args.C} if args.C is not None else {}
     clf_kwargs.update(parse_classifier_args(args.classifier_arg))

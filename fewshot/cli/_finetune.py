@@ -143,7 +143,11 @@ def _drop_restated_default(text: str, field: dataclasses.Field) -> str:
             return m.group(0)
         return "" if rest == ")" else "("
 
-    text = re.sub(r"\s?\(([^(),;]+)(\)|[,;]\s*)", lambda m: sub(m) if m.group(2) == ")" else (" (" if same(m.group(1)) else m.group(0)), text)
+    text = re.sub(
+        r"\s?\(([^(),;]+)(\)|[,;]\s*)",
+        lambda m: sub(m) if m.group(2) == ")" else (" (" if same(m.group(1)) else m.group(0)),
+        text,
+    )
     return re.sub(r"\s+([.,;])", r"\1", text).strip()
 
 
@@ -219,20 +223,34 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="fine-tune a timm backbone on the base classes (CE, SCHaNe, SupCon, SimCLR, H-SCL)",
         description=_DESCRIPTION,
     )
-    p.add_argument("--config", metavar="FILE", default=None,
-                   help="TOML file of settings (keys as the long flags, '-' or '_'); flags override it")
-    p.add_argument("--resume", metavar="RUN_DIR", default=None,
-                   help="continue the run in RUN_DIR from RUN_DIR/last (model, optimiser, schedule, data "
-                   "position, RNG); settings given must match the run's")
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        default=None,
+        help="TOML file of settings (keys as the long flags, '-' or '_'); flags override it",
+    )
+    p.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        default=None,
+        help="continue the run in RUN_DIR from RUN_DIR/last (model, optimiser, schedule, data "
+        "position, RNG); settings given must match the run's",
+    )
     groups: dict[str, Any] = {}
     for rec in config_flags():
         group = groups.get(rec["group"])
         if group is None:
             group = groups[rec["group"]] = p.add_argument_group(rec["group"])
         group.add_argument(*rec["flags"], **rec["kwargs"])
-    p.add_argument("--seeds", type=int, nargs="+", metavar="S", default=_S,
-                   help="train one run per training seed into OUT/seed-S/ (the replicates of this objective; "
-                   "an existing run there is resumed, a finished one kept); conflicts with --seed and --resume")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        metavar="S",
+        default=_S,
+        help="train one run per training seed into OUT/seed-S/ (the replicates of this objective; "
+        "an existing run there is resumed, a finished one kept); conflicts with --seed and --resume",
+    )
     p.set_defaults(func=run)
 
 
@@ -244,7 +262,9 @@ def run(args: argparse.Namespace) -> int:
     seeds = getattr(args, "seeds", None)
     if seeds is not None:
         if args.resume is not None or "seed" in given:
-            raise ValueError("--seeds conflicts with --resume and --seed (each seed's run in OUT/seed-S/ is resumed when it exists)")
+            raise ValueError(
+                "--seeds conflicts with --resume and --seed (each seed's run in OUT/seed-S/ is resumed when it exists)"
+            )
         config = load_config(args.config, **given)
         try:
             results = finetune_seeds(config, seeds)

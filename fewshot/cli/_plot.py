@@ -14,15 +14,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "panel per dataset and shot. Headless; PNG or PDF.",
     )
     p.add_argument(
-        "results", nargs="+", metavar="RESULTS",
+        "results",
+        nargs="+",
+        metavar="RESULTS",
         help="results directories written by `fewshot evaluate --out`",
     )
-    p.add_argument(
-        "--order", nargs="+", metavar="LABEL", help="method labels, top to bottom (others follow)"
-    )
+    p.add_argument("--order", nargs="+", metavar="LABEL", help="method labels, top to bottom (others follow)")
     p.add_argument("--out", metavar="FILE.png|pdf", required=True, help="figure to write (.png or .pdf)")
     p.add_argument(
-        "--per-class", action="store_true",
+        "--per-class",
+        action="store_true",
         help="plot each novel class's accuracy ± 95%% CI instead (results from `evaluate --per-class`)",
     )
     p.set_defaults(func=run)

@@ -20,10 +20,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("sweep", metavar="SWEEP.toml", help="the sweep file")
     p.add_argument("--out", metavar="DIR", help="sweep directory (default: the file's `out`)")
-    p.add_argument("--executor", choices=_EXECUTORS, default="local",
-                   help="local: cells one after another here (default); slurm: one submitit job per "
-                   "cell ([slurm] table: submitit parameters); submitit-local: the same jobs as local "
-                   "subprocesses")
+    p.add_argument(
+        "--executor",
+        choices=_EXECUTORS,
+        default="local",
+        help="local: cells one after another here (default); slurm: one submitit job per "
+        "cell ([slurm] table: submitit parameters); submitit-local: the same jobs as local "
+        "subprocesses",
+    )
     p.add_argument("--no-reports", action="store_true", help="run the cells only")
     p.set_defaults(func=run)
 

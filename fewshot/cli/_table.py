@@ -23,36 +23,32 @@ _EXTENSIONS = {".md": "md", ".markdown": "md", ".tex": "latex", ".latex": "latex
 def register(sub: argparse._SubParsersAction) -> None:
     from fewshot._names import TEST_NAMES
 
-    p = sub.add_parser(
-        "table", help="render the results table (md, LaTeX, CSV)", description=_DESCRIPTION
-    )
+    p = sub.add_parser("table", help="render the results table (md, LaTeX, CSV)", description=_DESCRIPTION)
     p.add_argument(
-        "results", nargs="+", metavar="RESULTS",
+        "results",
+        nargs="+",
+        metavar="RESULTS",
         help="results directories written by `fewshot evaluate --out`",
     )
+    p.add_argument("--baseline", metavar="NAME", required=True, help="label of the baseline the † marks refer to")
     p.add_argument(
-        "--baseline", metavar="NAME", required=True, help="label of the baseline the † marks refer to"
-    )
-    p.add_argument(
-        "--format", choices=("md", "latex", "csv"), dest="fmt",
+        "--format",
+        choices=("md", "latex", "csv"),
+        dest="fmt",
         help="output format (default: from the --out extension: .md, .tex, .csv)",
     )
+    p.add_argument("--order", nargs="+", metavar="LABEL", help="row labels, top to bottom (others follow)")
     p.add_argument(
-        "--order", nargs="+", metavar="LABEL", help="row labels, top to bottom (others follow)"
-    )
-    p.add_argument(
-        "--quoted", metavar="FILE.csv",
+        "--quoted",
+        metavar="FILE.csv",
         help="published results to add as quoted rows: a CSV with columns "
         "method,dataset,n_shot,mean,half_width (percent; n_way optional, default 5)",
     )
+    p.add_argument("--alpha", type=float, default=0.01, help="significance level after Holm (default: 0.01)")
+    p.add_argument("--test", choices=TEST_NAMES, default="t", help="paired test for the † marks (default: t)")
     p.add_argument(
-        "--alpha", type=float, default=0.01, help="significance level after Holm (default: 0.01)"
-    )
-    p.add_argument(
-        "--test", choices=TEST_NAMES, default="t", help="paired test for the † marks (default: t)"
-    )
-    p.add_argument(
-        "--overlap-note", action="store_true",
+        "--overlap-note",
+        action="store_true",
         help="add a footnote naming results whose features were extracted on classes of the "
         "backbone's pretraining label set (recorded by `fewshot extract`; md and LaTeX only)",
     )
@@ -67,9 +63,7 @@ def run(args: argparse.Namespace) -> int:
     check_output_file(args.out, inputs=[*args.results, args.quoted])
     fmt = args.fmt or _EXTENSIONS.get(Path(args.out).suffix.lower())
     if fmt is None:
-        raise ValueError(
-            f"cannot infer the format of {args.out!r}; use --format md|latex|csv or a .md/.tex/.csv name"
-        )
+        raise ValueError(f"cannot infer the format of {args.out!r}; use --format md|latex|csv or a .md/.tex/.csv name")
     frame = table_frame(
         args.results,
         baseline=args.baseline,

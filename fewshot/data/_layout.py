@@ -83,17 +83,14 @@ class Layout:
     name: str
     description: str
     files: tuple[str, ...]
-    load: Callable[[list[Path], "DatasetSpec", str], Found]
+    load: Callable[[list[Path], DatasetSpec, str], Found]
     bases: tuple[str, ...] = ("",)
     hint: str = ""
 
     def candidates(self, root: Path, split: str) -> list[list[Path]]:
         """For each base directory, the paths this layout needs for ``split``."""
         long = "validation" if split == "val" else split
-        return [
-            [root / base / f.format(split=split, split_long=long) for f in self.files]
-            for base in self.bases
-        ]
+        return [[root / base / f.format(split=split, split_long=long) for f in self.files] for base in self.bases]
 
     def match(self, root: Path, split: str) -> list[Path] | None:
         """The first candidate whose paths all exist, or ``None``."""
@@ -104,8 +101,7 @@ class Layout:
 
     def looked_for(self, root: Path, split: str) -> str:
         """One-line description of every path tried, for error messages."""
-        alts = [" + ".join(_show(p, f) for p, f in zip(paths, self.files)) for paths in
-                self.candidates(root, split)]
+        alts = [" + ".join(_show(p, f) for p, f in zip(paths, self.files)) for paths in self.candidates(root, split)]
         return f"{self.name} ({' or '.join(alts) if alts else 'bundled'})"
 
 
@@ -212,9 +208,7 @@ def _names(items: Sequence[str], limit: int = 5) -> str:
     return shown + (f", ... ({len(items)} in all)" if len(items) > limit else "")
 
 
-def finalize(
-    spec: DatasetSpec, split: str, layout: Layout, found: Found, *, strict: bool = True
-) -> ImageSplit:
+def finalize(spec: DatasetSpec, split: str, layout: Layout, found: Found, *, strict: bool = True) -> ImageSplit:
     """Number the labels in canonical order and build the split.
 
     Raises:
@@ -230,9 +224,7 @@ def finalize(
     if missing or extra:
         parts = []
         if missing:
-            parts.append(
-                f"{len(missing)} of its {len(expected)} classes missing ({_names(missing)})"
-            )
+            parts.append(f"{len(missing)} of its {len(expected)} classes missing ({_names(missing)})")
         if extra:
             parts.append(f"{len(extra)} classes not in the split ({_names(extra)})")
         hint = f"; {layout.hint}" if layout.hint else ""
@@ -277,9 +269,11 @@ def from_groups(
     """Flatten per-class item lists: (classes present, item_class, items, empty classes)."""
     classes = [c for c, g in zip(names, groups) if len(g)]
     empty = tuple(c for c, g in zip(names, groups) if not len(g))
-    item_class = np.concatenate(
-        [np.full(len(g), k, dtype=np.int64) for k, g in enumerate(g for g in groups if len(g))]
-    ) if classes else np.zeros(0, dtype=np.int64)
+    item_class = (
+        np.concatenate([np.full(len(g), k, dtype=np.int64) for k, g in enumerate(g for g in groups if len(g))])
+        if classes
+        else np.zeros(0, dtype=np.int64)
+    )
     items = [item for g in groups for item in g]
     return classes, item_class, items, empty
 
@@ -287,6 +281,5 @@ def from_groups(
 def codes(values: Sequence[str]) -> tuple[list[str], np.ndarray]:
     """Distinct values in order of first appearance, and each value's index among them."""
     index: dict[str, int] = {}
-    item_class = np.fromiter((index.setdefault(v, len(index)) for v in values), dtype=np.int64,
-                             count=len(values))
+    item_class = np.fromiter((index.setdefault(v, len(index)) for v in values), dtype=np.int64, count=len(values))
     return list(index), item_class

@@ -22,8 +22,8 @@ read with ``encoding="latin1"``, which restores NumPy arrays byte for byte.
 
 from __future__ import annotations
 
-import collections
 import codecs
+import collections
 import os
 import pickle
 from pathlib import Path
@@ -111,16 +111,13 @@ def load_pickle(path: str | os.PathLike, encoding: str = "latin1") -> Any:
             return _RestrictedUnpickler(fh, encoding=encoding).load()
     except _Refused as exc:
         raise ValueError(
-            f"{path}: refusing to unpickle global {exc} "
-            "(only numpy arrays and builtin containers are allowed)"
+            f"{path}: refusing to unpickle global {exc} (only numpy arrays and builtin containers are allowed)"
         ) from None
     except MemoryError:
         raise
     except Exception as exc:  # EOFError, UnpicklingError, struct/TypeError from bad opcodes
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ValueError(
-            f"{path}: not a readable pickle (truncated or corrupt?): {detail}"
-        ) from exc
+        raise ValueError(f"{path}: not a readable pickle (truncated or corrupt?): {detail}") from exc
 
 
 def as_str(value: Any) -> Any:

@@ -1,5 +1,4 @@
-"""The dataset registry: ``DATASETS``, :func:`load_split`, :func:`class_names`, :func:`list_datasets`.
-"""
+"""The dataset registry: ``DATASETS``, :func:`load_split`, :func:`class_names`, :func:`list_datasets`."""
 
 from __future__ import annotations
 
@@ -36,16 +35,12 @@ def get_dataset(name: str) -> DatasetSpec:
     try:
         return DATASETS[name]
     except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown dataset {name!r}; expected one of {', '.join(list_datasets())}"
-        ) from None
+        raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(list_datasets())}") from None
 
 
 def _check_split(spec: DatasetSpec, split: str) -> None:
     if split not in spec.splits:
-        raise ValueError(
-            f"unknown split {split!r} for {spec.name}; expected one of {', '.join(spec.splits)}"
-        )
+        raise ValueError(f"unknown split {split!r} for {spec.name}; expected one of {', '.join(spec.splits)}")
 
 
 def class_names(name: str, split: str) -> list[str]:
@@ -62,9 +57,7 @@ def class_names(name: str, split: str) -> list[str]:
     return spec.class_list(split)
 
 
-def load_split(
-    name: str, split: str, root: str | os.PathLike | None = None, *, strict: bool = True
-) -> ImageSplit:
+def load_split(name: str, split: str, root: str | os.PathLike | None = None, *, strict: bool = True) -> ImageSplit:
     """Load one split of a registered benchmark from ``root`` (auto-detecting its format).
 
     Labels are available at once; images decode lazily. Label *k* is the *k*-th class of

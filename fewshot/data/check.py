@@ -33,8 +33,19 @@ __all__ = ["DataCheck", "check_split", "CLASS_COLUMNS", "SPLIT_COLUMNS"]
 CLASS_COLUMNS = ("dataset", "split", "class_name", "label", "expected", "found", "status")
 #: Columns of :attr:`DataCheck.splits` (one row per split).
 SPLIT_COLUMNS = (
-    "dataset", "split", "status", "layout", "source", "classes_expected", "classes_found",
-    "images", "images_per_class", "missing", "extra", "wrong_count", "message",
+    "dataset",
+    "split",
+    "status",
+    "layout",
+    "source",
+    "classes_expected",
+    "classes_found",
+    "images",
+    "images_per_class",
+    "missing",
+    "extra",
+    "wrong_count",
+    "message",
 )
 _SEVERITY = {"ok": 0, "subset": 1, "mismatch": 2, "absent": 3}
 
@@ -56,8 +67,8 @@ class DataCheck:
     dataset: str
     root: str
     expected_per_class: int | None
-    classes: "pd.DataFrame"
-    splits: "pd.DataFrame"
+    classes: pd.DataFrame
+    splits: pd.DataFrame
 
     @property
     def status(self) -> str:
@@ -98,10 +109,7 @@ class DataCheck:
             wrong = rows[rows["status"] == "count"]
             if len(wrong):
                 detail = ", ".join(f"{r.class_name} {r.found}" for r in wrong.itertuples())
-                lines.append(
-                    f"         wrong counts ({len(wrong)}; the others have "
-                    f"{row.images_per_class}): {detail}"
-                )
+                lines.append(f"         wrong counts ({len(wrong)}; the others have {row.images_per_class}): {detail}")
         lines.append(f"result: {self.status.upper()}")
         return "\n".join(lines)
 
@@ -109,7 +117,7 @@ class DataCheck:
         return self.to_text()
 
 
-def _per_class_text(row: object, rows: "pd.DataFrame", expected: int | None) -> str:
+def _per_class_text(row: object, rows: pd.DataFrame, expected: int | None) -> str:
     import pandas as pd
 
     ref = row.images_per_class
@@ -124,9 +132,7 @@ def _per_class_text(row: object, rows: "pd.DataFrame", expected: int | None) -> 
     return f"{ref} per class"
 
 
-def check_split(
-    name: str, root: str | os.PathLike | None, split: str | None = None
-) -> DataCheck:
+def check_split(name: str, root: str | os.PathLike | None, split: str | None = None) -> DataCheck:
     """Compare the data under ``root`` with the class lists and counts of ``name``.
 
     Args:
@@ -147,9 +153,7 @@ def check_split(
 
     spec = get_dataset(name)
     if split is not None and split not in spec.splits:
-        raise ValueError(
-            f"unknown split {split!r} for {spec.name}; expected one of {', '.join(spec.splits)}"
-        )
+        raise ValueError(f"unknown split {split!r} for {spec.name}; expected one of {', '.join(spec.splits)}")
     path = resolve_root(spec, root)
     splits = [split] if split is not None else list(spec.splits)
     class_rows: list[dict] = []
@@ -163,8 +167,7 @@ def check_split(
             if split is not None:
                 raise
             errors.append(exc)
-            split_rows.append(_split_row(spec.name, s, "absent", message=str(exc),
-                                         classes_expected=len(expected)))
+            split_rows.append(_split_row(spec.name, s, "absent", message=str(exc), classes_expected=len(expected)))
             continue
         counts = found.counts()
         per_class = [counts.get(c, 0) for c in expected]
@@ -173,13 +176,23 @@ def check_split(
         it = iter(status_present)
         statuses = [next(it) if n > 0 else "missing" for n in per_class]
         for k, (c, n, st) in enumerate(zip(expected, per_class, statuses)):
-            class_rows.append(dict(dataset=spec.name, split=s, class_name=c, label=k,
-                                   expected=spec.images_per_class, found=n, status=st))
+            class_rows.append(
+                dict(
+                    dataset=spec.name,
+                    split=s,
+                    class_name=c,
+                    label=k,
+                    expected=spec.images_per_class,
+                    found=n,
+                    status=st,
+                )
+            )
         known = set(expected)
         extra = sorted(c for c, n in counts.items() if n > 0 and c not in known)
         for c in extra:
-            class_rows.append(dict(dataset=spec.name, split=s, class_name=c, label=-1,
-                                   expected=None, found=counts[c], status="extra"))
+            class_rows.append(
+                dict(dataset=spec.name, split=s, class_name=c, label=-1, expected=None, found=counts[c], status="extra")
+            )
         n_missing = statuses.count("missing")
         n_wrong = statuses.count("count")
         if n_missing or extra or n_wrong:
@@ -188,12 +201,22 @@ def check_split(
             status = "subset"
         else:
             status = "ok"
-        split_rows.append(_split_row(
-            spec.name, s, status, layout=layout.name, source=found.source,
-            classes_expected=len(expected), classes_found=len(present),
-            images=int(sum(counts.values())), images_per_class=ref,
-            missing=n_missing, extra=len(extra), wrong_count=n_wrong,
-        ))
+        split_rows.append(
+            _split_row(
+                spec.name,
+                s,
+                status,
+                layout=layout.name,
+                source=found.source,
+                classes_expected=len(expected),
+                classes_found=len(present),
+                images=int(sum(counts.values())),
+                images_per_class=ref,
+                missing=n_missing,
+                extra=len(extra),
+                wrong_count=n_wrong,
+            )
+        )
     if errors and len(errors) == len(splits):
         raise errors[0]
     classes = pd.DataFrame(class_rows, columns=list(CLASS_COLUMNS))
@@ -207,8 +230,20 @@ def check_split(
 
 
 def _split_row(dataset: str, split: str, status: str, **fields: object) -> dict:
-    row = dict(dataset=dataset, split=split, status=status, layout="", source="",
-               classes_expected=0, classes_found=0, images=0, images_per_class=None,
-               missing=0, extra=0, wrong_count=0, message="")
+    row = dict(
+        dataset=dataset,
+        split=split,
+        status=status,
+        layout="",
+        source="",
+        classes_expected=0,
+        classes_found=0,
+        images=0,
+        images_per_class=None,
+        missing=0,
+        extra=0,
+        wrong_count=0,
+        message="",
+    )
     row.update(fields)
     return row

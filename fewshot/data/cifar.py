@@ -57,8 +57,7 @@ def _field(d: dict, key: str, path: Path) -> object:
 
 def _uint8_array(value: object, path: Path, key: str, ndim: int) -> np.ndarray:
     if not isinstance(value, np.ndarray) or value.dtype != np.uint8 or value.ndim != ndim:
-        desc = (f"{value.dtype} array of shape {value.shape}" if isinstance(value, np.ndarray)
-                else type(value).__name__)
+        desc = f"{value.dtype} array of shape {value.shape}" if isinstance(value, np.ndarray) else type(value).__name__
         raise ValueError(f"{path}: {key!r} must be a {ndim}-d uint8 array, found {desc}")
     return value
 
@@ -74,6 +73,7 @@ def _int_labels(value: object, n: int, path: Path, key: str) -> np.ndarray:
 
 
 # -- official cifar-100-python ---------------------------------------------------------------
+
 
 def _load_official(paths: list[Path], spec: DatasetSpec, split: str) -> Found:
     train_path, test_path, meta_path = paths
@@ -100,13 +100,13 @@ def _load_official(paths: list[Path], spec: DatasetSpec, split: str) -> Found:
     source = str(train_path.parent)
 
     def build(labels: np.ndarray, class_names: list[str]) -> ArraySplit:
-        return ArraySplit(spec.name, split, labels, class_names, images,
-                          channels_first=True, source=source)
+        return ArraySplit(spec.name, split, labels, class_names, images, channels_first=True, source=source)
 
     return Found(classes, item_class, build, source)
 
 
 # -- MetaOptNet / learn2learn FC100 / RFS pickles -------------------------------------------
+
 
 def _load_fine_id_pickle(paths: list[Path], spec: DatasetSpec, split: str) -> Found:
     (path,) = paths
@@ -129,8 +129,10 @@ def _load_fine_id_pickle(paths: list[Path], spec: DatasetSpec, split: str) -> Fo
 
 # -- learn2learn folders ---------------------------------------------------------------------
 
-def _folder_found(spec: DatasetSpec, split: str, directory: Path, names: list[str],
-                  groups: list[list[Path]], declared_source: str) -> Found:
+
+def _folder_found(
+    spec: DatasetSpec, split: str, directory: Path, names: list[str], groups: list[list[Path]], declared_source: str
+) -> Found:
     classes, item_class, items, empty = from_groups(names, groups)
 
     def build(labels: np.ndarray, class_names: list[str]) -> FileSplit:
@@ -160,11 +162,11 @@ def _load_l2l_raw(paths: list[Path], spec: DatasetSpec, split: str) -> Found:
     names, groups = class_folders(data_dir, expected)
     missing = tuple(c for c in expected if c not in names)
     found = _folder_found(spec, split, data_dir, names, groups, str(data_dir))
-    return Found(found.classes, found.item_class, found.build, found.source,
-                 declared=found.declared + missing)
+    return Found(found.classes, found.item_class, found.build, found.source, declared=found.declared + missing)
 
 
 # -- specs -----------------------------------------------------------------------------------
+
 
 def _official(name: str) -> Layout:
     return Layout(
@@ -176,8 +178,7 @@ def _official(name: str) -> Layout:
 
 
 def _pickles(name: str, pattern: str, bases: tuple[str, ...], description: str) -> Layout:
-    return Layout(name, description, (pattern,), _load_fine_id_pickle, bases=bases,
-                  hint=_FINE_ID_HINT)
+    return Layout(name, description, (pattern,), _load_fine_id_pickle, bases=bases, hint=_FINE_ID_HINT)
 
 
 _CIFAR_FS_BASES = ("", "CIFAR-FS", "CIFAR_FS", "cifar-fs", "cifar_fs")
@@ -193,15 +194,25 @@ CIFAR_FS = DatasetSpec(
     provenance="torchmeta assets cifar100/cifar-fs/*.json",
     layouts=(
         _official("cifar-fs"),
-        Layout("learn2learn-processed", "learn2learn CIFARFS class folders",
-               ("cifarfs/processed/{split}/",), _load_l2l_processed),
-        Layout("learn2learn-raw", "learn2learn CIFARFS archive with Bertinetto split files",
-               ("cifarfs/cifar100/data/", "cifarfs/cifar100/splits/bertinetto/{split}.txt"),
-               _load_l2l_raw),
-        _pickles("metaoptnet", "CIFAR_FS_{split}.pickle", _CIFAR_FS_BASES,
-                 "MetaOptNet pickles (data, labels = CIFAR-100 fine ids)"),
-        _pickles("rfs", "{split}.pickle", _CIFAR_FS_BASES,
-                 "RFS pickles (data, labels = CIFAR-100 fine ids)"),
+        Layout(
+            "learn2learn-processed",
+            "learn2learn CIFARFS class folders",
+            ("cifarfs/processed/{split}/",),
+            _load_l2l_processed,
+        ),
+        Layout(
+            "learn2learn-raw",
+            "learn2learn CIFARFS archive with Bertinetto split files",
+            ("cifarfs/cifar100/data/", "cifarfs/cifar100/splits/bertinetto/{split}.txt"),
+            _load_l2l_raw,
+        ),
+        _pickles(
+            "metaoptnet",
+            "CIFAR_FS_{split}.pickle",
+            _CIFAR_FS_BASES,
+            "MetaOptNet pickles (data, labels = CIFAR-100 fine ids)",
+        ),
+        _pickles("rfs", "{split}.pickle", _CIFAR_FS_BASES, "RFS pickles (data, labels = CIFAR-100 fine ids)"),
     ),
 )
 
@@ -215,9 +226,12 @@ FC100 = DatasetSpec(
     provenance="torchmeta assets cifar100/fc100/*.json, expanded to fine classes",
     layouts=(
         _official("fc100"),
-        _pickles("fc100-pickle", "FC100_{split}.pickle", _FC100_BASES,
-                 "MetaOptNet / learn2learn pickles (data, labels = CIFAR-100 fine ids)"),
-        _pickles("rfs", "{split}.pickle", _FC100_BASES,
-                 "RFS pickles (data, labels = CIFAR-100 fine ids)"),
+        _pickles(
+            "fc100-pickle",
+            "FC100_{split}.pickle",
+            _FC100_BASES,
+            "MetaOptNet / learn2learn pickles (data, labels = CIFAR-100 fine ids)",
+        ),
+        _pickles("rfs", "{split}.pickle", _FC100_BASES, "RFS pickles (data, labels = CIFAR-100 fine ids)"),
     ),
 )

@@ -72,7 +72,9 @@ def _load_official(paths: list[Path], spec: DatasetSpec, split: str) -> Found:
             names.append(name)
     absent = [f for f in files if not f.is_file()]
     if absent:
-        raise ValueError(f"{images_txt}: {len(absent)} listed images of the {split} classes are missing (first: {absent[0]})")
+        raise ValueError(
+            f"{images_txt}: {len(absent)} listed images of the {split} classes are missing (first: {absent[0]})"
+        )
     index: dict[str, int] = {}
     item_class = np.array([index.setdefault(n, len(index)) for n in names], dtype=np.int64)
 

@@ -40,10 +40,8 @@ def _load_cache(paths: list[Path], spec: DatasetSpec, split: str) -> Found:
         if key not in d:
             raise ValueError(f"{path}: missing key {key!r} (found {sorted(map(str, d))})")
     images = d["image_data"]
-    if not (isinstance(images, np.ndarray) and images.dtype == np.uint8 and images.ndim == 4
-            and images.shape[3] == 3):
-        desc = (f"{images.dtype} {images.shape}" if isinstance(images, np.ndarray)
-                else type(images).__name__)
+    if not (isinstance(images, np.ndarray) and images.dtype == np.uint8 and images.ndim == 4 and images.shape[3] == 3):
+        desc = f"{images.dtype} {images.shape}" if isinstance(images, np.ndarray) else type(images).__name__
         raise ValueError(f"{path}: 'image_data' must be an N x H x W x 3 uint8 array, found {desc}")
     class_dict = str_keys(d["class_dict"], path, "'class_dict' to be a dict")
     n = images.shape[0]
@@ -62,8 +60,7 @@ def _load_cache(paths: list[Path], spec: DatasetSpec, split: str) -> Found:
 
     def build(labels: np.ndarray, class_names: list[str]) -> ArraySplit:
         full = rows.shape[0] == n
-        return ArraySplit(spec.name, split, labels, class_names, images,
-                          None if full else rows, source=str(path))
+        return ArraySplit(spec.name, split, labels, class_names, images, None if full else rows, source=str(path))
 
     return Found(classes, item_class, build, str(path), declared=empty)
 
@@ -86,10 +83,7 @@ def _load_csv(paths: list[Path], spec: DatasetSpec, split: str) -> Found:
     present = set(os.listdir(image_dir))
     absent = [f for f in files if (f not in present if "/" not in f else not (image_dir / f).is_file())]
     if absent:
-        raise ValueError(
-            f"{csv_path}: {len(absent)} listed images are missing from {image_dir} "
-            f"(first: {absent[0]})"
-        )
+        raise ValueError(f"{csv_path}: {len(absent)} listed images are missing from {image_dir} (first: {absent[0]})")
     classes, item_class = codes([r[1].strip() for r in rows])
     image_paths = [image_dir / f for f in files]
 
@@ -108,9 +102,19 @@ MINI_IMAGENET = DatasetSpec(
     image_size=(84, 84),
     provenance="Ren et al. few-shot-ssl-public mini_imagenet_split/Ravi/*.csv",
     layouts=(
-        Layout("mini-imagenet-cache", "pickled arrays (image_data, class_dict)",
-               ("mini-imagenet-cache-{split_long}.pkl",), _load_cache, bases=_BASES),
-        Layout("ravi-csv", "Ravi & Larochelle CSV (filename,label) + images/ folder",
-               ("{split}.csv", "images/"), _load_csv, bases=_BASES),
+        Layout(
+            "mini-imagenet-cache",
+            "pickled arrays (image_data, class_dict)",
+            ("mini-imagenet-cache-{split_long}.pkl",),
+            _load_cache,
+            bases=_BASES,
+        ),
+        Layout(
+            "ravi-csv",
+            "Ravi & Larochelle CSV (filename,label) + images/ folder",
+            ("{split}.csv", "images/"),
+            _load_csv,
+            bases=_BASES,
+        ),
     ),
 )

@@ -69,8 +69,7 @@ def _found(labels: np.ndarray, wnids: list[str], build, source: str) -> Found:
     ids, item_class = np.unique(class_of[labels], return_inverse=True)
     used = set(ids.tolist())
     empty = tuple(w for i, w in enumerate(vocab) if i not in used)
-    return Found([vocab[i] for i in ids], item_class.astype(np.int64), build, source,
-                 declared=empty)
+    return Found([vocab[i] for i in ids], item_class.astype(np.int64), build, source, declared=empty)
 
 
 def _load_png_pickle(paths: list[Path], spec: DatasetSpec, split: str) -> Found:
@@ -80,11 +79,9 @@ def _load_png_pickle(paths: list[Path], spec: DatasetSpec, split: str) -> Found:
     if isinstance(blobs, np.ndarray) and blobs.dtype == object:
         blobs = list(blobs)
     if not isinstance(blobs, (list, tuple)):
-        raise ValueError(f"{images_path}: expected a list of PNG byte arrays, found "
-                         f"{type(blobs).__name__}")
+        raise ValueError(f"{images_path}: expected a list of PNG byte arrays, found {type(blobs).__name__}")
     if len(blobs) != labels.shape[0]:
-        raise ValueError(f"{images_path}: {len(blobs)} images for {labels.shape[0]} labels "
-                         f"in {labels_path}")
+        raise ValueError(f"{images_path}: {len(blobs)} images for {labels.shape[0]} labels in {labels_path}")
 
     def build(lab: np.ndarray, class_names: list[str]) -> EncodedSplit:
         return EncodedSplit(spec.name, split, lab, class_names, blobs, source=str(images_path))
@@ -118,8 +115,9 @@ def open_npz_array(path: str | Path, key: str) -> np.ndarray:
             name_len, extra_len = struct.unpack("<HH", head[26:30])
             fh.seek(info.header_offset + 30 + name_len + extra_len)
             version = np.lib.format.read_magic(fh)
-            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                           else np.lib.format.read_array_header_2_0)
+            read_header = (
+                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            )
             shape, fortran, dtype = read_header(fh)
             offset = fh.tell()
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
@@ -132,11 +130,8 @@ def open_npz_array(path: str | Path, key: str) -> np.ndarray:
         return np.zeros(shape, dtype=dtype)
     expected = offset + int(np.prod(shape)) * dtype.itemsize
     if path.stat().st_size < expected:
-        raise ValueError(
-            f"{path}: truncated ({path.stat().st_size} bytes, {key!r} needs {expected})"
-        )
-    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape,
-                     order="F" if fortran else "C")
+        raise ValueError(f"{path}: truncated ({path.stat().st_size} bytes, {key!r} needs {expected})")
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
 
 
 def _load_npz(paths: list[Path], spec: DatasetSpec, split: str) -> Found:
@@ -144,11 +139,9 @@ def _load_npz(paths: list[Path], spec: DatasetSpec, split: str) -> Found:
     labels, wnids = _read_labels(labels_path)
     images = open_npz_array(images_path, "images")
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3:
-        raise ValueError(f"{images_path}: 'images' must be N x H x W x 3 uint8, found "
-                         f"{images.dtype} {images.shape}")
+        raise ValueError(f"{images_path}: 'images' must be N x H x W x 3 uint8, found {images.dtype} {images.shape}")
     if images.shape[0] != labels.shape[0]:
-        raise ValueError(f"{images_path}: {images.shape[0]} images for {labels.shape[0]} "
-                         f"labels in {labels_path}")
+        raise ValueError(f"{images_path}: {images.shape[0]} images for {labels.shape[0]} labels in {labels_path}")
 
     def build(lab: np.ndarray, class_names: list[str]) -> ArraySplit:
         return ArraySplit(spec.name, split, lab, class_names, images, source=str(images_path))
@@ -165,9 +158,19 @@ TIERED_IMAGENET = DatasetSpec(
     image_size=(84, 84),
     provenance="Ren et al. few-shot-ssl-public tiered_imagenet_split/*.csv",
     layouts=(
-        Layout("ren-png-pickle", "Ren et al. PNG pickle + labels pickle",
-               ("{split}_images_png.pkl", "{split}_labels.pkl"), _load_png_pickle, bases=_BASES),
-        Layout("npz", "images .npz (MetaOptNet/RFS) + Ren et al. labels pickle",
-               ("{split}_images.npz", "{split}_labels.pkl"), _load_npz, bases=_BASES),
+        Layout(
+            "ren-png-pickle",
+            "Ren et al. PNG pickle + labels pickle",
+            ("{split}_images_png.pkl", "{split}_labels.pkl"),
+            _load_png_pickle,
+            bases=_BASES,
+        ),
+        Layout(
+            "npz",
+            "images .npz (MetaOptNet/RFS) + Ren et al. labels pickle",
+            ("{split}_images.npz", "{split}_labels.pkl"),
+            _load_npz,
+            bases=_BASES,
+        ),
     ),
 )

@@ -25,9 +25,9 @@ from torch import nn
 from fewshot._cache import default_cache_dir as _default_cache_dir
 from fewshot._device import resolve_device
 from fewshot._io import sha256_arrays
+from fewshot.backbones.weights import state_dict_sha256
 from fewshot.features.extract import extract_features, resolve_channels_last
 from fewshot.features.file import save_features
-from fewshot.backbones.weights import state_dict_sha256
 from fewshot.transforms import Preprocessing, resolve_preprocessing
 
 __all__ = [

@@ -22,8 +22,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from fewshot._validate import check_int
 from fewshot._device import resolve_device
+from fewshot._validate import check_int
 from fewshot.transforms import Preprocessing, eval_transform, resolve_preprocessing
 
 __all__ = [
@@ -216,9 +216,10 @@ def extract_features(
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else contextlib.nullcontext()
     batches = loader if workers > 0 else _prefetch(loader)
     try:
-        with torch.inference_mode(), tqdm(
-            total=n, unit="img", desc="features", disable=not progress, leave=False
-        ) as bar:
+        with (
+            torch.inference_mode(),
+            tqdm(total=n, unit="img", desc="features", disable=not progress, leave=False) as bar,
+        ):
             for pixels in batches:
                 # the same operations, in the same order, as ToTensor + Normalize per image
                 # (channels-last uint8 first: .float() and the in-place ops keep the layout)

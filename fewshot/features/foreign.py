@@ -73,17 +73,23 @@ def _read_parquet(path: Path) -> Any:
     try:
         import pyarrow  # noqa: F401
     except ImportError:
-        raise ValueError(f"{path}: reading parquet needs pyarrow, which is not installed (pip install pyarrow)") from None
+        raise ValueError(
+            f"{path}: reading parquet needs pyarrow, which is not installed (pip install pyarrow)"
+        ) from None
     try:
         return pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises its own error types for corrupt files
-        raise ValueError(f"{path}: not a readable parquet file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        raise ValueError(
+            f"{path}: not a readable parquet file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+        ) from None
 
 
 def _from_dataframe(df: Any, path: Path) -> Triple:
     missing = [c for c in ("embedding", "class_name") if c not in df.columns]
     if missing:
-        raise ValueError(f"{path}: an easyfsl features table needs columns embedding and class_name; missing {missing}, found {list(df.columns)}")
+        raise ValueError(
+            f"{path}: an easyfsl features table needs columns embedding and class_name; missing {missing}, found {list(df.columns)}"
+        )
     if len(df) == 0:
         raise ValueError(f"{path}: the features table is empty")
     rows = [np.asarray(v) for v in df["embedding"]]
@@ -111,7 +117,9 @@ def _from_pickle(path: Path) -> Triple:
             ) from None
         raise
     if not isinstance(obj, dict) or not obj:
-        raise ValueError(f"{path}: expected a dict ({{class_name: (n, d) array}} or features/labels), got {type(obj).__name__}")
+        raise ValueError(
+            f"{path}: expected a dict ({{class_name: (n, d) array}} or features/labels), got {type(obj).__name__}"
+        )
     if "features" in obj and "labels" in obj:
         names = [str(c) for c in obj.get("class_names", [])]
         return np.asarray(obj["features"]), np.asarray(obj["labels"]), names

@@ -217,12 +217,12 @@ class _PairwiseLoss(torch.autograd.Function):
         loss = z.new_zeros(())
         for block in row_blocks(pairs, z.device.type):
             stop = block.start + block.n_pos.shape[0]
-            sim = torch.mm(z_scaled[block.start:stop], z.t())
-            row_weight = weight[block.start:stop]
+            sim = torch.mm(z_scaled[block.start : stop], z.t())
+            row_weight = weight[block.start : stop]
             losses, block_grad = kernel(sim, block, row_weight if want_grad else None)
             loss += torch.where(row_weight > 0, losses, 0.0).mul_(row_weight).sum()
             if want_grad:
-                grad[block.start:stop] = block_grad
+                grad[block.start : stop] = block_grad
         if want_grad:
             # d loss / d z = (G + G^T) z / tau, G[i, j] = d loss / d s_ij
             _symmetrize_(grad, 256)
@@ -244,9 +244,7 @@ def _no_autocast(device_type: str) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
-def pairwise_loss(
-    embeddings: Tensor, labels: Tensor, temperature: float, kernel: RowKernel, name: str
-) -> Tensor:
+def pairwise_loss(embeddings: Tensor, labels: Tensor, temperature: float, kernel: RowKernel, name: str) -> Tensor:
     """Run ``kernel`` on validated ``embeddings`` (B, d) and ``labels`` (B,); return a scalar.
 
     The result has dtype float32 (float64 for float64 input). When no anchor has a positive,

@@ -61,9 +61,7 @@ def check_labels(labels: Any, embeddings: Tensor, name: str = "labels") -> Tenso
     if labels.dim() != 1:
         raise ValueError(f"{name} must be 1-D (B,), got shape {tuple(labels.shape)}")
     if labels.shape[0] != embeddings.shape[0]:
-        raise ValueError(
-            f"embeddings has {embeddings.shape[0]} rows but {name} has {labels.shape[0]} entries"
-        )
+        raise ValueError(f"embeddings has {embeddings.shape[0]} rows but {name} has {labels.shape[0]} entries")
     return labels.to(device=embeddings.device)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fnmatch
-
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -45,22 +44,27 @@ class ObjectiveSpec:
 OBJECTIVES: dict[str, ObjectiveSpec] = {
     "ce": ObjectiveSpec("ce", None, summary="cross-entropy alone"),
     "schane": ObjectiveSpec(
-        "schane", schane_loss, options=("detach_weights",),
+        "schane",
+        schane_loss,
+        options=("detach_weights",),
         summary="CE + SCHaNe (supervised contrastive with hard-negative weights)",
     ),
-    "supcon": ObjectiveSpec(
-        "supcon", supcon_loss, summary="CE + SupCon (Khosla et al. 2020, L_out)"
-    ),
+    "supcon": ObjectiveSpec("supcon", supcon_loss, summary="CE + SupCon (Khosla et al. 2020, L_out)"),
     "supcon-in": ObjectiveSpec(
-        "supcon-in", supcon_in_loss,
+        "supcon-in",
+        supcon_in_loss,
         summary="CE + SupCon L_in (= SCHaNe with beta = 1: label-aware CL without hard negatives)",
     ),
     "simclr": ObjectiveSpec(
-        "simclr", simclr_loss, target="instance_ids",
+        "simclr",
+        simclr_loss,
+        target="instance_ids",
         summary="CE + NT-Xent over views of the same image (SimCLR)",
     ),
     "hscl": ObjectiveSpec(
-        "hscl", hscl_loss, options=("beta", "detach_weights"),
+        "hscl",
+        hscl_loss,
+        options=("beta", "detach_weights"),
         summary="CE + H-SCL (Jiang et al. 2022, hard negatives for SCL)",
     ),
 }
@@ -127,8 +131,7 @@ class Objective(nn.Module):
         if unknown:
             accepted = ", ".join(spec.options) or "none"
             raise TypeError(
-                f"objective {spec.name!r} got unexpected option(s) {', '.join(unknown)}; "
-                f"accepted: {accepted}"
+                f"objective {spec.name!r} got unexpected option(s) {', '.join(unknown)}; accepted: {accepted}"
             )
         if "beta" in loss_kwargs:
             loss_kwargs["beta"] = check_beta(loss_kwargs["beta"])
@@ -191,9 +194,7 @@ class Objective(nn.Module):
             ce = F.cross_entropy(logits, ce_target)
             return ObjectiveOutput(ce, ce, ce.new_zeros(()))
 
-        target = self._target(
-            embeddings, labels, instance_ids, embedding_labels, embedding_instance_ids
-        )
+        target = self._target(embeddings, labels, instance_ids, embedding_labels, embedding_instance_ids)
         loss = self._spec.loss
         contrastive = loss(embeddings, target, temperature=self.temperature, **self.loss_kwargs)
         if self.lam == 1.0:
@@ -219,25 +220,18 @@ class Objective(nn.Module):
                 target, name = instance_ids, "instance_ids"
             if target is None:
                 raise ValueError(
-                    f"objective {self.contrastive!r} needs instance_ids "
-                    "(or embedding_instance_ids), got None"
+                    f"objective {self.contrastive!r} needs instance_ids (or embedding_instance_ids), got None"
                 )
         else:
             target, name = embedding_labels, "embedding_labels"
             if target is None:
                 target, name = labels, "labels"
         if embeddings is None:
-            raise ValueError(
-                f"objective {self.contrastive!r} with lam={self.lam} needs embeddings, got None"
-            )
+            raise ValueError(f"objective {self.contrastive!r} with lam={self.lam} needs embeddings, got None")
         n_rows, n_targets = _length(embeddings), _length(target)
         if n_rows is not None and n_targets is not None and n_rows != n_targets:
-            hint = "" if name.startswith("embedding_") else (
-                f"; pass embedding_{name} for all-gathered embeddings"
-            )
-            raise ValueError(
-                f"embeddings has {n_rows} rows but {name} has {n_targets} entries{hint}"
-            )
+            hint = "" if name.startswith("embedding_") else (f"; pass embedding_{name} for all-gathered embeddings")
+            raise ValueError(f"embeddings has {n_rows} rows but {name} has {n_targets} entries{hint}")
         return target
 
     @staticmethod
@@ -254,17 +248,12 @@ class Objective(nn.Module):
         if labels.dim() != 1:
             raise ValueError(f"labels must be 1-D (N,), got shape {tuple(labels.shape)}")
         if labels.shape[0] != logits.shape[0]:
-            raise ValueError(
-                f"logits has {logits.shape[0]} rows but labels has {labels.shape[0]} entries"
-            )
+            raise ValueError(f"logits has {logits.shape[0]} rows but labels has {labels.shape[0]} entries")
         return labels.to(device=logits.device, dtype=torch.long)
 
     def extra_repr(self) -> str:
         options = "".join(f", {k}={v!r}" for k, v in self.loss_kwargs.items())
-        return (
-            f"contrastive={self.contrastive!r}, lam={self.lam}, "
-            f"temperature={self.temperature}{options}"
-        )
+        return f"contrastive={self.contrastive!r}, lam={self.lam}, temperature={self.temperature}{options}"
 
 
 def _length(x: Any) -> int | None:
@@ -272,9 +261,7 @@ def _length(x: Any) -> int | None:
     return int(x.shape[0]) if isinstance(x, Tensor) and x.dim() >= 1 else None
 
 
-def create_objective(
-    name: str, lam: float = 0.9, temperature: float = 0.5, **kwargs: Any
-) -> Objective:
+def create_objective(name: str, lam: float = 0.9, temperature: float = 0.5, **kwargs: Any) -> Objective:
     """Build the registered objective ``name`` (see :data:`OBJECTIVES`).
 
     ``"ce"`` is plain cross-entropy whatever ``lam``; other names give

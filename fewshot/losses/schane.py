@@ -80,9 +80,7 @@ def _schane_rows(
     has_neg = block.n_neg > 0
 
     log_pos = m_pos + sum_pos.log()
-    log_neg = torch.where(
-        has_neg, block.n_neg.log() + m_neg + sum_neg2.log() - sum_neg.log(), float("-inf")
-    )
+    log_neg = torch.where(has_neg, block.n_neg.log() + m_neg + sum_neg2.log() - sum_neg.log(), float("-inf"))
     gap = log_neg - log_pos  # L_i = log|P(i)| + softplus(gap_i)
     losses = block.n_pos.log() + torch.logaddexp(gap, torch.zeros_like(gap))
     if row_weight is None:

@@ -49,9 +49,7 @@ def supcon_loss(embeddings: Tensor, labels: Tensor, temperature: float = 0.5) ->
     return pairwise_loss(embeddings, labels, temperature, supcon_rows, "supcon_loss")
 
 
-def supcon_rows(
-    sim: Tensor, block: Block, row_weight: Tensor | None
-) -> tuple[Tensor, Tensor | None]:
+def supcon_rows(sim: Tensor, block: Block, row_weight: Tensor | None) -> tuple[Tensor, Tensor | None]:
     """Per-anchor SupCon losses and weighted ``dL_i/ds_ij`` (see ``fewshot.losses._pairwise``)."""
     b = sim.shape[0]
     inv_pos = safe_reciprocal(block.n_pos)
@@ -106,9 +104,7 @@ def supcon_in_loss(embeddings: Tensor, labels: Tensor, temperature: float = 0.5)
     return pairwise_loss(embeddings, labels, temperature, supcon_in_rows, "supcon_in_loss")
 
 
-def supcon_in_rows(
-    sim: Tensor, block: Block, row_weight: Tensor | None
-) -> tuple[Tensor, Tensor | None]:
+def supcon_in_rows(sim: Tensor, block: Block, row_weight: Tensor | None) -> tuple[Tensor, Tensor | None]:
     """Per-anchor SupCon ``L_in`` losses and weighted ``dL_i/ds_ij``."""
     b = sim.shape[0]
     e_pos, m_pos, sum_pos = segment_exp(sim.view(-1)[block.flat], block.rows, b)
@@ -119,7 +115,11 @@ def supcon_in_rows(
     # L_i = log|P(i)| + LSE_{a != i} s_ia - LSE_{p in P(i)} s_ip
     losses = torch.where(
         has_pos,
-        block.n_pos.clamp_min(1).log() + m_all + sum_all.log() - m_pos - sum_pos.clamp_min(torch.finfo(sum_pos.dtype).tiny).log(),
+        block.n_pos.clamp_min(1).log()
+        + m_all
+        + sum_all.log()
+        - m_pos
+        - sum_pos.clamp_min(torch.finfo(sum_pos.dtype).tiny).log(),
         0.0,
     )
     if row_weight is None:

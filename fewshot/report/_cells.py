@@ -42,9 +42,7 @@ def _squash(name: str) -> str:
     return re.sub(r"[^0-9a-z]", "", name.lower())
 
 
-_ALIASES = {_squash(k): k for k in DATASET_ORDER} | {
-    _squash(v): k for k, v in DATASET_DISPLAY.items()
-}
+_ALIASES = {_squash(k): k for k in DATASET_ORDER} | {_squash(v): k for k, v in DATASET_DISPLAY.items()}
 
 
 def canonical_dataset(name: str) -> str:
@@ -160,7 +158,9 @@ def median_cells(methods: Sequence[Method]) -> pd.DataFrame:
                     "several splits or query sizes; give them distinct labels"
                 )
             if df["run"].nunique() >= 2:
-                cell = pd.DataFrame([{"dataset": str(dataset), "n_way": int(n_way), "n_shot": int(n_shot), **_runs_cell(m, df)}])
+                cell = pd.DataFrame(
+                    [{"dataset": str(dataset), "n_way": int(n_way), "n_shot": int(n_shot), **_runs_cell(m, df)}]
+                )
             else:
                 cell = _single_run_cells(m, df)
             frames.append(cell.assign(method=m.label, quoted=False))

@@ -294,7 +294,13 @@ def _check_fingerprints(who: Callable[[], str], rows: pd.DataFrame) -> None:
 
 
 def _pair(
-    method: Method, base: Method, dataset: str, m: pd.DataFrame, b: pd.DataFrame, pm: dict[str, list], pb: dict[str, list]
+    method: Method,
+    base: Method,
+    dataset: str,
+    m: pd.DataFrame,
+    b: pd.DataFrame,
+    pm: dict[str, list],
+    pb: dict[str, list],
 ) -> dict[tuple[int, int], _Paired]:
     """Accuracy matrices per (n_way, n_shot) of ``m`` and ``b`` (the two methods' rows of
     ``dataset``, with protocols ``pm`` and ``pb``), or a ValueError naming the results and
@@ -339,9 +345,15 @@ def _pair(
 
 
 _RUN_ONLY = (
-    "between_run_sd_method", "between_run_sd_baseline", "boot_ci95_low", "boot_ci95_high",
-    "prob_improvement", "prob_improvement_ci95_low", "prob_improvement_ci95_high",
-    "power_effect", "runs_for_power",
+    "between_run_sd_method",
+    "between_run_sd_baseline",
+    "boot_ci95_low",
+    "boot_ci95_high",
+    "prob_improvement",
+    "prob_improvement_ci95_low",
+    "prob_improvement_ci95_high",
+    "power_effect",
+    "runs_for_power",
 )
 
 
@@ -352,8 +364,13 @@ def _checkpoint_statistics(p: _Paired) -> dict[str, object]:
     if a.shape[0] >= 2:
         t, w = paired_test(a, b, "t"), paired_test(a, b, "wilcoxon")
         out |= {
-            "mean_diff": t.mean_diff, "ci95_low": t.ci95_low, "ci95_high": t.ci95_high,
-            "T": t.statistic, "dof": t.dof, "p_val": t.pvalue, "p_wilcoxon": w.pvalue,
+            "mean_diff": t.mean_diff,
+            "ci95_low": t.ci95_low,
+            "ci95_high": t.ci95_high,
+            "T": t.statistic,
+            "dof": t.dof,
+            "p_val": t.pvalue,
+            "p_wilcoxon": w.pvalue,
             "effect_size": t.cohen_dz,
         }
     else:  # one pair: a difference but no test
@@ -382,25 +399,46 @@ def _run_statistics(
         rb = rb[order]
     r = run_test(rm, rb, test)
     out: dict[str, object] = {
-        "level": "run", "run_test": test,
-        "mean_diff": r.mean_diff, "ci95_low": r.ci95_low, "ci95_high": r.ci95_high,
-        "T": r.statistic, "dof": r.dof, "p_val": r.pvalue, "p_wilcoxon": r.p_rank,
+        "level": "run",
+        "run_test": test,
+        "mean_diff": r.mean_diff,
+        "ci95_low": r.ci95_low,
+        "ci95_high": r.ci95_high,
+        "T": r.statistic,
+        "dof": r.dof,
+        "p_val": r.pvalue,
+        "p_wilcoxon": r.p_rank,
         "effect_size": r.effect_size,
-        "between_run_sd_method": r.sd_method, "between_run_sd_baseline": r.sd_baseline,
+        "between_run_sd_method": r.sd_method,
+        "between_run_sd_baseline": r.sd_baseline,
     }
     if n_boot:
         boot = hierarchical_bootstrap(p.acc_m, p.acc_b, n_boot=n_boot, seed=seed)
         out |= {
-            "boot_ci95_low": boot.ci95_low, "boot_ci95_high": boot.ci95_high,
+            "boot_ci95_low": boot.ci95_low,
+            "boot_ci95_high": boot.ci95_high,
             "prob_improvement": boot.prob_improvement,
-            "prob_improvement_ci95_low": boot.pi_ci95_low, "prob_improvement_ci95_high": boot.pi_ci95_high,
+            "prob_improvement_ci95_low": boot.pi_ci95_low,
+            "prob_improvement_ci95_high": boot.pi_ci95_high,
         }
     else:
-        out |= dict.fromkeys(("boot_ci95_low", "boot_ci95_high", "prob_improvement",
-                              "prob_improvement_ci95_low", "prob_improvement_ci95_high"), math.nan)
+        out |= dict.fromkeys(
+            (
+                "boot_ci95_low",
+                "boot_ci95_high",
+                "prob_improvement",
+                "prob_improvement_ci95_low",
+                "prob_improvement_ci95_high",
+            ),
+            math.nan,
+        )
     target = abs(r.mean_diff) if effect is None else abs(float(effect))
     sd = float(np.std(rm - rb, ddof=1)) if test == "paired" else math.sqrt((r.sd_method**2 + r.sd_baseline**2) / 2)
-    need = runs_for_power(target, sd, alpha=alpha, power=_POWER, paired=test == "paired") if sd > 0 and target > 0 else None
+    need = (
+        runs_for_power(target, sd, alpha=alpha, power=_POWER, paired=test == "paired")
+        if sd > 0 and target > 0
+        else None
+    )
     out |= {"power_effect": target, "runs_for_power": math.nan if need is None else need}
     return out
 
@@ -458,7 +496,9 @@ def compare_methods(
                 f"({', '.join(base.sources)}) have no dataset in common"
             )
         for dataset in shared:
-            pairs = _pair(method, base, dataset, own[dataset], base_rows[dataset], own_protocols[dataset], base_protocols[dataset])
+            pairs = _pair(
+                method, base, dataset, own[dataset], base_rows[dataset], own_protocols[dataset], base_protocols[dataset]
+            )
             for (n_way, n_shot), p in pairs.items():
                 run_level = len(p.runs_m) >= 2 and len(p.runs_b) >= 2
                 stats = (
@@ -468,10 +508,15 @@ def compare_methods(
                 )
                 rows.append(
                     {
-                        "dataset": dataset, "n_way": n_way, "n_shot": n_shot,
-                        "method": method.label, "baseline": baseline,
-                        "n_runs_method": len(p.runs_m), "n_runs_baseline": len(p.runs_b),
-                        "n_episodes": int(p.acc_m.shape[1]), "n_seeds": p.n_seeds,
+                        "dataset": dataset,
+                        "n_way": n_way,
+                        "n_shot": n_shot,
+                        "method": method.label,
+                        "baseline": baseline,
+                        "n_runs_method": len(p.runs_m),
+                        "n_runs_baseline": len(p.runs_b),
+                        "n_episodes": int(p.acc_m.shape[1]),
+                        "n_seeds": p.n_seeds,
                         "mean_method": float(p.acc_m.mean(axis=1).mean()),
                         "mean_baseline": float(p.acc_b.mean(axis=1).mean()),
                         **stats,
@@ -553,13 +598,8 @@ def compare(
         results = [results]
     methods = load_methods(results)
     if len(methods) < 2:
-        raise ValueError(
-            "compare needs results of at least two methods, got the single label "
-            f"{methods[0].label!r}"
-        )
-    return compare_methods(
-        methods, baseline, test, alpha, run_test=run_test, effect=effect, n_boot=n_boot, seed=seed
-    )
+        raise ValueError(f"compare needs results of at least two methods, got the single label {methods[0].label!r}")
+    return compare_methods(methods, baseline, test, alpha, run_test=run_test, effect=effect, n_boot=n_boot, seed=seed)
 
 
 def run_means(methods: Sequence[Method]) -> pd.DataFrame:

@@ -47,9 +47,24 @@ _KEYS = ["dataset", "n_way", "n_shot", "seed", "episode"]
 PER_CLASS_COLUMNS = ("method", "dataset", "n_way", "n_shot", "class_name", "n_episodes", "mean", "half_width")
 #: Columns of :func:`compare_per_class` (accuracies and differences as fractions).
 COMPARE_PER_CLASS_COLUMNS = (
-    "dataset", "n_way", "n_shot", "class_name", "method", "baseline", "n_episodes",
-    "mean_method", "half_width_method", "mean_baseline", "half_width_baseline",
-    "mean_diff", "ci95_low", "ci95_high", "T", "p_val", "p_holm", "significant",
+    "dataset",
+    "n_way",
+    "n_shot",
+    "class_name",
+    "method",
+    "baseline",
+    "n_episodes",
+    "mean_method",
+    "half_width_method",
+    "mean_baseline",
+    "half_width_baseline",
+    "mean_diff",
+    "ci95_low",
+    "ci95_high",
+    "T",
+    "p_val",
+    "p_holm",
+    "significant",
 )
 
 
@@ -60,7 +75,9 @@ def per_class_rows(episodes: pd.DataFrame, where: str = "results") -> pd.DataFra
     Raises:
         ValueError: the rows carry no per-class columns (evaluate with ``--per-class``).
     """
-    ways = sorted(int(c.split("_")[1]) for c in episodes.columns if c.startswith("correct_") and c.split("_")[1].isdigit())
+    ways = sorted(
+        int(c.split("_")[1]) for c in episodes.columns if c.startswith("correct_") and c.split("_")[1].isdigit()
+    )
     if not ways:
         raise ValueError(f"{where} have no per-class counts; evaluate with --per-class (fewshot evaluate --per-class)")
     parts = []
@@ -154,9 +171,15 @@ def compare_per_class(results: Sequence[Any], baseline: str | None = None, alpha
         long = per_class_rows(m.episodes, f"results {m.label!r}")
         pair = long.merge(b_long, on=[*_KEYS, "class_name"], suffixes=("_m", "_b"))
         if pair.empty:
-            raise ValueError(f"{m.label!r} and {baseline!r} share no (episode, class): not evaluated on the same episodes")
+            raise ValueError(
+                f"{m.label!r} and {baseline!r} share no (episode, class): not evaluated on the same episodes"
+            )
         if len(pair) != len(long) or len(pair) != len(b_long):
-            runs = lambda df: sorted(set(map(tuple, df[["dataset", "n_way", "n_shot", "seed"]].drop_duplicates().to_numpy().tolist())))  # noqa: E731
+
+            def runs(df: pd.DataFrame) -> list[tuple]:
+                keys = df[["dataset", "n_way", "n_shot", "seed"]].drop_duplicates()
+                return sorted(set(map(tuple, keys.to_numpy().tolist())))
+
             raise ValueError(
                 f"{m.label!r} and {baseline!r} were not evaluated on the same episodes: runs "
                 f"{runs(long)} vs {runs(b_long)} ({len(long)} vs {len(b_long)} (episode, class) rows)"
@@ -182,8 +205,26 @@ def compare_per_class(results: Sequence[Any], baseline: str | None = None, alpha
                 T, p, h = (0.0, 1.0, 0.0) if mean == 0 else (math.copysign(math.inf, mean), 0.0, 0.0)
             else:
                 T, p, h = math.nan, math.nan, math.nan
-            out.append([ds, int(w), int(s), c, m.label, baseline, n, float(a.mean()), _interval(a, 0.95, "t"),
-                        float(b.mean()), _interval(b, 0.95, "t"), mean, mean - h, mean + h, T, p])
+            out.append(
+                [
+                    ds,
+                    int(w),
+                    int(s),
+                    c,
+                    m.label,
+                    baseline,
+                    n,
+                    float(a.mean()),
+                    _interval(a, 0.95, "t"),
+                    float(b.mean()),
+                    _interval(b, 0.95, "t"),
+                    mean,
+                    mean - h,
+                    mean + h,
+                    T,
+                    p,
+                ]
+            )
     df = pd.DataFrame(out, columns=list(COMPARE_PER_CLASS_COLUMNS[:-2]))
     ok = df["p_val"].notna().to_numpy()
     p_holm = np.full(len(df), np.nan)
@@ -199,21 +240,30 @@ def format_per_class(df: pd.DataFrame) -> str:
     if df.empty:
         return "no comparisons"
     p = lambda x: "nan" if x != x else f"{x:.2e}" if x < 1e-3 else f"{x:.4f}"  # noqa: E731
-    view = pd.DataFrame({
-        "dataset": df["dataset"],
-        "shot": [f"{w}w{s}s" for w, s in zip(df["n_way"], df["n_shot"])],
-        "class": df["class_name"],
-        "method": df["method"],
-        "episodes": df["n_episodes"],
-        "acc ± CI": [f"{100 * a:.2f}±{100 * h:.2f}" for a, h in zip(df["mean_method"], df["half_width_method"])],
-        "baseline ± CI": [f"{100 * a:.2f}±{100 * h:.2f}" for a, h in zip(df["mean_baseline"], df["half_width_baseline"])],
-        "diff [95% CI]": [f"{100 * d:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}]" for d, lo, hi in zip(df["mean_diff"], df["ci95_low"], df["ci95_high"])],
-        "p_t": df["p_val"].map(p),
-        "p_holm": df["p_holm"].map(p),
-        "sig": df["significant"].map({True: "yes", False: "no"}),
-    })
-    head = (f"baseline: {df['baseline'].iloc[0]} | per class, over the episodes containing it (seeds pooled); "
-            f"paired t, Holm over {int(df['p_val'].notna().sum())} comparison(s) | accuracy in %")
+    view = pd.DataFrame(
+        {
+            "dataset": df["dataset"],
+            "shot": [f"{w}w{s}s" for w, s in zip(df["n_way"], df["n_shot"])],
+            "class": df["class_name"],
+            "method": df["method"],
+            "episodes": df["n_episodes"],
+            "acc ± CI": [f"{100 * a:.2f}±{100 * h:.2f}" for a, h in zip(df["mean_method"], df["half_width_method"])],
+            "baseline ± CI": [
+                f"{100 * a:.2f}±{100 * h:.2f}" for a, h in zip(df["mean_baseline"], df["half_width_baseline"])
+            ],
+            "diff [95% CI]": [
+                f"{100 * d:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}]"
+                for d, lo, hi in zip(df["mean_diff"], df["ci95_low"], df["ci95_high"])
+            ],
+            "p_t": df["p_val"].map(p),
+            "p_holm": df["p_holm"].map(p),
+            "sig": df["significant"].map({True: "yes", False: "no"}),
+        }
+    )
+    head = (
+        f"baseline: {df['baseline'].iloc[0]} | per class, over the episodes containing it (seeds pooled); "
+        f"paired t, Holm over {int(df['p_val'].notna().sum())} comparison(s) | accuracy in %"
+    )
     return head + "\n" + view.to_string(index=False)
 
 

@@ -86,28 +86,54 @@ def plot_results(
             ax.set_axisbelow(True)
             for label in labels:
                 if label not in set(sel["method"]):
-                    ax.text(0.5, ypos[label], "not evaluated", transform=ax.get_yaxis_transform(),
-                            ha="center", va="center", fontsize=8, color="0.55", style="italic")
+                    ax.text(
+                        0.5,
+                        ypos[label],
+                        "not evaluated",
+                        transform=ax.get_yaxis_transform(),
+                        ha="center",
+                        va="center",
+                        fontsize=8,
+                        color="0.55",
+                        style="italic",
+                    )
             for _, rec in sel.iterrows():
                 y = ypos[rec["method"]]
                 color = colors[labels.index(rec["method"])]
                 if int(rec["n_train_runs"]) >= 2:
                     runs = per_run[
-                        (per_run["method"] == rec["method"]) & (per_run["dataset"] == dataset)
-                        & (per_run["n_way"] == n_way) & (per_run["n_shot"] == n_shot)
+                        (per_run["method"] == rec["method"])
+                        & (per_run["dataset"] == dataset)
+                        & (per_run["n_way"] == n_way)
+                        & (per_run["n_shot"] == n_shot)
                     ]
                     ax.scatter(
-                        100.0 * runs["mean"], [y - 0.22] * len(runs), s=14, facecolors="none",
-                        edgecolors=color, linewidths=1.0, zorder=3,
+                        100.0 * runs["mean"],
+                        [y - 0.22] * len(runs),
+                        s=14,
+                        facecolors="none",
+                        edgecolors=color,
+                        linewidths=1.0,
+                        zorder=3,
                     )
                 mean, half_width = 100.0 * rec["mean"], 100.0 * rec["half_width"]  # percent on the axis
                 ax.errorbar(
-                    mean, y, xerr=half_width, fmt="o", color=color,
-                    markersize=5, capsize=4, elinewidth=1.5,
+                    mean,
+                    y,
+                    xerr=half_width,
+                    fmt="o",
+                    color=color,
+                    markersize=5,
+                    capsize=4,
+                    elinewidth=1.5,
                 )
                 ax.annotate(
-                    f"{mean:.2f}±{half_width:.2f}", (mean, y),
-                    xytext=(0, 7), textcoords="offset points", ha="center", fontsize=7,
+                    f"{mean:.2f}±{half_width:.2f}",
+                    (mean, y),
+                    xytext=(0, 7),
+                    textcoords="offset points",
+                    ha="center",
+                    fontsize=7,
                     color="0.25",
                 )
             ax.set_yticks(range(len(labels)), labels[::-1], fontsize=9)
@@ -117,7 +143,8 @@ def plot_results(
                 ax.set_xlabel("accuracy (%)")
     fig.suptitle(
         "Mean accuracy ± 95% CI (several training runs: CI over run means, dots: each run; "
-        "one run: median episode seed)", fontsize=9
+        "one run: median episode seed)",
+        fontsize=9,
     )
     buf = io.BytesIO()
     metadata = {"CreationDate": None} if fmt == "pdf" else {}

@@ -24,7 +24,14 @@ import pandas as pd
 from fewshot.report.tables import render_table
 from fewshot.results import Results, read_results
 
-__all__ = ["PROTOCOL_COLUMNS", "TRANSDUCTIVE_MARK", "our_protocol", "protocol_notes", "render_with_notes", "transductive_labels"]
+__all__ = [
+    "PROTOCOL_COLUMNS",
+    "TRANSDUCTIVE_MARK",
+    "our_protocol",
+    "protocol_notes",
+    "render_with_notes",
+    "transductive_labels",
+]
 
 #: Optional protocol columns of a quoted-results CSV.
 PROTOCOL_COLUMNS: tuple[str, ...] = ("episodes", "ci", "support_augmentation", "image_size")
@@ -69,21 +76,29 @@ def _describe(col: str, value: Any) -> str:
     if col == "ci":
         return f"{value} CI"
     if col == "support_augmentation":
-        return "no test-time support augmentation" if int(value) <= 1 else f"{int(value)}x test-time support augmentation"
+        return (
+            "no test-time support augmentation" if int(value) <= 1 else f"{int(value)}x test-time support augmentation"
+        )
     return f"{int(value)} px images"
 
 
 def _quoted_protocols(quoted: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
     df = quoted.copy() if isinstance(quoted, pd.DataFrame) else pd.read_csv(quoted, dtype={"method": str})
     cols = [c for c in PROTOCOL_COLUMNS if c in df.columns]
-    bad = df["ci"].dropna().astype(str).str.strip().pipe(lambda s: s[~s.isin(["t", "z"])]) if "ci" in cols else pd.Series([], dtype=str)
+    bad = (
+        df["ci"].dropna().astype(str).str.strip().pipe(lambda s: s[~s.isin(["t", "z"])])
+        if "ci" in cols
+        else pd.Series([], dtype=str)
+    )
     if len(bad):
         raise ValueError(f"quoted results: column 'ci' must be t or z, got {bad.iloc[0]!r}")
     for c in cols:
         if c != "ci":
             v = pd.to_numeric(df[c], errors="coerce")
             if (v.isna() & df[c].notna()).any() or (v <= 0).any():
-                raise ValueError(f"quoted results: column {c!r} needs positive numbers, got {df[c][v.isna() & df[c].notna()].tolist()[:1] or df[c][v <= 0].tolist()[:1]}")
+                raise ValueError(
+                    f"quoted results: column {c!r} needs positive numbers, got {df[c][v.isna() & df[c].notna()].tolist()[:1] or df[c][v <= 0].tolist()[:1]}"
+                )
     return df.loc[:, ["method", *cols]]
 
 
@@ -103,7 +118,9 @@ def protocol_notes(quoted: str | os.PathLike | pd.DataFrame | None, results: Seq
         return []
     ours = our_protocol(results)
     ours_text = ", ".join(
-        "/".join(str(v) for v in ours[c]) + " episodes per run" if c == "episodes" else "/".join(_describe(c, v) for v in ours[c])
+        "/".join(str(v) for v in ours[c]) + " episodes per run"
+        if c == "episodes"
+        else "/".join(_describe(c, v) for v in ours[c])
         for c in PROTOCOL_COLUMNS
         if ours[c]
     )
@@ -135,7 +152,9 @@ def render_with_notes(frame: pd.DataFrame, fmt: str, results: Sequence[Any], quo
     sentences = []
     if marked:
         frame = frame.assign(method=[f"{m} {TRANSDUCTIVE_MARK}" if m in marked else m for m in frame["method"]])
-        sentences.append(f"{TRANSDUCTIVE_MARK} transductive: the classifier also uses each episode's unlabelled queries.")
+        sentences.append(
+            f"{TRANSDUCTIVE_MARK} transductive: the classifier also uses each episode's unlabelled queries."
+        )
     sentences += protocol_notes(quoted, results)
     text = render_table(frame, fmt)
     if not sentences:

@@ -159,9 +159,7 @@ def read_quoted(quoted: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
             raise ValueError(f"{where}: not a readable CSV of quoted results ({first})") from None
     missing = [c for c in QUOTED_COLUMNS if c not in df.columns]
     if missing:
-        raise ValueError(
-            f"{where} lacks columns {missing}; expected {list(QUOTED_COLUMNS)} (percent)"
-        )
+        raise ValueError(f"{where} lacks columns {missing}; expected {list(QUOTED_COLUMNS)} (percent)")
     if "n_way" not in df.columns:
         df["n_way"] = 5
     if df["method"].isna().any() or df["dataset"].isna().any():
@@ -191,9 +189,7 @@ def read_quoted(quoted: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
     dup = out.duplicated(["method", "dataset", "n_way", "n_shot"])
     if dup.any():
         r = out[dup].iloc[0]
-        raise ValueError(
-            f"{where} lists {r['method']!r} on {r['dataset']} {r['n_shot']}-shot twice"
-        )
+        raise ValueError(f"{where} lists {r['method']!r} on {r['dataset']} {r['n_shot']}-shot twice")
     return out.assign(mean=out["mean"] / 100.0, half_width=out["half_width"] / 100.0)
 
 
@@ -262,9 +258,7 @@ def table_frame(
         q = read_quoted(quoted)
         clash = sorted(set(q["method"]) & set(labels))
         if clash:
-            raise ValueError(
-                f"quoted method {clash[0]!r} has the same name as a results label; rename one"
-            )
+            raise ValueError(f"quoted method {clash[0]!r} has the same name as a results label; rename one")
         q["p_holm"] = np.nan
         q["significant"] = False
         q["level"] = ""
@@ -274,9 +268,9 @@ def table_frame(
     default_order += labels
     method_rank = {m: i for i, m in enumerate(ordered_labels(order, default_order))}
     d_rank = dataset_rank(list(dict.fromkeys(cells["dataset"])))
-    cells = cells.assign(
-        _m=cells["method"].map(method_rank), _d=cells["dataset"].map(d_rank)
-    ).sort_values(["_m", "_d", "n_way", "n_shot"], kind="mergesort")
+    cells = cells.assign(_m=cells["method"].map(method_rank), _d=cells["dataset"].map(d_rank)).sort_values(
+        ["_m", "_d", "n_way", "n_shot"], kind="mergesort"
+    )
     cells = cells.drop(columns=["_m", "_d"]).reset_index(drop=True)
 
     shown = cells["mean"].map(_shown)  # exactly the value and precision displayed
@@ -350,9 +344,7 @@ def _note(frame: pd.DataFrame) -> list[str]:
                 "episodes, which does not show that the objective is better."
             )
     if frame["quoted"].any():
-        sentences.append(
-            f"{_DDAGGER} quoted from the publication, not re-run (no significance test)."
-        )
+        sentences.append(f"{_DDAGGER} quoted from the publication, not re-run (no significance test).")
     return sentences
 
 
@@ -361,9 +353,7 @@ def _layout(frame: pd.DataFrame) -> tuple[list[str], list[_Column]]:
     rows = list(dict.fromkeys(frame["method"]))
     rank = dataset_rank(list(dict.fromkeys(frame["dataset"])))
     keys = zip(frame["dataset"], frame["n_way"], frame["n_shot"])
-    cols = sorted(
-        {(str(d), int(w), int(s)) for d, w, s in keys}, key=lambda c: (rank[c[0]], c[1], c[2])
-    )
+    cols = sorted({(str(d), int(w), int(s)) for d, w, s in keys}, key=lambda c: (rank[c[0]], c[1], c[2]))
     return rows, cols
 
 
@@ -374,10 +364,7 @@ class _Grid:
         self.rows, self.cols = _layout(frame)
         self.one_way = len({c[1] for c in self.cols}) <= 1
         self.quoted = set(frame.loc[frame["quoted"], "method"])
-        self.cells = {
-            (r.method, r.dataset, int(r.n_way), int(r.n_shot)): r
-            for r in frame.itertuples(index=False)
-        }
+        self.cells = {(r.method, r.dataset, int(r.n_way), int(r.n_shot)): r for r in frame.itertuples(index=False)}
 
     def shot(self, col: _Column) -> str:
         return f"{col[2]}-shot" if self.one_way else f"{col[1]}-way {col[2]}-shot"

@@ -66,7 +66,9 @@ def _features_fingerprint(path: Path) -> tuple[str, str] | None:
     try:
         with np.load(path, allow_pickle=False) as data:
             fingerprint = str(data["fingerprint"])
-            if fingerprint != sha256_arrays(np.ascontiguousarray(data["features"]), np.ascontiguousarray(data["labels"])):
+            if fingerprint != sha256_arrays(
+                np.ascontiguousarray(data["features"]), np.ascontiguousarray(data["labels"])
+            ):
                 return None
             source = json.loads(str(data["manifest"])).get("source", {})
     except Exception:  # missing, truncated, not ours: recompute
@@ -165,9 +167,14 @@ def run_cell(spec: SweepSpec, cell: Cell) -> CellOutcome:
     if found is None or found[1] != sha:
         logger.info("cell %s: extracting features", cell.id)
         extract_to_file(
-            features, dataset=config.dataset, split=spec.evaluate.get("split", "test"),
-            data_root=spec.evaluate.get("data_root", config.data_root), checkpoint=run_dir / "best",
-            use_cache=False, progress=False, device=config.device,
+            features,
+            dataset=config.dataset,
+            split=spec.evaluate.get("split", "test"),
+            data_root=spec.evaluate.get("data_root", config.data_root),
+            checkpoint=run_dir / "best",
+            use_cache=False,
+            progress=False,
+            device=config.device,
         )
         stages.append("extract")
         found = _features_fingerprint(features)
@@ -177,16 +184,27 @@ def run_cell(spec: SweepSpec, cell: Cell) -> CellOutcome:
     if _results_fingerprint(results) != fingerprint:
         logger.info("cell %s: evaluating", cell.id)
         evaluate_to_directory(
-            features, results, spec.protocol(cell), classifier=identity["classifier"], label=cell.id,
-            device=config.device, progress=False,
+            features,
+            results,
+            spec.protocol(cell),
+            classifier=identity["classifier"],
+            label=cell.id,
+            device=config.device,
+            progress=False,
         )
         stages.append("evaluate")
 
     from fewshot._manifest import make_manifest
 
-    write_json(manifest, make_manifest(
-        "sweep-cell", identity["finetune"], identity=identity, checkpoint_sha256=sha,
-        features_fingerprint=fingerprint,
-    ))
+    write_json(
+        manifest,
+        make_manifest(
+            "sweep-cell",
+            identity["finetune"],
+            identity=identity,
+            checkpoint_sha256=sha,
+            features_fingerprint=fingerprint,
+        ),
+    )
     status = "ran" if len(stages) == 3 else "resumed"
     return CellOutcome(cell.id, status, tuple(stages), directory)

@@ -19,7 +19,15 @@ __all__ = ["SUMMARY_COLUMNS", "SETTINGS_COLUMNS", "sweep_summary", "settings_sum
 #: Per cell and (dataset, n_way, n_shot), after the grid axes: accuracy over the pooled episodes
 #: of all protocol seeds (fraction) and the fine-tuning run's length.
 SUMMARY_COLUMNS: tuple[str, ...] = (
-    "cell", "dataset", "n_way", "n_shot", "n_episodes", "mean", "ci95", "epochs", "best_epoch",
+    "cell",
+    "dataset",
+    "n_way",
+    "n_shot",
+    "n_episodes",
+    "mean",
+    "ci95",
+    "epochs",
+    "best_epoch",
 )
 #: Per setting (a cell without its training seed) and shot: statistics over training runs.
 SETTINGS_COLUMNS: tuple[str, ...] = ("n_runs", "mean", "sd_runs", "ci95_runs", "ci95_episodes")
@@ -42,8 +50,19 @@ def sweep_summary(spec: SweepSpec) -> pd.DataFrame:
         for (dataset, n_way, n_shot), group in res.episodes.groupby(["dataset", "n_way", "n_shot"], sort=True):
             acc = group["accuracy"].to_numpy(np.float64)
             mean, half = confidence_interval(acc) if acc.size >= 2 else (float(acc.mean()), math.nan)
-            rows.append({**dict(cell.values), "cell": cell.id, "dataset": dataset, "n_way": int(n_way),
-                         "n_shot": int(n_shot), "n_episodes": int(acc.size), "mean": mean, "ci95": half, **run})
+            rows.append(
+                {
+                    **dict(cell.values),
+                    "cell": cell.id,
+                    "dataset": dataset,
+                    "n_way": int(n_way),
+                    "n_shot": int(n_shot),
+                    "n_episodes": int(acc.size),
+                    "mean": mean,
+                    "ci95": half,
+                    **run,
+                }
+            )
     axes = [a for a in spec.grid if a != "dataset"]
     return pd.DataFrame(rows, columns=[*axes, *SUMMARY_COLUMNS])
 
@@ -73,9 +92,16 @@ def settings_summary(summary: pd.DataFrame, spec: SweepSpec) -> pd.DataFrame:
             sd = float(means.std(ddof=1))
         else:
             mean, half, sd = float(means[0]), math.nan, math.nan
-        rows.append({**dict(zip(keys, key if isinstance(key, tuple) else (key,))), "n_runs": int(means.size),
-                     "mean": mean, "sd_runs": sd, "ci95_runs": half,
-                     "ci95_episodes": float(group["ci95"].iloc[0]) if means.size == 1 else math.nan})
+        rows.append(
+            {
+                **dict(zip(keys, key if isinstance(key, tuple) else (key,))),
+                "n_runs": int(means.size),
+                "mean": mean,
+                "sd_runs": sd,
+                "ci95_runs": half,
+                "ci95_episodes": float(group["ci95"].iloc[0]) if means.size == 1 else math.nan,
+            }
+        )
     return pd.DataFrame(rows, columns=[*keys, *SETTINGS_COLUMNS])
 
 
@@ -103,8 +129,12 @@ def _compare(spec: SweepSpec, summary: pd.DataFrame) -> pd.DataFrame | None:
         results = []
         for label, (_, row) in zip(labels, group.iterrows()):
             r = read_results(spec.out / "cells" / row["cell"] / "results")
-            run = seed_run_name(int(row["seed"])) if "seed" in spec.grid else (str(r.episodes["run"].iloc[0]) or "seed-0")
-            results.append(dataclasses.replace(r, episodes=r.episodes.assign(run=run), manifest={**r.manifest, "label": label}))
+            run = (
+                seed_run_name(int(row["seed"])) if "seed" in spec.grid else (str(r.episodes["run"].iloc[0]) or "seed-0")
+            )
+            results.append(
+                dataclasses.replace(r, episodes=r.episodes.assign(run=run), manifest={**r.manifest, "label": label})
+            )
         frames.append(compare(results, baseline=labels[0]))
     return pd.concat(frames, ignore_index=True) if frames else None
 
@@ -125,8 +155,14 @@ def _lambda_plot(settings: pd.DataFrame, spec: SweepSpec, path: Path) -> None:
         for _, line in lines:
             line = line.sort_values("lam")
             err = line["ci95_runs"].where(line["n_runs"] > 1, line["ci95_episodes"]) * 100
-            ax.errorbar(line["lam"], line["mean"] * 100, yerr=err, marker="o", capsize=3,
-                        label=_setting_label(line.iloc[0], others))
+            ax.errorbar(
+                line["lam"],
+                line["mean"] * 100,
+                yerr=err,
+                marker="o",
+                capsize=3,
+                label=_setting_label(line.iloc[0], others),
+            )
         ax.set_title(f"{dataset} {n_way}-way {n_shot}-shot", fontsize=9)
         ax.set_xlabel("λ (weight of the contrastive term)")
         ax.set_xlim(-0.05, 1.05)
@@ -157,8 +193,11 @@ def _batch_table(settings: pd.DataFrame, spec: SweepSpec) -> str:
             cells.append(f"{r['mean'] * 100:.2f}±{hw * 100:.2f}" if np.isfinite(hw) else f"{r['mean'] * 100:.2f}")
         lines.append("| " + " | ".join([*map(str, key), *cells]) + " |")
     n_runs = int(settings["n_runs"].max())
-    note = (f"Accuracy (%): mean over {n_runs} training runs ± 95% t half-width over runs."
-            if n_runs > 1 else "Accuracy (%) ± 95% half-width over the pooled episodes (one training run per cell).")
+    note = (
+        f"Accuracy (%): mean over {n_runs} training runs ± 95% t half-width over runs."
+        if n_runs > 1
+        else "Accuracy (%) ± 95% half-width over the pooled episodes (one training run per cell)."
+    )
     return "\n".join(lines) + "\n\n" + note + "\n"
 
 

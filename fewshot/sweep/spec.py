@@ -102,7 +102,9 @@ class SweepSpec:
         from fewshot.protocol import load_protocol
 
         fields = {k: v for k, v in self.evaluate.items() if k not in ("classifier", "split", "data_root")}
-        return load_protocol(None, dataset=self.cell_config(cell).dataset, split=self.evaluate.get("split", "test"), **fields)
+        return load_protocol(
+            None, dataset=self.cell_config(cell).dataset, split=self.evaluate.get("split", "test"), **fields
+        )
 
 
 def load_sweep(path: str | os.PathLike, *, out: str | os.PathLike | None = None) -> SweepSpec:
@@ -128,7 +130,11 @@ def load_sweep(path: str | os.PathLike, *, out: str | os.PathLike | None = None)
 
 
 def sweep_from_dict(
-    data: Mapping[str, Any], *, base: Path, default_out: Path, out: str | os.PathLike | None = None,
+    data: Mapping[str, Any],
+    *,
+    base: Path,
+    default_out: Path,
+    out: str | os.PathLike | None = None,
     path: Path | None = None,
 ) -> SweepSpec:
     """:func:`load_sweep` on an already parsed mapping (same checks)."""
@@ -144,7 +150,9 @@ def sweep_from_dict(
         tables[key] = {str(k).replace("-", "_"): v for k, v in value.items()}
     finetune, grid, evaluate = tables["finetune"], tables["grid"], tables["evaluate"]
     if "out" in finetune or "out" in grid:
-        raise ValueError(f"{where}: `out` is set per cell (<sweep out>/cells/<cell>/run); remove it from [finetune]/[grid]")
+        raise ValueError(
+            f"{where}: `out` is set per cell (<sweep out>/cells/<cell>/run); remove it from [finetune]/[grid]"
+        )
     if not grid:
         raise ValueError(f"{where}: [grid] is empty; give at least one axis, e.g. lam = [0.0, 0.5, 1.0]")
     for axis, values in grid.items():

@@ -33,8 +33,12 @@ __all__ = [
     "RESUME_FREE_KEYS",
 ]
 
-_LAZY = {"finetune": "fewshot.training.runner", "finetune_seeds": "fewshot.training.runner",
-         "RunResult": "fewshot.training.runner", "resume_config": "fewshot.training.runner"}
+_LAZY = {
+    "finetune": "fewshot.training.runner",
+    "finetune_seeds": "fewshot.training.runner",
+    "RunResult": "fewshot.training.runner",
+    "resume_config": "fewshot.training.runner",
+}
 
 
 def __getattr__(name: str) -> Any:

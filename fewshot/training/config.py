@@ -177,23 +177,38 @@ class FinetuneConfig:
     objective_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     projection_dim: int = 0
     freeze_backbone: bool = dataclasses.field(
-        default=False, metadata={"help": "backbone frozen (eval mode, no gradients); train the neck and heads (needs --neck-dims)"})
+        default=False,
+        metadata={"help": "backbone frozen (eval mode, no gradients); train the neck and heads (needs --neck-dims)"},
+    )
     neck_dims: tuple[int, ...] = dataclasses.field(
-        default=(), metadata={"help": "MLP neck sizes on the backbone features, e.g. 1024 512; its output is the embedding (default: none)",
-                              "type": int, "nargs": "+", "metavar": "D"})
+        default=(),
+        metadata={
+            "help": "MLP neck sizes on the backbone features, e.g. 1024 512; its output is the embedding (default: none)",
+            "type": int,
+            "nargs": "+",
+            "metavar": "D",
+        },
+    )
     epochs: int = 100
     batch_size: int = 1024
     optimizer: str = dataclasses.field(default="adamw", metadata={"help": "adamw (default), adam, sgd or lamb (timm)"})
     lr: float = 1e-4
     weight_decay: float = 0.05
     layer_decay: float | None = dataclasses.field(
-        default=None, metadata={"help": "layer-wise lr decay in (0, 1] (BEiT: 0.65); default off"})
+        default=None, metadata={"help": "layer-wise lr decay in (0, 1] (BEiT: 0.65); default off"}
+    )
     dropout: float = 0.1
-    drop_path: float = dataclasses.field(default=0.0, metadata={"help": "backbone stochastic depth rate (timm drop_path_rate)"})
+    drop_path: float = dataclasses.field(
+        default=0.0, metadata={"help": "backbone stochastic depth rate (timm drop_path_rate)"}
+    )
     scheduler: str = "cosine"
     warmup_epochs: int = 0
-    warmup_lr: float = dataclasses.field(default=1e-6, metadata={"help": "lr at the start of the warm-up (default 1e-6)"})
-    min_lr: float = dataclasses.field(default=0.0, metadata={"help": "lr at the end of the cosine schedule (default 0)"})
+    warmup_lr: float = dataclasses.field(
+        default=1e-6, metadata={"help": "lr at the start of the warm-up (default 1e-6)"}
+    )
+    min_lr: float = dataclasses.field(
+        default=0.0, metadata={"help": "lr at the end of the cosine schedule (default 0)"}
+    )
     patience: int = 10
     val_fraction: float = 0.1
     seed: int = 0
@@ -202,15 +217,25 @@ class FinetuneConfig:
     hflip: float = 0.5
     crop_scale: tuple[float, float] | None = None
     crop_pct: float | None = dataclasses.field(
-        default=None, metadata={"help": "centre-crop fraction of training and extraction framing (default: the backbone's)"})
-    mixup: float = dataclasses.field(default=0.0, metadata={"help": "Mixup alpha on the CE term (timm; default 0: off)"})
-    cutmix: float = dataclasses.field(default=0.0, metadata={"help": "CutMix alpha on the CE term (timm; default 0: off)"})
+        default=None,
+        metadata={"help": "centre-crop fraction of training and extraction framing (default: the backbone's)"},
+    )
+    mixup: float = dataclasses.field(
+        default=0.0, metadata={"help": "Mixup alpha on the CE term (timm; default 0: off)"}
+    )
+    cutmix: float = dataclasses.field(
+        default=0.0, metadata={"help": "CutMix alpha on the CE term (timm; default 0: off)"}
+    )
     mixup_prob: float = dataclasses.field(default=1.0, metadata={"help": "probability of mixing a batch (default 1)"})
     mixup_switch_prob: float = dataclasses.field(
-        default=0.5, metadata={"help": "probability of CutMix instead of Mixup when both are on (default 0.5)"})
-    smoothing: float = dataclasses.field(default=0.0, metadata={"help": "label smoothing of the mixed targets (default 0)"})
+        default=0.5, metadata={"help": "probability of CutMix instead of Mixup when both are on (default 0.5)"}
+    )
+    smoothing: float = dataclasses.field(
+        default=0.0, metadata={"help": "label smoothing of the mixed targets (default 0)"}
+    )
     ema_decay: float = dataclasses.field(
-        default=0.0, metadata={"help": "model EMA decay (timm ModelEmaV3), e.g. 0.9999; default 0: off"})
+        default=0.0, metadata={"help": "model EMA decay (timm ModelEmaV3), e.g. 0.9999; default 0: off"}
+    )
     save_every_steps: int = 0
     num_workers: int | None = None
     device: str | None = None
@@ -240,7 +265,9 @@ class FinetuneConfig:
         missing = [k for k in _REQUIRED if data.get(k) is None]
         if missing:
             flags = ", ".join(f"--{k.replace('_', '-')}" for k in missing)
-            raise ValueError(f"missing required setting(s) {', '.join(missing)} (give {flags} or set them in the config file)")
+            raise ValueError(
+                f"missing required setting(s) {', '.join(missing)} (give {flags} or set them in the config file)"
+            )
         return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:
@@ -272,7 +299,9 @@ class FinetuneConfig:
         """Cheap checks that need no import of torch, timm or the data."""
         check_int("epochs", self.epochs)
         if self.batch_size < 2:
-            raise ValueError(f"batch_size must be >= 2 (the contrastive term needs pairs of images), got {self.batch_size}")
+            raise ValueError(
+                f"batch_size must be >= 2 (the contrastive term needs pairs of images), got {self.batch_size}"
+            )
         check_real("lr", self.lr, low=0, closed="neither")
         check_real("weight_decay", self.weight_decay, low=0.0)
         if self.optimizer not in OPTIMIZERS:
@@ -325,10 +354,14 @@ class FinetuneConfig:
         if any(d < 1 for d in self.neck_dims):
             raise ValueError(f"neck_dims must be positive sizes, got {list(self.neck_dims)}")
         if self.freeze_backbone and not self.neck_dims:
-            raise ValueError("freeze_backbone needs neck_dims (a trainable neck); a frozen backbone alone learns no embedding")
+            raise ValueError(
+                "freeze_backbone needs neck_dims (a trainable neck); a frozen backbone alone learns no embedding"
+            )
         if self.freeze_backbone and self.features_cached and (self.mixup or self.cutmix):
-            raise ValueError("mixup/cutmix mix images, but a frozen backbone without augmentation trains on cached "
-                             "features; set augment, hflip or crop_scale to run the backbone per view")
+            raise ValueError(
+                "mixup/cutmix mix images, but a frozen backbone without augmentation trains on cached "
+                "features; set augment, hflip or crop_scale to run the backbone per view"
+            )
         check_int("save_every_steps", self.save_every_steps, low=0)
         if self.img_size is not None:
             check_int("img_size", self.img_size)
@@ -370,9 +403,7 @@ class FinetuneConfig:
         create_objective(self.objective, lam=self.lam, temperature=self.temperature, **self.objective_options)
         spec = get_dataset(self.dataset) if check_data else None
         if spec is not None and self.split not in spec.splits:
-            raise ValueError(
-                f"dataset {self.dataset!r} has no split {self.split!r}; it has {', '.join(spec.splits)}"
-            )
+            raise ValueError(f"dataset {self.dataset!r} has no split {self.split!r}; it has {', '.join(spec.splits)}")
         if spec is not None and spec.needs_root:
             if self.data_root is None:
                 raise ValueError(f"dataset {self.dataset!r} needs data_root (--data-root DIR)")
@@ -471,8 +502,24 @@ def config_diff(a: Mapping[str, Any], b: Mapping[str, Any], *, ignore: frozenset
 _FIELDS = {f.name: f for f in dataclasses.fields(FinetuneConfig)}
 _INT = {"epochs", "batch_size", "warmup_epochs", "patience", "seed", "projection_dim", "save_every_steps"}
 _OPT_INT = {"img_size", "num_workers", "threads"}
-_FLOAT = {"lam", "temperature", "lr", "weight_decay", "dropout", "val_fraction", "hflip", "drop_path",
-          "warmup_lr", "min_lr", "mixup", "cutmix", "mixup_prob", "mixup_switch_prob", "smoothing", "ema_decay"}
+_FLOAT = {
+    "lam",
+    "temperature",
+    "lr",
+    "weight_decay",
+    "dropout",
+    "val_fraction",
+    "hflip",
+    "drop_path",
+    "warmup_lr",
+    "min_lr",
+    "mixup",
+    "cutmix",
+    "mixup_prob",
+    "mixup_switch_prob",
+    "smoothing",
+    "ema_decay",
+}
 _OPT_FLOAT = {"layer_decay", "crop_pct"}
 _STR = {"backbone", "dataset", "out", "split", "objective", "scheduler", "augment", "optimizer"}
 _OPT_STR = {"pretrained", "data_root", "device", "run"}
@@ -546,8 +593,10 @@ def _coerce(name: str, value: Any) -> Any:
             raise _type_error(name, "a list of integers", value)
         return tuple(int(v) for v in value)
     if name == "crop_scale":
-        if not isinstance(value, (list, tuple)) or len(value) != 2 or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+        if (
+            not isinstance(value, (list, tuple))
+            or len(value) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
         ):
             raise _type_error(name, "[lo, hi] or None", value)
         return (float(value[0]), float(value[1]))

@@ -28,8 +28,8 @@ import os
 import torch
 import torch.distributed as dist
 
-from fewshot._validate import check_int
 from fewshot._device import resolve_device
+from fewshot._validate import check_int
 
 __all__ = [
     "DistContext",

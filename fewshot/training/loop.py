@@ -26,7 +26,6 @@ import torch
 from torch import nn
 
 from fewshot.losses import Objective, ObjectiveOutput
-from fewshot.training.sampling import step_seed
 from fewshot.training.distributed import (
     DistContext,
     all_gather,
@@ -34,6 +33,7 @@ from fewshot.training.distributed import (
     all_gather_with_grad,
     all_reduce_sum,
 )
+from fewshot.training.sampling import step_seed
 
 __all__ = [
     "FinetuneNet",
@@ -170,7 +170,7 @@ class FinetuneNet(nn.Module):
 
         def match(name: str) -> tuple[float, ...]:
             if name.startswith("backbone."):
-                return (float(layer_of.get(name[len("backbone."):], top)),)
+                return (float(layer_of.get(name[len("backbone.") :], top)),)
             return (top,)
 
         return match
@@ -298,8 +298,15 @@ def make_scheduler(
     from timm.scheduler import create_scheduler_v2
 
     scheduler, _ = create_scheduler_v2(
-        optimizer, sched=kind, num_epochs=total_steps - warmup_steps, warmup_epochs=warmup_steps,
-        warmup_lr=warmup_lr, min_lr=min_lr, warmup_prefix=True, step_on_epochs=False, updates_per_epoch=1,
+        optimizer,
+        sched=kind,
+        num_epochs=total_steps - warmup_steps,
+        warmup_epochs=warmup_steps,
+        warmup_lr=warmup_lr,
+        min_lr=min_lr,
+        warmup_prefix=True,
+        step_on_epochs=False,
+        updates_per_epoch=1,
     )
     return scheduler
 
@@ -318,8 +325,15 @@ def make_mixup(
         return None
     from timm.data import Mixup
 
-    return Mixup(mixup_alpha=mixup, cutmix_alpha=cutmix, prob=prob, switch_prob=switch_prob,
-                 mode="batch", label_smoothing=smoothing, num_classes=num_classes)
+    return Mixup(
+        mixup_alpha=mixup,
+        cutmix_alpha=cutmix,
+        prob=prob,
+        switch_prob=switch_prob,
+        mode="batch",
+        label_smoothing=smoothing,
+        num_classes=num_classes,
+    )
 
 
 @contextlib.contextmanager
@@ -391,7 +405,9 @@ class Trainer:
         self.train_loader, self.val_loader = train_loader, val_loader
         self.seed = int(seed)
         cuda = ctx.device.type == "cuda"
-        self.channels_last = use_channels_last(net.backbone, ctx.device) if channels_last is None else bool(channels_last)
+        self.channels_last = (
+            use_channels_last(net.backbone, ctx.device) if channels_last is None else bool(channels_last)
+        )
         self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else contextlib.nullcontext
         self.mean = self.std = None
         if normalize is not None:
@@ -470,19 +486,36 @@ class Trainer:
         dev = self.ctx.device
         t0 = time.perf_counter()
         done = start_step
-        bar = tqdm(total=steps, initial=start_step, desc=desc, unit="step", leave=False,
-                   disable=not (progress and self.ctx.is_main), dynamic_ncols=True)
+        bar = tqdm(
+            total=steps,
+            initial=start_step,
+            desc=desc,
+            unit="step",
+            leave=False,
+            disable=not (progress and self.ctx.is_main),
+            dynamic_ncols=True,
+        )
         with bar:
             for views, labels, ids in self.train_loader:
                 views = normalize_views(views.to(dev, non_blocking=True), self.mean, self.std)
                 labels = labels.to(dev, non_blocking=True)
                 ids = ids.to(dev, non_blocking=True)
                 torch.manual_seed(step_seed(self.seed, epoch, done, self.ctx.rank))
-                mixing = contextlib.nullcontext() if self.mixup is None else _numpy_seeded(step_seed(self.seed, epoch, done, 0))
+                mixing = (
+                    contextlib.nullcontext()
+                    if self.mixup is None
+                    else _numpy_seeded(step_seed(self.seed, epoch, done, 0))
+                )
                 with mixing:
                     out = compute_loss(
-                        self.model, self.objective, views, labels, ids,
-                        gather=self.ctx.distributed, autocast=self.autocast(), channels_last=self.channels_last,
+                        self.model,
+                        self.objective,
+                        views,
+                        labels,
+                        ids,
+                        gather=self.ctx.distributed,
+                        autocast=self.autocast(),
+                        channels_last=self.channels_last,
                         mixup=self.mixup,
                     )
                 self.optimizer.zero_grad(set_to_none=True)
@@ -559,11 +592,16 @@ class Trainer:
                 images = y.shape[0] / views
                 out = self.objective(logits, z, y, ids)
                 correct = (logits.argmax(dim=1) == y).sum()
-                sums += torch.stack([
-                    out.total.double() * images, out.ce.double() * images, out.contrastive.double() * images,
-                    correct.double(), torch.tensor(float(images), dtype=torch.float64, device=dev),
-                    torch.tensor(float(y.shape[0]), dtype=torch.float64, device=dev),
-                ])
+                sums += torch.stack(
+                    [
+                        out.total.double() * images,
+                        out.ce.double() * images,
+                        out.contrastive.double() * images,
+                        correct.double(),
+                        torch.tensor(float(images), dtype=torch.float64, device=dev),
+                        torch.tensor(float(y.shape[0]), dtype=torch.float64, device=dev),
+                    ]
+                )
         finally:
             net.train(was_training)
         total, ce, con, correct, images, rows = sums.tolist()

@@ -46,7 +46,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from fewshot._validate import check_int
 from fewshot._io import (
     check_output_dir,
     sha256_arrays,
@@ -55,6 +54,7 @@ from fewshot._io import (
     write_text,
 )
 from fewshot._manifest import make_manifest
+from fewshot._validate import check_int
 from fewshot.backbones import create_backbone
 from fewshot.backbones.weights import load_weights
 from fewshot.checkpoint import read_checkpoint_meta
@@ -72,7 +72,6 @@ from fewshot.training.distributed import (
     shutdown,
 )
 from fewshot.training.loop import FinetuneNet, Trainer, make_mixup
-from fewshot.transforms import resolve_preprocessing, train_transform
 from fewshot.training.sampling import (
     FeatureViews,
     TrainBatchSampler,
@@ -92,6 +91,7 @@ from fewshot.training.state import (
     save_state,
     stored_config,
 )
+from fewshot.transforms import resolve_preprocessing, train_transform
 
 __all__ = ["finetune", "finetune_seeds", "RunResult", "resume_config", "TEST_EXIT_ENV"]
 
@@ -133,7 +133,9 @@ class RunResult:
         """One line for the terminal."""
         how = "stopped early" if self.stopped_early else "done"
         val = "" if self.best_val_loss is None else f" (val loss {self.best_val_loss:.4f})"
-        return f"{how} after {self.epochs} epochs, {self.steps} steps; best: epoch {self.best_epoch}{val} -> {self.best}"
+        return (
+            f"{how} after {self.epochs} epochs, {self.steps} steps; best: epoch {self.best_epoch}{val} -> {self.best}"
+        )
 
 
 def resume_config(run_dir: str | os.PathLike, **overrides: Any) -> FinetuneConfig:
@@ -199,7 +201,9 @@ def finetune(config: FinetuneConfig, *, resume: bool = False, split: Any = None)
         diff = config_diff(stored, config.to_dict())
         if diff:
             shown = "; ".join(f"{k}: run has {stored.get(k)!r}, given {config.to_dict().get(k)!r}" for k in diff)
-            raise ValueError(f"cannot resume {run_dir} with a different config ({shown}); keep the run's settings or start a new --out")
+            raise ValueError(
+                f"cannot resume {run_dir} with a different config ({shown}); keep the run's settings or start a new --out"
+            )
 
     ctx = init_distributed(config.device)
     threads_before = torch.get_num_threads()
@@ -250,7 +254,13 @@ def finetune_seeds(config: FinetuneConfig, seeds: Sequence[int], *, split: Any =
     for s in seeds:
         run = config.replace(seed=s, out=str(Path(config.out) / seed_run_name(s)))
         resume = (Path(run.out) / LAST).is_dir()  # finetune refuses a run with other settings
-        _log.info("training run %s (%d of %d)%s", seed_run_name(s), len(results) + 1, len(seeds), " (resuming)" if resume else "")
+        _log.info(
+            "training run %s (%d of %d)%s",
+            seed_run_name(s),
+            len(results) + 1,
+            len(seeds),
+            " (resuming)" if resume else "",
+        )
         results.append(finetune(run, resume=resume, split=split))
     return results
 
@@ -332,8 +342,12 @@ def _check_output(config: FinetuneConfig, run_dir: Path, *, resume: bool) -> Non
     if resume:
         return
     if (run_dir / LAST).exists():  # every process looks before process 0 writes (barrier in _restore_or_initialise)
-        raise ValueError(f"{run_dir} already holds a run ({LAST}/); pass --resume {run_dir} to continue it, or choose another --out")
-    check_output_dir(run_dir, "finetune", inputs=[config.pretrained if config.pretrained != "hub" else None, config.data_root])
+        raise ValueError(
+            f"{run_dir} already holds a run ({LAST}/); pass --resume {run_dir} to continue it, or choose another --out"
+        )
+    check_output_dir(
+        run_dir, "finetune", inputs=[config.pretrained if config.pretrained != "hub" else None, config.data_root]
+    )
 
 
 def _prepare_data(config: FinetuneConfig, split: Any) -> _Data:
@@ -350,7 +364,9 @@ def _prepare_data(config: FinetuneConfig, split: Any) -> _Data:
     if len(labels) == 0:
         raise ValueError(f"{config.dataset}/{config.split} has no images")
     if labels.min() < 0 or labels.max() >= n_classes:
-        raise ValueError(f"labels of {config.dataset}/{config.split} span {labels.min()}..{labels.max()} for {n_classes} classes")
+        raise ValueError(
+            f"labels of {config.dataset}/{config.split} span {labels.min()}..{labels.max()} for {n_classes} classes"
+        )
     train_idx, val_idx = holdout_split(labels, config.val_fraction, config.seed)
     return _Data(split, n_classes, train_idx, val_idx)
 
@@ -368,30 +384,58 @@ def _build(config: FinetuneConfig, ctx: Any, data: _Data) -> _Run:
     if config.drop_path:
         backbone_options["drop_path_rate"] = config.drop_path  # training only: not recorded in the checkpoint
     weights_file = config.pretrained not in (None, "hub")
-    backbone = create_backbone(config.backbone, None if weights_file else config.pretrained, seed=config.seed, **backbone_options)
+    backbone = create_backbone(
+        config.backbone, None if weights_file else config.pretrained, seed=config.seed, **backbone_options
+    )
     load_report = load_weights(backbone, config.pretrained) if weights_file else None
     preprocessing = resolve_preprocessing(backbone, img_size=config.img_size, crop_pct=config.crop_pct)
     check_input_size(backbone, preprocessing)  # before anything is written
-    objective = create_objective(config.objective, lam=config.lam, temperature=config.temperature, **config.objective_options)
+    objective = create_objective(
+        config.objective, lam=config.lam, temperature=config.temperature, **config.objective_options
+    )
     net = _build_net(config, backbone, objective, data.n_classes).to(ctx.device)
 
     items = _make_items(config, ctx, backbone, data.split, preprocessing)
     train_loader, val_loader, workers = _make_loaders(config, ctx, data, items)
     steps_per_epoch = train_loader.batch_sampler.steps_per_epoch
     trainer = Trainer(
-        net, objective, ctx, train_loader, val_loader,
-        lr=config.lr, weight_decay=config.weight_decay,
-        total_steps=config.epochs * steps_per_epoch, warmup_steps=config.warmup_epochs * steps_per_epoch,
-        scheduler=config.scheduler, seed=config.seed, opt=config.optimizer, layer_decay=config.layer_decay,
-        warmup_lr=config.warmup_lr, min_lr=config.min_lr, ema_decay=config.ema_decay,
-        mixup=make_mixup(data.n_classes, mixup=config.mixup, cutmix=config.cutmix, prob=config.mixup_prob,
-                         switch_prob=config.mixup_switch_prob, smoothing=config.smoothing),
-        compile=config.compile, sync_batchnorm=config.sync_batchnorm,
-        channels_last=config.channels_last, normalize=(preprocessing.mean, preprocessing.std),
+        net,
+        objective,
+        ctx,
+        train_loader,
+        val_loader,
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        total_steps=config.epochs * steps_per_epoch,
+        warmup_steps=config.warmup_epochs * steps_per_epoch,
+        scheduler=config.scheduler,
+        seed=config.seed,
+        opt=config.optimizer,
+        layer_decay=config.layer_decay,
+        warmup_lr=config.warmup_lr,
+        min_lr=config.min_lr,
+        ema_decay=config.ema_decay,
+        mixup=make_mixup(
+            data.n_classes,
+            mixup=config.mixup,
+            cutmix=config.cutmix,
+            prob=config.mixup_prob,
+            switch_prob=config.mixup_switch_prob,
+            smoothing=config.smoothing,
+        ),
+        compile=config.compile,
+        sync_batchnorm=config.sync_batchnorm,
+        channels_last=config.channels_last,
+        normalize=(preprocessing.mean, preprocessing.std),
     )
     cfg = config.to_dict()
-    ckpt = dict(backbone_name=config.backbone, backbone_kwargs=dict(config.backbone_kwargs), preprocessing=preprocessing,
-                config=cfg, run=config.run_name)
+    ckpt = dict(
+        backbone_name=config.backbone,
+        backbone_kwargs=dict(config.backbone_kwargs),
+        preprocessing=preprocessing,
+        config=cfg,
+        run=config.run_name,
+    )
     data_info = {
         "dataset": config.dataset,
         "split": config.split,
@@ -403,8 +447,14 @@ def _build(config: FinetuneConfig, ctx: Any, data: _Data) -> _Run:
         "val_indices_sha256": sha256_arrays(data.val_idx),
         "steps_per_epoch": steps_per_epoch,
     }
-    run_info = {"world_size": ctx.world_size, "device": str(ctx.device), "num_workers": workers,
-                "channels_last": trainer.channels_last, "threads": torch.get_num_threads(), "preprocessing": preprocessing.to_dict()}
+    run_info = {
+        "world_size": ctx.world_size,
+        "device": str(ctx.device),
+        "num_workers": workers,
+        "channels_last": trainer.channels_last,
+        "threads": torch.get_num_threads(),
+        "preprocessing": preprocessing.to_dict(),
+    }
     if ctx.is_main and weights_file:
         run_info["pretrained_sha256"] = sha256_file(config.pretrained)
         run_info["pretrained_load"] = load_report.to_dict()
@@ -423,20 +473,27 @@ def _build_net(config: FinetuneConfig, backbone: torch.nn.Module, objective: Any
     return FinetuneNet(backbone, classifier, projection, neck=neck, freeze_backbone=config.freeze_backbone)
 
 
-def _make_items(config: FinetuneConfig, ctx: Any, backbone: Any, split: Any, preprocessing: Any) -> Callable[[np.ndarray], Any]:
+def _make_items(
+    config: FinetuneConfig, ctx: Any, backbone: Any, split: Any, preprocessing: Any
+) -> Callable[[np.ndarray], Any]:
     """``indices -> dataset`` of training items: two augmented views per image, or the frozen
     backbone's cached features (one fixed view per image, computed once)."""
     if config.features_cached:
         return _cached_feature_items(config, backbone, split, preprocessing, ctx)
-    transform = train_transform(preprocessing, policy=config.augment, hflip=config.hflip, scale=config.crop_scale,
-                                normalize=False)  # uint8 views, normalised on the device by the Trainer
+    transform = train_transform(
+        preprocessing, policy=config.augment, hflip=config.hflip, scale=config.crop_scale, normalize=False
+    )  # uint8 views, normalised on the device by the Trainer
     return lambda idx: TwoViews(split, idx, transform)
 
 
-def _make_loaders(config: FinetuneConfig, ctx: Any, data: _Data, items: Callable[[np.ndarray], Any]) -> tuple[Any, Any, int]:
+def _make_loaders(
+    config: FinetuneConfig, ctx: Any, data: _Data, items: Callable[[np.ndarray], Any]
+) -> tuple[Any, Any, int]:
     """The training loader (this rank's share of every global batch), the validation loader
     (None without held-out images) and the number of loader workers."""
-    sampler = TrainBatchSampler(len(data.train_idx), config.batch_size, config.seed, rank=ctx.rank, world_size=ctx.world_size)
+    sampler = TrainBatchSampler(
+        len(data.train_idx), config.batch_size, config.seed, rank=ctx.rank, world_size=ctx.world_size
+    )
     workers = _default_workers(config, ctx)
     loader_options: dict[str, Any] = dict(
         num_workers=workers,
@@ -449,7 +506,9 @@ def _make_loaders(config: FinetuneConfig, ctx: Any, data: _Data, items: Callable
     train_loader = torch.utils.data.DataLoader(items(data.train_idx), batch_sampler=sampler, **loader_options)
     val_loader = None
     if data.val_idx.size:
-        val_sampler = ValBatchSampler(len(data.val_idx), config.batch_size, config.seed, rank=ctx.rank, world_size=ctx.world_size)
+        val_sampler = ValBatchSampler(
+            len(data.val_idx), config.batch_size, config.seed, rank=ctx.rank, world_size=ctx.world_size
+        )
         val_loader = torch.utils.data.DataLoader(items(data.val_idx), batch_sampler=val_sampler, **loader_options)
     return train_loader, val_loader, workers
 
@@ -460,12 +519,20 @@ def _restore_or_initialise(run: _Run, *, resume: bool) -> None:
     unfinished run then records ``status: running`` in its manifest."""
     trainer = run.trainer
     if resume:
-        run.progress = load_state(run.run_dir / LAST, trainer.net, trainer.optimizer, trainer.scheduler, run.ctx.device, ema=trainer.ema)
+        run.progress = load_state(
+            run.run_dir / LAST, trainer.net, trainer.optimizer, trainer.scheduler, run.ctx.device, ema=trainer.ema
+        )
         if run.progress.finished:
             return
         _warn_threads(run.run_dir, run.progress)
         if run.main:
-            _log.info("resuming %s at epoch %d, step %d/%d", run.run_dir, run.progress.epoch + 1, run.progress.step, run.steps_per_epoch)
+            _log.info(
+                "resuming %s at epoch %d, step %d/%d",
+                run.run_dir,
+                run.progress.epoch + 1,
+                run.progress.step,
+                run.steps_per_epoch,
+            )
     else:
         run.progress = Progress()
         barrier()
@@ -475,14 +542,24 @@ def _restore_or_initialise(run: _Run, *, resume: bool) -> None:
         barrier()
     trainer.sums.copy_(torch.tensor(run.progress.sums, dtype=torch.float64))
     if run.main:
-        write_json(run.run_dir / MANIFEST_FILE, make_manifest("finetune", run.ckpt["config"], status="running",
-                                                              data=run.data_info, run=run.run_info))
+        write_json(
+            run.run_dir / MANIFEST_FILE,
+            make_manifest("finetune", run.ckpt["config"], status="running", data=run.data_info, run=run.run_info),
+        )
 
 
 def _save_last(run: _Run) -> None:
     """Process 0 writes ``last/``: weights, optimiser, schedule, EMA, RNG states, progress."""
     t = run.trainer
-    save_state(run.run_dir / LAST, t.net, optimizer=t.optimizer, scheduler=t.scheduler, progress=run.progress, ema=t.ema, **run.ckpt)
+    save_state(
+        run.run_dir / LAST,
+        t.net,
+        optimizer=t.optimizer,
+        scheduler=t.scheduler,
+        progress=run.progress,
+        ema=t.ema,
+        **run.ckpt,
+    )
 
 
 def _checkpoint_last(run: _Run) -> None:
@@ -519,7 +596,10 @@ def _train_epoch(run: _Run) -> dict[str, Any]:
     width = len(str(config.epochs))
     t0 = time.perf_counter()
     stats = trainer.train_epoch(
-        epoch, run.progress.step, on_step=functools.partial(_after_step, run), progress=config.progress,
+        epoch,
+        run.progress.step,
+        on_step=functools.partial(_after_step, run),
+        progress=config.progress,
         desc=f"epoch {epoch + 1:>{width}}/{config.epochs}",
     )
     val = trainer.validate()
@@ -530,8 +610,9 @@ def _train_epoch(run: _Run) -> dict[str, Any]:
     return record
 
 
-def _epoch_record(epoch: int, stats: dict[str, float], val: dict[str, float] | None, *, lr: float, seconds: float,
-                  steps: int) -> dict[str, Any]:
+def _epoch_record(
+    epoch: int, stats: dict[str, float], val: dict[str, float] | None, *, lr: float, seconds: float, steps: int
+) -> dict[str, Any]:
     """One ``log.jsonl`` record (see :func:`finetune`) of 0-based ``epoch`` from the trainer's
     epoch ``stats`` and validation ``val`` (None without validation)."""
     return {
@@ -564,7 +645,9 @@ def _update_best(run: _Run, record: dict[str, Any]) -> bool:
         progress.best_epoch = record["epoch"]
         progress.bad_epochs = 0
         if run.main:
-            metrics = {k: record[k] for k in ("total", "ce", "contrastive", "val_loss", "val_ce", "val_contrastive", "val_acc")}
+            metrics = {
+                k: record[k] for k in ("total", "ce", "contrastive", "val_loss", "val_ce", "val_contrastive", "val_acc")
+            }
             save_best(run.run_dir / BEST, run.trainer.eval_net, epoch=record["epoch"], metrics=metrics, **run.ckpt)
     else:
         progress.bad_epochs += 1
@@ -613,11 +696,18 @@ def _cached_feature_items(config: FinetuneConfig, backbone: Any, split: Any, pre
     """``indices -> FeatureViews``: the frozen backbone's features of ``split`` from the feature
     cache (:func:`fewshot.features.extract_cached`); process 0 computes a missing entry, the
     others then read it."""
-    options = dict(preprocessing=preprocessing, device=ctx.device, progress=config.progress,
-                   num_workers=config.num_workers, manifest={"kind": "finetune-cache"})
+    options = dict(
+        preprocessing=preprocessing,
+        device=ctx.device,
+        progress=config.progress,
+        num_workers=config.num_workers,
+        manifest={"kind": "finetune-cache"},
+    )
     if ctx.is_main:
         path, hit = extract_cached(backbone, split, default_cache_dir(), **options)
-        _log.info("backbone features of %s/%s %s: %s", config.dataset, config.split, "from cache" if hit else "computed", path)
+        _log.info(
+            "backbone features of %s/%s %s: %s", config.dataset, config.split, "from cache" if hit else "computed", path
+        )
     barrier()
     if not ctx.is_main:
         path, _ = extract_cached(backbone, split, default_cache_dir(), **options)
@@ -643,9 +733,18 @@ def _write_outputs(run_dir: Path, progress: Progress, cfg: dict, data_info: dict
         "stopped_early": result.stopped_early,
     }
     checkpoints = {name: _backbone_sha(run_dir / name) for name in (BEST, LAST)}
-    write_json(run_dir / MANIFEST_FILE, make_manifest(
-        "finetune", cfg, status="finished", data=data_info, run=run_info, result=outcome, checkpoints=checkpoints,
-    ))
+    write_json(
+        run_dir / MANIFEST_FILE,
+        make_manifest(
+            "finetune",
+            cfg,
+            status="finished",
+            data=data_info,
+            run=run_info,
+            result=outcome,
+            checkpoints=checkpoints,
+        ),
+    )
 
 
 def _backbone_sha(directory: Path) -> str | None:
@@ -694,4 +793,3 @@ def _test_exit_steps() -> int | None:
         return int(value)
     except ValueError:
         raise ValueError(f"{TEST_EXIT_ENV}={value!r} is not an integer") from None
-

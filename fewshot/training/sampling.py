@@ -105,7 +105,9 @@ class TwoViews(torch.utils.data.Dataset):
             views; SimCLR's positives).
     """
 
-    def __init__(self, split: Any, indices: np.ndarray, transform: Callable[[Any], torch.Tensor], views: int = 2) -> None:
+    def __init__(
+        self, split: Any, indices: np.ndarray, transform: Callable[[Any], torch.Tensor], views: int = 2
+    ) -> None:
         self.split = split
         self.indices = np.asarray(indices, dtype=np.int64)
         self.labels = np.asarray(split.labels, dtype=np.int64)[self.indices]

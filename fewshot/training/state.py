@@ -101,7 +101,9 @@ def _rng_states() -> dict[str, Any]:
     return states
 
 
-def _checkpoint_args(net: Any, backbone_name: str, backbone_kwargs: dict[str, Any], preprocessing: Preprocessing) -> dict[str, Any]:
+def _checkpoint_args(
+    net: Any, backbone_name: str, backbone_kwargs: dict[str, Any], preprocessing: Preprocessing
+) -> dict[str, Any]:
     return dict(
         backbone=net.backbone,
         backbone_name=backbone_name,
@@ -215,10 +217,22 @@ def load_state(
         scheduler.load_state_dict(state["scheduler"])
         if ema is not None:
             ema.load_state_dict(state["ema"])
-    except (KeyError, RuntimeError, ValueError, OSError, EOFError, TypeError, AttributeError,
-            MemoryError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
+    except (
+        KeyError,
+        RuntimeError,
+        ValueError,
+        OSError,
+        EOFError,
+        TypeError,
+        AttributeError,
+        MemoryError,
+        pickle.UnpicklingError,
+        zipfile.BadZipFile,
+    ) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ValueError(f"cannot restore {state_path}: not a training state written by fewshot finetune ({first})") from None
+        raise ValueError(
+            f"cannot restore {state_path}: not a training state written by fewshot finetune ({first})"
+        ) from None
     rng = state.get("rng", {})
     if "torch" in rng:
         torch.set_rng_state(rng["torch"].cpu())
