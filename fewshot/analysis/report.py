@@ -13,10 +13,12 @@ import numpy as np
 import pandas as pd
 
 from fewshot._io import atomic_dir, sha256_arrays, write_csv, write_json
+from fewshot._manifest import make_manifest
 from fewshot.analysis.figures import plot_similarity, plot_tsne
 from fewshot.analysis.isotropy import isotropy_score
 from fewshot.analysis.similarity import similarity_distributions
 from fewshot.analysis.tsne import tsne_map
+from fewshot.features import load_features
 
 __all__ = ["analyze_to_directory", "ANALYSIS_COLUMNS", "SIMILARITY_COLUMNS", "feature_labels"]
 
@@ -127,8 +129,6 @@ def analyze_to_directory(
             unreadable feature file, a class missing from a file, bad settings.
         FileNotFoundError: a feature file does not exist.
     """
-    from fewshot._manifest import make_manifest
-    from fewshot.features import load_features
 
     paths = [Path(p) for p in paths]
     if not paths:

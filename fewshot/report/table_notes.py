@@ -21,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 
+from fewshot.classifiers import is_transductive, list_classifiers
 from fewshot.report.tables import render_table
 from fewshot.results import Results, read_results
 
@@ -47,13 +48,11 @@ def _results(results: Sequence[Any]) -> list[Any]:
 
 def transductive_labels(results: Sequence[Any]) -> list[str]:
     """Labels of the results whose per-episode ``classifier`` is a transductive one."""
-    # imported here: the classifier registry imports torch, which `import fewshot.report` avoids
-    from fewshot.classifiers import CLASSIFIERS, is_transductive
 
     out = []
     for r in _results(results):
         names = set(r.episodes["classifier"].astype(str)) if "classifier" in r.episodes else set()
-        if any(n in CLASSIFIERS and is_transductive(n) for n in names) and r.label not in out:
+        if any(n in list_classifiers() and is_transductive(n) for n in names) and r.label not in out:
             out.append(r.label)
     return out
 

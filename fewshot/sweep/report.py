@@ -12,6 +12,10 @@ import numpy as np
 import pandas as pd
 
 from fewshot._io import write_bytes, write_csv, write_text
+from fewshot.report.compare import compare
+from fewshot.results import read_results
+from fewshot.runs import seed_run_name
+from fewshot.stats import confidence_interval
 from fewshot.sweep.spec import SweepSpec
 
 __all__ = ["SUMMARY_COLUMNS", "SETTINGS_COLUMNS", "sweep_summary", "settings_summary", "write_reports"]
@@ -39,8 +43,6 @@ def sweep_summary(spec: SweepSpec) -> pd.DataFrame:
     Raises:
         FileNotFoundError: a cell has no complete results (run the sweep first).
     """
-    from fewshot.results import read_results
-    from fewshot.stats import confidence_interval
 
     rows = []
     for cell in spec.cells():
@@ -81,7 +83,6 @@ def settings_summary(summary: pd.DataFrame, spec: SweepSpec) -> pd.DataFrame:
     """Cells that differ only in the training ``seed`` grouped: mean over runs of the run means,
     their SD and the 95% t half-width over runs (``ci95_runs``, NaN with one run); with one run,
     ``ci95_episodes`` is that run's episode half-width."""
-    from fewshot.stats import confidence_interval
 
     keys = [a for a in spec.grid if a not in ("seed", "dataset")] + ["dataset", "n_way", "n_shot"]
     rows = []
@@ -113,10 +114,6 @@ def _compare(spec: SweepSpec, summary: pd.DataFrame) -> pd.DataFrame | None:
     at the run level (a test of the settings), with one seed at the checkpoint level.
     """
     import dataclasses
-
-    from fewshot.report.compare import compare
-    from fewshot.results import read_results
-    from fewshot.runs import seed_run_name
 
     axes = [a for a in spec.grid if a not in ("seed", "dataset")]
     frames = []

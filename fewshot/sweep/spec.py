@@ -34,6 +34,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from fewshot.classifiers import list_classifiers
+from fewshot.protocol import load_protocol
+
 __all__ = ["Cell", "SweepSpec", "load_sweep", "STUDY_AXES"]
 
 #: The axes of the papers' studies (λ: Fig. 2, batch size: Table 3, objective: Table 4).
@@ -99,7 +102,6 @@ class SweepSpec:
         return FinetuneConfig.from_dict(settings, source=f"sweep cell {cell.id}")
 
     def protocol(self, cell: Cell) -> Any:
-        from fewshot.protocol import load_protocol
 
         fields = {k: v for k, v in self.evaluate.items() if k not in ("classifier", "split", "data_root")}
         return load_protocol(
@@ -170,7 +172,6 @@ def sweep_from_dict(
         target = (Path.cwd() if out is not None else base) / target
     target = target.resolve()
     spec = SweepSpec(target, finetune, grid, evaluate, tables["slurm"], path)
-    from fewshot.classifiers import list_classifiers
 
     classifier = evaluate.get("classifier", "logreg")
     if classifier not in list_classifiers():
