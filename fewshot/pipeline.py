@@ -103,11 +103,7 @@ def extract_to_file(
         ValueError: conflicting or missing arguments, an output not ending in ``.npz``, a bad
             dataset/split/backbone; FileNotFoundError: missing data, weights or checkpoint.
     """
-    # timm-backed modules, imported on use: importing this module (it also serves `fewshot evaluate`) loads no timm
-    from fewshot.backbones import create_backbone
-    from fewshot.checkpoint import checkpoint_run, load_checkpoint, load_heads
-    from fewshot.features import check_input_size, default_cache_dir, extract_cached, write_features
-    from fewshot.transforms import resolve_preprocessing
+    from fewshot.features import default_cache_dir  # timm-backed: see _ExtractSource
 
     if checkpoint is None and backbone is None:
         raise ValueError("give a backbone name (--backbone) or a checkpoint directory (--checkpoint)")
@@ -123,7 +119,75 @@ def extract_to_file(
     check_output_file(out, inputs=inputs)
     resolve_device(device)  # a device this machine has, before any work
 
+    src = _load_source(backbone, pretrained, checkpoint, seed=seed, img_size=img_size, crop_pct=crop_pct, run=run)
+    pretrained_on = _label_set(src, pretrained_on)
+    split_data = load_split(dataset, split, data_root)
+    record = _extract_record(src, dataset, split, pretrained_on)
+    options: dict[str, Any] = dict(
+        preprocessing=src.preprocessing,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        device=device,
+        progress=progress,
+        manifest=record,
+        run=src.run,
+        channels_last=channels_last,
+    )
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if use_cache and out.parent.resolve() == cache.resolve():
+        raise ValueError(f"output {out} lies in the feature cache {cache}; write it elsewhere or pass --no-cache")
+    t0 = time.perf_counter()
+    hit = _write_extracted(out, src, split_data, use_cache=use_cache, cache=cache, options=options)
+    with np.load(out, allow_pickle=False) as data:
+        shape, fingerprint = data["features"].shape, str(data["fingerprint"])
+    name = f"{src.name}+neck" if src.neck is not None else src.name
+    return ExtractResult(
+        out,
+        fingerprint,
+        int(shape[0]),
+        int(shape[1]),
+        name,
+        tuple(src.preprocessing.input_size),
+        hit,
+        time.perf_counter() - t0,
+    )
+
+
+@dataclasses.dataclass
+class _ExtractSource:
+    """What features are extracted with: the backbone (and a checkpoint's neck), its
+    preprocessing, its name, where its weights came from and the training run's name.
+
+    The timm-backed modules (backbones, checkpoint, features' extraction) are imported by the
+    functions that need them: importing this module (it also serves ``fewshot evaluate``)
+    loads no timm."""
+
+    model: nn.Module
+    preprocessing: Any
+    name: str
     source: dict[str, Any]
+    run: str
+    neck: nn.Module | None = None
+
+
+def _load_source(
+    backbone: str | None,
+    pretrained: str | None,
+    checkpoint: str | os.PathLike | None,
+    *,
+    seed: int | None,
+    img_size: int | None,
+    crop_pct: float | None,
+    run: str | None,
+) -> _ExtractSource:
+    """The backbone of a checkpoint directory (its recorded preprocessing, resized on request,
+    its run and neck) or a timm backbone (random init with ``seed``, hub or file weights),
+    checked against the preprocessing's input size."""
+    from fewshot.backbones import create_backbone
+    from fewshot.checkpoint import checkpoint_run, load_checkpoint, load_heads
+    from fewshot.features import check_input_size
+    from fewshot.transforms import resolve_preprocessing
+
     neck: nn.Module | None = None
     if checkpoint is not None:
         if pretrained is not None:
@@ -148,53 +212,53 @@ def extract_to_file(
         pp = resolve_preprocessing(model, img_size=img_size, crop_pct=crop_pct)
         weights = pretrained if pretrained in (None, "hub") else str(Path(pretrained).resolve())
         source = {"pretrained": weights, "seed": seed if pretrained is None else None}
-
     check_input_size(model, pp)
+    return _ExtractSource(model, pp, name, source, run or "", neck)
+
+
+def _label_set(src: _ExtractSource, pretrained_on: str | None) -> str | None:
+    """The label set the weights were trained on: ``pretrained_on`` (validated), else the one
+    timm's pretrained tag names for hub weights, else None (unknown)."""
     if pretrained_on is not None:
         label_set_synsets(pretrained_on)  # validates the name
-    elif source.get("pretrained") == "hub" or source.get("from_hub"):
-        pretrained_on = label_set_of_model(name)
-    split_data = load_split(dataset, split, data_root)
+        return pretrained_on
+    if src.source.get("pretrained") == "hub" or src.source.get("from_hub"):
+        return label_set_of_model(src.name)
+    return None
+
+
+def _extract_record(src: _ExtractSource, dataset: str, split: str, pretrained_on: str | None) -> dict[str, Any]:
+    """The feature file's manifest: backbone, weights' source, run, environment and, when the
+    weights' label set shares classes with the split, the pretraining overlap (warned once)."""
     record: dict[str, Any] = {
         "kind": "extract",
-        "backbone": name,
-        "source": source,
-        "run": run or "",
+        "backbone": src.name,
+        "source": src.source,
+        "run": src.run,
         "environment": environment_info(),
     }
     overlap = warn_overlap(dataset, split, pretrained_on)
     if overlap is not None:
         record["pretraining_overlap"] = overlap
-    options: dict[str, Any] = dict(
-        preprocessing=pp,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        device=device,
-        progress=progress,
-        manifest=record,
-        run=run or "",
-        channels_last=channels_last,
-    )
-    t0 = time.perf_counter()
-    hit = False
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    if use_cache and out.parent.resolve() == cache.resolve():
-        raise ValueError(f"output {out} lies in the feature cache {cache}; write it elsewhere or pass --no-cache")
-    if neck is not None:  # backbone features (cached: a frozen backbone's are shared by every run), then the neck
-        hit = _write_necked(out, model, neck, split_data, use_cache=use_cache, cache_dir=cache, options=options)
-    elif use_cache:
-        cached, hit = extract_cached(model, split_data, cache, **options)
+    return record
+
+
+def _write_extracted(
+    out: Path, src: _ExtractSource, split: Any, *, use_cache: bool, cache: Path, options: dict[str, Any]
+) -> bool:
+    """Write the features of ``split`` to ``out``: through the cache (copied out of it) or
+    directly; a neck maps the backbone's (cached) features. Whether they came from the cache."""
+    from fewshot.features import extract_cached, write_features
+
+    if src.neck is not None:  # backbone features (cached: a frozen backbone's are shared by every run), then the neck
+        return _write_necked(out, src.model, src.neck, split, use_cache=use_cache, cache_dir=cache, options=options)
+    if use_cache:
+        cached, hit = extract_cached(src.model, split, cache, **options)
         if cached.resolve() != out.resolve():
             write_bytes(out, cached.read_bytes())
-    else:
-        write_features(model, split_data, out, **options)
-    with np.load(out, allow_pickle=False) as data:
-        shape, fingerprint = data["features"].shape, str(data["fingerprint"])
-    if neck is not None:
-        name = f"{name}+neck"
-    return ExtractResult(
-        out, fingerprint, int(shape[0]), int(shape[1]), name, tuple(pp.input_size), hit, time.perf_counter() - t0
-    )
+        return hit
+    write_features(src.model, split, out, **options)
+    return False
 
 
 def _write_necked(
