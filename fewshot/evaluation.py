@@ -175,55 +175,19 @@ def run_protocol(
         ValueError: bad sizes or features (see :func:`evaluate` and
             :func:`fewshot.episodes.sample_episodes`); all checks run before any work.
     """
-    if isinstance(features, FeatureSet):
-        if labels is not None:
-            raise ValueError("pass labels only with a features array, not with a FeatureSet")
-        fs = features
-    else:
-        if labels is None:
-            raise ValueError("labels are required when features is an array")
-        fs = FeatureSet(np.asarray(features), np.asarray(labels))
+    fs = _feature_set(features, labels)
     dataset = dataset or fs.dataset
     split = split or fs.split
     run = fs.run if run is None else check_run_name(run, "run")
-    shots = [int(s) for s in shots] if not isinstance(shots, (int, np.integer)) else [int(shots)]
-    seeds = [int(s) for s in seeds] if not isinstance(seeds, (int, np.integer)) else [int(seeds)]
-    if not shots or not seeds:
-        raise ValueError("shots and seeds must each list at least one value")
-    for name, values in (("shots", shots), ("seeds", seeds)):
-        if len(set(values)) != len(values):
-            raise ValueError(f"{name} must not repeat a value (every row would be written twice), got {values}")
+    shots = _distinct_ints("shots", shots)
+    seeds = _distinct_ints("seeds", seeds)
     for shot in shots:
         check_sizes(n_way, shot, n_query, n_episodes)
     clf_kwargs = dict(classifier_kwargs or {})
     create_classifier(classifier, **clf_kwargs)  # validate the name and arguments up front
     resolve_device(device)  # and the device
-    # sample (or read) everything first: any size problem surfaces before minutes of work, and
-    # before anything is written to the episode cache
     labels_fp = labels_fingerprint(fs.labels)
-    jobs = []
-    for shot in shots:
-        for seed in seeds:
-            if episode_cache_dir is None:
-                jobs.append((shot, seed, sample_episodes(fs.labels, n_way, shot, n_query, n_episodes, seed), None))
-            else:
-                entry = cached_episodes(
-                    fs.labels,
-                    n_way,
-                    shot,
-                    n_query,
-                    n_episodes,
-                    seed,
-                    episode_cache_dir,
-                    labels_fp=labels_fp,
-                    write=False,
-                )
-                jobs.append((shot, seed, entry.episodes, entry))
-    jobs = [
-        (shot, seed, ep, store_episodes(entry, labels_fp).data if entry is not None else None)
-        for shot, seed, ep, entry in jobs
-    ]
-
+    jobs = _episode_jobs(fs.labels, labels_fp, n_way, shots, n_query, n_episodes, seeds, episode_cache_dir)
     frames = []
     for shot, seed, episodes, data in tqdm(
         jobs, desc=f"{dataset} {n_way}-way", unit="run", disable=(not progress) if progress is not None else None
@@ -238,28 +202,77 @@ def run_protocol(
             fs.features, fs.labels, episodes, classifier, device=device, return_per_class=per_class, **clf_kwargs
         )
         acc, correct = out if per_class else (out, None)
-        frames.append(
-            pd.DataFrame(
-                {
-                    "dataset": dataset,
-                    "split": split,
-                    "run": run,
-                    "n_way": n_way,
-                    "n_shot": shot,
-                    "n_query": n_query,
-                    "seed": seed,
-                    "episode": np.arange(episodes.start, episodes.start + len(episodes), dtype=np.int64),
-                    "accuracy": acc,
-                    "classifier": classifier,
-                    "features_fingerprint": fs.fingerprint,
-                    "episodes_fingerprint": episodes.fingerprint,
-                    **(_per_class_columns(episodes, correct, fs.class_names) if correct is not None else {}),
-                }
-            )
+        frame = pd.DataFrame(
+            {
+                "dataset": dataset,
+                "split": split,
+                "run": run,
+                "n_way": n_way,
+                "n_shot": shot,
+                "n_query": n_query,
+                "seed": seed,
+                "episode": np.arange(episodes.start, episodes.start + len(episodes), dtype=np.int64),
+                "accuracy": acc,
+                "classifier": classifier,
+                "features_fingerprint": fs.fingerprint,
+                "episodes_fingerprint": episodes.fingerprint,
+                **(_per_class_columns(episodes, correct, fs.class_names) if correct is not None else {}),
+            }
         )
+        frames.append(frame)
     df = pd.concat(frames, ignore_index=True)
     extra = [c for c in df.columns if c not in EPISODE_COLUMNS]
     return df.loc[:, [*EPISODE_COLUMNS, *extra]]
+
+
+def _feature_set(features: FeatureSet | np.ndarray, labels: np.ndarray | None) -> FeatureSet:
+    """``features`` as a :class:`FeatureSet`: given one (then no ``labels``) or an array with labels."""
+    if isinstance(features, FeatureSet):
+        if labels is not None:
+            raise ValueError("pass labels only with a features array, not with a FeatureSet")
+        return features
+    if labels is None:
+        raise ValueError("labels are required when features is an array")
+    return FeatureSet(np.asarray(features), np.asarray(labels))
+
+
+def _distinct_ints(name: str, values: int | Sequence[int]) -> list[int]:
+    """One int or a sequence of them, as a non-empty list without repeats."""
+    out = [int(values)] if isinstance(values, (int, np.integer)) else [int(v) for v in values]
+    if not out:
+        raise ValueError("shots and seeds must each list at least one value")
+    if len(set(out)) != len(out):
+        raise ValueError(f"{name} must not repeat a value (every row would be written twice), got {out}")
+    return out
+
+
+def _episode_jobs(
+    labels: np.ndarray,
+    labels_fp: str,
+    n_way: int,
+    shots: list[int],
+    n_query: int,
+    n_episodes: int,
+    seeds: list[int],
+    episode_cache_dir: str | Path | None,
+) -> list[tuple[int, int, Episodes, bytes | None]]:
+    """``(shot, seed, episodes, cache file bytes or None)`` for every (shot, seed), sampled or
+    read from the episode cache. All are sampled (or read) before any is evaluated or written
+    to the cache: a size problem surfaces before minutes of work, and leaves no cache entry."""
+    jobs = []
+    for shot in shots:
+        for seed in seeds:
+            if episode_cache_dir is None:
+                jobs.append((shot, seed, sample_episodes(labels, n_way, shot, n_query, n_episodes, seed), None))
+            else:
+                entry = cached_episodes(
+                    labels, n_way, shot, n_query, n_episodes, seed, episode_cache_dir, labels_fp=labels_fp, write=False
+                )
+                jobs.append((shot, seed, entry.episodes, entry))
+    return [
+        (shot, seed, ep, store_episodes(entry, labels_fp).data if entry is not None else None)
+        for shot, seed, ep, entry in jobs
+    ]
 
 
 def _per_class_columns(episodes: Episodes, correct: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
