@@ -54,7 +54,7 @@ __all__ = [
 #: (``tf_efficientnet_lite0`` at 84 px: 0.69x). ResNets measured no gain (ResNet-12 at 84 px
 #: 1.01x, timm ``resnet18`` at 84 px 1.02x) and stay contiguous, as do ViTs (their blocks see
 #: rows) and families not measured; on CUDA every backbone goes channels-last.
-CHANNELS_LAST_CPU: frozenset[str] = frozenset({"Conv4", "EfficientNet"})
+CHANNELS_LAST_CPU: frozenset[str] = frozenset({"Conv4", "EfficientNet", "ResNet12", "FewShotResNet12"})
 
 
 def use_channels_last(backbone: nn.Module, device: torch.device | str) -> bool:
@@ -370,6 +370,9 @@ class Trainer:
             processes.
         channels_last: weights and inputs in channels-last memory format; None:
             :func:`use_channels_last` of the backbone and device.
+        bf16: bfloat16 autocast of the forward pass (the loss stays float32); None: on CUDA,
+            off on the CPU, where it is an opt-in for CPUs with bf16 units (AMX, AVX512-BF16):
+            faster there, but its numerics are bf16's, not float32's.
         normalize: ``(mean, std)`` of the backbone's preprocessing: uint8 views from the
             loaders are converted and normalised on the device (:func:`normalize_views`);
             None: the loaders must yield float inputs.
@@ -399,6 +402,7 @@ class Trainer:
         sync_batchnorm: bool = True,
         channels_last: bool | None = None,
         normalize: tuple[Sequence[float], Sequence[float]] | None = None,
+        bf16: bool | None = None,
     ) -> None:
         self.ctx = ctx
         self.objective = objective
@@ -408,7 +412,11 @@ class Trainer:
         self.channels_last = (
             use_channels_last(net.backbone, ctx.device) if channels_last is None else bool(channels_last)
         )
-        self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else contextlib.nullcontext
+        self.bf16 = cuda if bf16 is None else bool(bf16)
+        dev_type = ctx.device.type
+        self.autocast = (
+            (lambda: torch.autocast(dev_type, dtype=torch.bfloat16)) if self.bf16 else contextlib.nullcontext
+        )
         self.mean = self.std = None
         if normalize is not None:
             mean, std = normalize

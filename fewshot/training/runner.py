@@ -427,6 +427,7 @@ def _build(config: FinetuneConfig, ctx: Any, data: _Data) -> _Run:
         sync_batchnorm=config.sync_batchnorm,
         channels_last=config.channels_last,
         normalize=(preprocessing.mean, preprocessing.std),
+        bf16=config.bf16,
     )
     cfg = config.to_dict()
     ckpt = dict(
@@ -452,6 +453,7 @@ def _build(config: FinetuneConfig, ctx: Any, data: _Data) -> _Run:
         "device": str(ctx.device),
         "num_workers": workers,
         "channels_last": trainer.channels_last,
+        "bf16": trainer.bf16,
         "threads": torch.get_num_threads(),
         "preprocessing": preprocessing.to_dict(),
     }
