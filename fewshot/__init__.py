@@ -10,6 +10,8 @@ import importlib
 import os as _os
 from typing import Any
 
+from fewshot._lazy import lazy_exports
+
 __version__ = "0.1.0"
 
 # OpenMP threads that busy-wait between parallel regions fight any other load on the cores:
@@ -134,6 +136,9 @@ _DEPRECATED: dict[str, tuple[str, str]] = {
 __all__ = ["__version__", *sorted(_EXPORTS)]
 
 
+_getattr, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
+
+
 def __getattr__(name: str) -> Any:
     if name in _DEPRECATED:
         new, module = _DEPRECATED[name]
@@ -141,13 +146,4 @@ def __getattr__(name: str) -> Any:
 
         warnings.warn(f"fewshot.{name} is deprecated; use fewshot.{new}", DeprecationWarning, stacklevel=2)
         return getattr(importlib.import_module(module), new)
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'fewshot' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+    return _getattr(name)

@@ -7,8 +7,7 @@ started twice as fast without them.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from fewshot._lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "extract_features": "fewshot.features.extract",
@@ -37,14 +36,4 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'fewshot.features' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

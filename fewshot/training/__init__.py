@@ -17,9 +17,7 @@ needs no torch; ``finetune``, ``RunResult`` and ``resume_config`` load it on fir
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from fewshot._lazy import lazy_exports
 from fewshot.training.config import RESUME_FREE_KEYS, FinetuneConfig, config_diff, load_config
 
 __all__ = [
@@ -41,14 +39,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'fewshot.training' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
