@@ -20,8 +20,9 @@ Then one table of fine-tuning throughput, before/after in the same run, for thre
 (ResNet-12 at 84 px on synthetic 84 x 84 images: no data needed) and ``lite0`` (timm
 ``tf_efficientnet_lite0``, random init, 84 px, synthetic images):
 
-- old: contiguous model and inputs, float32 views made in the loader (``ToTensor`` +
-  ``Normalize`` after AutoAugment);
+- old: the code before issue 18 — contiguous model and inputs, float32 views made in the
+  loader (``ToTensor`` + ``Normalize`` after AutoAugment), Conv-4's blocks in the published
+  order (ReLU, then max-pool; today's blocks pool first, the same values and gradients);
 - new: the defaults of :mod:`fewshot.training` — channels-last where
   :func:`~fewshot.training.loop.use_channels_last` says so, uint8 views from the loader, converted
   and normalised where the model runs (:func:`~fewshot.training.loop.normalize_views`, timed
@@ -34,6 +35,12 @@ Then one table of fine-tuning throughput, before/after in the same run, for thre
 
 Medians over ``--rounds`` rounds, old and new taking turns (alternating who goes first).
 Target (issue 18): the CPU training step >= 1.5x faster on Conv-4 and ResNet-12.
+
+Then the roofline of each step: its convolution and matrix-product FLOPs (forward and
+backward, counted by ``torch.utils.flop_counter``), the rate the old and new steps reach, and
+the fastest float32 rate this machine reaches on a few large convolutions and a GEMM at the
+same thread count (``peak``). A step whose old rate times 1.5 exceeds ``peak`` cannot be made
+1.5x faster in float32 on this CPU by any memory format or data pipeline.
 
 Usage: ``python benchmarks/bench_finetune.py [--batch 256] [--img-size 32] [--repeats 7]
 [--threads N] [--objectives ce,schane,supcon] [--rounds 3] [--settings demo,miniimagenet,lite0]
@@ -150,19 +157,27 @@ class _SyntheticSplit:
         return Image.fromarray(self.arrays[index])
 
 
-def _median_rounds(runs: dict[str, object], rounds: int) -> dict[str, tuple[float, float]]:
-    """``(wall, cpu)`` median seconds of each callable over ``rounds`` rounds, taking turns,
-    after one warm-up. ``cpu`` is this process's CPU time (all its threads): on a machine
-    shared with other jobs it moves less than the wall-clock time."""
+def _median_rounds(runs: dict[str, object], rounds: int, min_time: float = 0.25) -> dict[str, tuple[float, float]]:
+    """``(wall, cpu)`` median seconds of one call of each callable over ``rounds`` rounds,
+    taking turns, after one warm-up. A round calls each callable ``k`` times in a row, ``k``
+    chosen from the warm-up so that a round lasts at least ``min_time`` seconds (short steps
+    are otherwise timed one by one, at the mercy of every scheduler tick). ``cpu`` is this
+    process's CPU time (all its threads): on a machine shared with other jobs it moves less than
+    the wall-clock time."""
     names = list(runs)
+    reps = {}
     for name in names:
+        t0 = time.perf_counter()
         runs[name]()
+        reps[name] = max(1, round(min_time / max(time.perf_counter() - t0, 1e-6)))
+    k = max(reps.values())  # the same count for all, so they share the machine alike
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
     for r in range(rounds):
         for name in names if r % 2 == 0 else names[::-1]:
             t0, c0 = time.perf_counter(), time.process_time()
-            runs[name]()
-            times[name].append((time.perf_counter() - t0, time.process_time() - c0))
+            for _ in range(k):
+                runs[name]()
+            times[name].append(((time.perf_counter() - t0) / k, (time.process_time() - c0) / k))
     return {name: (statistics.median(w for w, _ in t), statistics.median(c for _, c in t)) for name, t in times.items()}
 
 
@@ -217,8 +232,10 @@ def throughput(settings: list[str], rounds: int) -> list[dict]:
 
         net = FinetuneNet(body, ClassificationHead(body.num_features, 5, dropout=0.1, seed=1))
         new_net = copy.deepcopy(net)
+        _published_block_order(net)
         if cl:
             new_net = new_net.to(memory_format=torch.channels_last)
+        flops = step_flops(new_net, objective, floats, labels, ids)
         step = _median_rounds(
             {
                 "old": stepper(net, lambda floats=floats: floats, False),
@@ -249,10 +266,62 @@ def throughput(settings: list[str], rounds: int) -> list[dict]:
             row[f"data_{kind}"] = s["images"] / data_t[kind][0]
             row[f"serial_{kind}"] = 1 / (1 / row[f"step_{kind}"] + 1 / row[f"data_{kind}"])
         row["step_bf16"] = b / step["bf16"][0]
+        row["gflop_step"] = flops / 1e9
+        row["gflops_old"] = flops / 1e9 / step["old"][0]
+        row["gflops_new"] = flops / 1e9 / step["new"][0]
         row["step_cpu_x"] = step["old"][1] / step["new"][1]
         row["data_cpu_x"] = data_t["old"][1] / data_t["new"][1]
         rows.append(row)
     return rows
+
+
+def _published_block_order(net) -> None:
+    """Give a Conv-4 net the block forward of the code before issue 18 (ReLU, then max-pool)."""
+    from fewshot.backbones.conv4 import _ConvBlock
+
+    for module in net.modules():
+        if isinstance(module, _ConvBlock):
+            module.forward = lambda x, m=module: m.pool(m.act(m.bn(m.conv(x))))
+
+
+def step_flops(net, objective, views, labels, ids) -> float:
+    """Convolution and matrix-product FLOPs of one training step (forward + backward)."""
+    import copy
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from fewshot.training.loop import compute_loss
+
+    probe = copy.deepcopy(net)
+    with FlopCounterMode(display=False) as counter:
+        compute_loss(probe, objective, views, labels, ids).total.backward()
+    return float(counter.get_total_flops())
+
+
+def float32_peak(repeats: int = 5) -> float:
+    """The fastest float32 GFLOP/s this process reaches on large kernels: a 2048^2 GEMM and
+    the 3x3 convolutions of ResNet-12's stages at batch 8 (channels-last, forward)."""
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(0)
+    kernels = []
+    a, b = torch.randn(2048, 2048, generator=g), torch.randn(2048, 2048, generator=g)
+    kernels.append((lambda a=a, b=b: a @ b, 2 * 2048**3))
+    for chs, px in ((64, 84), (160, 42), (320, 21), (640, 10)):
+        x = torch.randn(8, chs, px, px, generator=g).contiguous(memory_format=torch.channels_last)
+        w = torch.randn(chs, chs, 3, 3, generator=g).contiguous(memory_format=torch.channels_last)
+        kernels.append((lambda x=x, w=w: F.conv2d(x, w, padding=1), 2 * 8 * px * px * chs * chs * 9))
+    best = 0.0
+    with torch.inference_mode():
+        for fn, flop in kernels:
+            fn()
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - t0)
+            best = max(best, flop / min(times) / 1e9)
+    return best
 
 
 def print_throughput(rows: list[dict], rounds: int) -> None:
@@ -278,6 +347,18 @@ def print_throughput(rows: list[dict], rounds: int) -> None:
             f"{r['data_old']:>9.1f} {r['data_new']:>9.1f} {r['data_new'] / r['data_old']:>5.2f} "
             f"{r['serial_old']:>10.1f} {r['serial_new']:>10.1f} {r['serial_new'] / r['serial_old']:>5.2f} "
             f"{r['step_cpu_x']:>6.2f} {r['data_cpu_x']:>6.2f} {r['step_bf16']:>7.1f} {r['step_bf16'] / r['step_old']:>5.2f}"
+        )
+    peak = float32_peak()
+    print(f"\nroofline, float32: conv + matmul FLOPs per step (forward + backward); peak: {peak:.0f} GFLOP/s")
+    print(
+        f"{'setting':<13} {'GFLOP/step':>10} {'old GFLOP/s':>11} {'new GFLOP/s':>11} {'new/peak':>8} {'1.5x old/peak':>13}"
+    )
+    for r in rows:
+        if r["backbone"] not in ("conv4", "resnet12"):
+            continue  # torch's counter overcounts depthwise convolutions' backward
+        print(
+            f"{r['setting']:<13} {r['gflop_step']:>10.2f} {r['gflops_old']:>11.1f} {r['gflops_new']:>11.1f} "
+            f"{r['gflops_new'] / peak:>8.0%} {1.5 * r['gflops_old'] / peak:>13.0%}"
         )
     for r in rows:
         if r["backbone"] in ("conv4", "resnet12"):

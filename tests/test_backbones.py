@@ -237,3 +237,37 @@ def test_hub_download_failure_is_one_clear_error(monkeypatch):
 def test_hub_for_model_without_weights():
     with pytest.raises(ValueError, match="'conv4' has no pretrained weights on the hub"):
         create_backbone("conv4", "hub")
+
+
+def _conv4_pool_after_relu(model: Conv4, x: torch.Tensor) -> torch.Tensor:
+    """Conv-4's forward in the published order, conv -> BN -> ReLU -> max-pool (functional)."""
+    import torch.nn.functional as F
+
+    for block in model.stages:
+        bn = block.bn
+        x = F.conv2d(x, block.conv.weight, padding=1)
+        x = F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, training=True, momentum=bn.momentum)
+        x = F.max_pool2d(F.relu(x), 2)
+    return x.mean(dim=(2, 3))
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_conv4_relu_after_pool_is_exactly_the_published_order(channels_last):
+    # Conv-4 runs ReLU after the max-pool (cheaper); values, gradients and BN running
+    # statistics must be bitwise those of conv -> BN -> ReLU -> pool.
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = create_backbone("conv4", width=16, seed=3).train().to(memory_format=fmt)
+    reference = create_backbone("conv4", width=16, seed=3).train().to(memory_format=fmt)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 3, 32, 32, generator=g).contiguous(memory_format=fmt)
+    x[:2] = -x[:2].abs()  # images whose first-block windows are mostly all-negative
+    weights = torch.randn(6, 16, generator=g)
+    out, ref = model(x), _conv4_pool_after_relu(reference, x)
+    assert torch.equal(out, ref)
+    (out * weights).sum().backward()
+    (ref * weights).sum().backward()
+    for (name, p), q in zip(model.named_parameters(), reference.parameters()):
+        assert torch.equal(p.grad, q.grad), name
+    for (name, b), c in zip(model.named_buffers(), reference.buffers()):
+        if not name.endswith("num_batches_tracked"):  # F.batch_norm does not count
+            assert torch.equal(b, c), name
