@@ -22,7 +22,8 @@ Then one table of fine-tuning throughput, before/after in the same run, for thre
 
 - old: the code before issue 18 — contiguous model and inputs, float32 views made in the
   loader (``ToTensor`` + ``Normalize`` after AutoAugment), Conv-4's blocks in the published
-  order (ReLU, then max-pool; today's blocks pool first, the same values and gradients);
+  order (ReLU, then max-pool; today's blocks pool first, the same values and gradients),
+  torch's foreach AdamW (today's is the fused one);
 - new: the defaults of :mod:`fewshot.training` — channels-last where
   :func:`~fewshot.training.loop.use_channels_last` says so, uint8 views from the loader, converted
   and normalised where the model runs (:func:`~fewshot.training.loop.normalize_views`, timed
@@ -186,6 +187,7 @@ def throughput(settings: list[str], rounds: int) -> list[dict]:
     import copy
 
     import numpy as np
+    from timm.optim import create_optimizer_v2
 
     from fewshot.backbones import create_backbone
     from fewshot.heads import ClassificationHead
@@ -216,8 +218,11 @@ def throughput(settings: list[str], rounds: int) -> list[dict]:
         labels = torch.randint(0, 5, (b,), generator=g)
         ids = torch.arange(b)
 
-        def stepper(net, views_of, channels_last, bf16=False, objective=objective, labels=labels, ids=ids):
-            optimizer = make_optimizer(net, lr=1e-4, weight_decay=0.05)
+        def stepper(net, views_of, channels_last, bf16=False, old=False, objective=objective, labels=labels, ids=ids):
+            if old:  # the code before issue 18: torch's foreach AdamW
+                optimizer = create_optimizer_v2(net, opt="adamw", lr=1e-4, weight_decay=0.05, foreach=True)
+            else:
+                optimizer = make_optimizer(net, lr=1e-4, weight_decay=0.05)
 
             def run() -> None:
                 autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else None
@@ -238,7 +243,7 @@ def throughput(settings: list[str], rounds: int) -> list[dict]:
         flops = step_flops(new_net, objective, floats, labels, ids)
         step = _median_rounds(
             {
-                "old": stepper(net, lambda floats=floats: floats, False),
+                "old": stepper(net, lambda floats=floats: floats, False, old=True),
                 "new": stepper(new_net, lambda p=pixels, m=mean, sd=std: normalize_views(p, m, sd), cl),
                 "bf16": stepper(
                     copy.deepcopy(new_net), lambda p=pixels, m=mean, sd=std: normalize_views(p, m, sd), cl, True

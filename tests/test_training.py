@@ -275,6 +275,59 @@ def test_weight_decay_groups_of_a_vit_exclude_its_no_weight_decay_set(opt_name):
     assert len(wd) == len(list(net.parameters()))
 
 
+def _reference_updates(opt_name, groups, params, grads_per_step):
+    """float64 loop of torch's AdamW / Adam (L2 decay) / SGD (Nesterov momentum) updates."""
+    out = []
+    for group, p0 in zip(groups, params):
+        p, m, v, buf = p0.double().clone(), 0.0, 0.0, None
+        lr, wd = group["lr"], group["weight_decay"]
+        for t, grads in enumerate(grads_per_step, start=1):
+            g = grads[len(out)].double()
+            if opt_name == "sgd":
+                g = g + wd * p
+                buf = g.clone() if buf is None else group["momentum"] * buf + g
+                p = p - lr * (g + group["momentum"] * buf)
+                continue
+            b1, b2 = group["betas"]
+            if opt_name == "adamw":
+                p = p * (1 - lr * wd)
+            else:
+                g = g + wd * p
+            m = b1 * m + (1 - b1) * g
+            v = b2 * v + (1 - b2) * g * g
+            p = p - lr * (m / (1 - b1**t)) / ((v / (1 - b2**t)).sqrt() + group["eps"])
+        out.append(p)
+    return out
+
+
+@pytest.mark.parametrize("opt_name", ["adamw", "adam", "sgd"])
+def test_fused_optimizers_match_a_float64_reference(opt_name):
+    from fewshot.backbones import create_backbone
+    from fewshot.training.loop import FUSED_OPTIMIZERS
+
+    net = _net(create_backbone("conv4", width=4, seed=0))
+    opt = make_optimizer(net, 1e-2, 0.05, opt=opt_name)
+    assert opt_name in FUSED_OPTIMIZERS and opt.defaults["fused"] is True
+    flat = [(group, p) for group in opt.param_groups for p in group["params"]]
+    start = [p.detach().clone() for _, p in flat]
+    g = torch.Generator().manual_seed(0)
+    steps = [[torch.randn(p.shape, generator=g) for _, p in flat] for _ in range(3)]
+    for grads in steps:
+        for (_, p), grad in zip(flat, grads):
+            p.grad = grad.clone()
+        opt.step()
+    want = _reference_updates(opt_name, [group for group, _ in flat], start, steps)
+    for (_, p), w in zip(flat, want):
+        torch.testing.assert_close(p.detach().double(), w, rtol=1e-5, atol=1e-6)
+
+
+def test_lamb_is_not_fused():
+    from fewshot.backbones import create_backbone
+
+    net = _net(create_backbone("conv4", width=4, seed=0))
+    assert not make_optimizer(net, 1e-3, 0.05, opt="lamb").defaults.get("fused")
+
+
 def test_weight_decay_groups_of_a_resnet_and_layer_decay():
     import timm
 
