@@ -66,6 +66,31 @@ def test_extract_matches_per_image_reference(workers):
     np.testing.assert_allclose(feats, _reference(model, split, pp), rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("tensor_images", [False, True])
+def test_extract_feeds_bitwise_the_per_image_timm_inputs(channels_last, tensor_images):
+    # the batch the model sees (HWC pixels permuted, normalised on the device) equals timm's
+    # per-image ToTensor + Normalize for PIL images; its uint8 output for (C, H, W) tensor images
+    split, model = MemorySplit(size=20), _model()
+    pp = resolve_preprocessing(model, img_size=32)
+    tf = eval_transform(pp)
+    want = torch.stack([tf(split.image(i)) for i in range(len(split))])
+    if tensor_images:  # timm's uint8 path (its Normalize takes floats only), normalised here
+        pil = split.image
+        split.image = lambda i: torch.from_numpy(np.array(pil(i))).permute(2, 0, 1)
+        raw = eval_transform(pp, normalize=False)
+        mean, std = (torch.tensor(v).view(-1, 1, 1) for v in (pp.mean, pp.std))
+        want = torch.stack([raw(split.image(i)).float().div(255).sub(mean).div(std) for i in range(len(split))])
+    seen = []
+    model.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
+    extract_features(
+        model, split, preprocessing=pp, batch_size=5, num_workers=0, progress=False, channels_last=channels_last
+    )
+    got = torch.cat(seen)
+    assert got.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    assert torch.equal(got, want)
+
+
 def test_extract_restores_mode_and_uses_model_preprocessing():
     split, model = MemorySplit(size=8), _model()
     model.train()

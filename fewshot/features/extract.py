@@ -3,8 +3,8 @@
 :func:`extract_features` returns ``(features, labels)`` for an :class:`~fewshot.data.ImageSplit`
 (:mod:`fewshot.features.cache` keeps them on disk, :mod:`fewshot.features.file` is their file).
 
-Pixels are decoded and resized by ``DataLoader`` workers as uint8 tensors (timm's eval
-transform without normalisation); conversion to float and normalisation happen batched on
+Pixels are decoded, resized and cropped by ``DataLoader`` workers (or a prefetching thread) as
+``(H, W, C)`` uint8 tensors (timm's eval transform without its to-tensor step); conversion to float and normalisation happen batched on
 the device, giving the same values as timm's per-image ``ToTensor`` + ``Normalize``.
 """
 
@@ -18,13 +18,14 @@ from collections.abc import Generator, Iterable, Iterator
 from typing import Any
 
 import numpy as np
+import PIL.Image
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from fewshot._device import resolve_device
 from fewshot._validate import check_int
-from fewshot.transforms import Preprocessing, eval_transform, resolve_preprocessing
+from fewshot.transforms import Preprocessing, eval_transform, frame_transform, resolve_preprocessing
 
 __all__ = [
     "extract_features",
@@ -42,17 +43,27 @@ CHANNELS_LAST_FAMILIES: frozenset[str] = frozenset({"Conv4", "ResNet12", "FewSho
 
 
 class _PixelDataset(torch.utils.data.Dataset):
-    """Items of a split as ``(3, H, W)`` uint8 tensors after resize and crop."""
+    """Items of a split as ``(H, W, C)`` uint8 tensors after timm's eval resize and crop.
+
+    Pixels stay in the image's own interleaved layout: a batch ``(B, H, W, C)`` permuted to
+    ``(B, C, H, W)`` is already channels-last in memory, so a channels-last model gets its
+    input without the two transposes of ``PILToTensor`` + ``torch.stack`` + ``contiguous``.
+    """
 
     def __init__(self, split: Any, preprocessing: Preprocessing) -> None:
         self.split = split
+        self.frame = frame_transform(preprocessing)
         self.transform = eval_transform(preprocessing, normalize=False)
 
     def __len__(self) -> int:
         return len(self.split)
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        return self.transform(self.split.image(index))
+        image = self.split.image(index)
+        if not isinstance(image, PIL.Image.Image):  # a tensor image: timm's transform, CHW -> HWC
+            return self.transform(image).permute(1, 2, 0)
+        pixels = np.array(self.frame(image), dtype=np.uint8)
+        return torch.from_numpy(pixels[:, :, None] if pixels.ndim == 2 else pixels)
 
 
 def _prefetch(iterable: Iterable[Any], depth: int = 2) -> Iterator[Any]:
@@ -222,8 +233,9 @@ def extract_features(
         ):
             for pixels in batches:
                 # the same operations, in the same order, as ToTensor + Normalize per image
-                # (channels-last uint8 first: .float() and the in-place ops keep the layout)
-                x = pixels.to(dev, non_blocking=True).contiguous(memory_format=memory_format)
+                # (NHWC uint8 permuted is channels-last already: .float() and the in-place ops
+                # keep the layout; a contiguous model gets one transpose)
+                x = pixels.permute(0, 3, 1, 2).to(dev, non_blocking=True).contiguous(memory_format=memory_format)
                 x = x.float().div_(255).sub_(mean).div_(std)
                 with autocast:
                     f = _embed(model, x)
