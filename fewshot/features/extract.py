@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from fewshot._device import resolve_device
 from fewshot._validate import check_int
-from fewshot.transforms import Preprocessing, eval_transform, frame_transform, resolve_preprocessing
+from fewshot.transforms import Preprocessing, frame_transform, resolve_preprocessing
 
 __all__ = [
     "extract_features",
@@ -53,15 +53,14 @@ class _PixelDataset(torch.utils.data.Dataset):
     def __init__(self, split: Any, preprocessing: Preprocessing) -> None:
         self.split = split
         self.frame = frame_transform(preprocessing)
-        self.transform = eval_transform(preprocessing, normalize=False)
 
     def __len__(self) -> int:
         return len(self.split)
 
     def __getitem__(self, index: int) -> torch.Tensor:
         image = self.split.image(index)
-        if not isinstance(image, PIL.Image.Image):  # a tensor image: timm's transform, CHW -> HWC
-            return self.transform(image).permute(1, 2, 0)
+        if not isinstance(image, PIL.Image.Image):  # a (C, H, W) tensor image: resized and cropped as one
+            return self.frame(image).permute(1, 2, 0)
         pixels = np.array(self.frame(image), dtype=np.uint8)
         return torch.from_numpy(pixels[:, :, None] if pixels.ndim == 2 else pixels)
 
