@@ -64,6 +64,19 @@ LEVELS: tuple[str, ...] = ("run", "checkpoint")
 #: Choices of the run-level test: ``auto`` = paired when the run names match one to one.
 RUN_TEST_CHOICES: tuple[str, ...] = ("auto", *RUN_TESTS)
 
+#: The columns that only the run level fills (NaN at the checkpoint level).
+_RUN_ONLY = (
+    "between_run_sd_method",
+    "between_run_sd_baseline",
+    "boot_ci95_low",
+    "boot_ci95_high",
+    "prob_improvement",
+    "prob_improvement_ci95_low",
+    "prob_improvement_ci95_high",
+    "power_effect",
+    "runs_for_power",
+)
+
 #: Columns of the DataFrame returned by :func:`compare`, in order. Accuracies and their
 #: differences are fractions in [0, 1]; the differences are ``method - baseline``.
 #:
@@ -126,15 +139,7 @@ COMPARE_COLUMNS: tuple[str, ...] = (
     "run_test",
     "p_holm",
     "significant",
-    "between_run_sd_method",
-    "between_run_sd_baseline",
-    "boot_ci95_low",
-    "boot_ci95_high",
-    "prob_improvement",
-    "prob_improvement_ci95_low",
-    "prob_improvement_ci95_high",
-    "power_effect",
-    "runs_for_power",
+    *_RUN_ONLY,
 )
 
 #: The feature-independent protocol, read from the per-episode rows of each dataset; two
@@ -342,19 +347,6 @@ def _pair(
             n_seeds=int(block.index.get_level_values("seed").nunique()),
         )
     return out
-
-
-_RUN_ONLY = (
-    "between_run_sd_method",
-    "between_run_sd_baseline",
-    "boot_ci95_low",
-    "boot_ci95_high",
-    "prob_improvement",
-    "prob_improvement_ci95_low",
-    "prob_improvement_ci95_high",
-    "power_effect",
-    "runs_for_power",
-)
 
 
 def _checkpoint_statistics(p: _Paired) -> dict[str, object]:
