@@ -37,7 +37,8 @@ Then one table of fine-tuning throughput, before/after in the same run, for thre
 Medians over ``--rounds`` rounds, old and new taking turns (alternating who goes first).
 Target (issue 18): the CPU training step >= 1.5x faster on Conv-4 and ResNet-12.
 
-Then the roofline of each step: its convolution and matrix-product FLOPs (forward and
+Then the optimiser update alone (old: torch's foreach AdamW, new: :func:`make_optimizer`'s fused
+one) and the roofline of each step: its convolution and matrix-product FLOPs (forward and
 backward, counted by ``torch.utils.flop_counter``), the rate the old and new steps reach, and
 the fastest float32 rate this machine reaches on a few large convolutions and a GEMM at the
 same thread count (``peak``). A step whose old rate times 1.5 exceeds ``peak`` cannot be made
@@ -241,6 +242,15 @@ def throughput(settings: list[str], rounds: int) -> list[dict]:
         if cl:
             new_net = new_net.to(memory_format=torch.channels_last)
         flops = step_flops(new_net, objective, floats, labels, ids)
+        update = _median_rounds(
+            {
+                "old": optimizer_step(
+                    net, lambda m: create_optimizer_v2(m, opt="adamw", lr=1e-4, weight_decay=0.05, foreach=True)
+                ),
+                "new": optimizer_step(new_net, lambda m: make_optimizer(m, lr=1e-4, weight_decay=0.05)),
+            },
+            rounds,
+        )
         step = _median_rounds(
             {
                 "old": stepper(net, lambda floats=floats: floats, False, old=True),
@@ -271,9 +281,12 @@ def throughput(settings: list[str], rounds: int) -> list[dict]:
             row[f"data_{kind}"] = s["images"] / data_t[kind][0]
             row[f"serial_{kind}"] = 1 / (1 / row[f"step_{kind}"] + 1 / row[f"data_{kind}"])
         row["step_bf16"] = b / step["bf16"][0]
+        row["params_M"] = sum(p.numel() for p in net.parameters()) / 1e6
         row["gflop_step"] = flops / 1e9
         row["gflops_old"] = flops / 1e9 / step["old"][0]
         row["gflops_new"] = flops / 1e9 / step["new"][0]
+        row["opt_old_ms"] = 1e3 * update["old"][0]
+        row["opt_new_ms"] = 1e3 * update["new"][0]
         row["step_cpu_x"] = step["old"][1] / step["new"][1]
         row["data_cpu_x"] = data_t["old"][1] / data_t["new"][1]
         rows.append(row)
@@ -287,6 +300,17 @@ def _published_block_order(net) -> None:
     for module in net.modules():
         if isinstance(module, _ConvBlock):
             module.forward = lambda x, m=module: m.pool(m.act(m.bn(m.conv(x))))
+
+
+def optimizer_step(net, make):
+    """One optimiser update of a copy of ``net`` (gradients drawn once), as a callable."""
+    import copy
+
+    probe = copy.deepcopy(net)
+    g = torch.Generator().manual_seed(0)
+    for p in probe.parameters():
+        p.grad = torch.randn(p.shape, generator=g)
+    return make(probe).step
 
 
 def step_flops(net, objective, views, labels, ids) -> float:
@@ -352,6 +376,13 @@ def print_throughput(rows: list[dict], rounds: int) -> None:
             f"{r['data_old']:>9.1f} {r['data_new']:>9.1f} {r['data_new'] / r['data_old']:>5.2f} "
             f"{r['serial_old']:>10.1f} {r['serial_new']:>10.1f} {r['serial_new'] / r['serial_old']:>5.2f} "
             f"{r['step_cpu_x']:>6.2f} {r['data_cpu_x']:>6.2f} {r['step_bf16']:>7.1f} {r['step_bf16'] / r['step_old']:>5.2f}"
+        )
+    print(f"\noptimiser update alone (AdamW), median of {rounds} rounds: old torch foreach, new torch fused")
+    print(f"{'setting':<13} {'params M':>8} {'old ms':>8} {'new ms':>8} {'new/old':>7}")
+    for r in rows:
+        print(
+            f"{r['setting']:<13} {r['params_M']:>8.2f} {r['opt_old_ms']:>8.2f} {r['opt_new_ms']:>8.2f} "
+            f"{r['opt_new_ms'] / r['opt_old_ms']:>7.2f}"
         )
     peak = float32_peak()
     print(f"\nroofline, float32: conv + matmul FLOPs per step (forward + backward); peak: {peak:.0f} GFLOP/s")

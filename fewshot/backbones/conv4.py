@@ -28,7 +28,7 @@ class _ConvBlock(nn.Module):
     ReLU is monotone, so the maximum of a window commutes with it: the values and the
     gradients are those of ``pool(relu(...))`` exactly (a window with a positive maximum routes
     its gradient to the same element; one without gets none either way), while ReLU and its
-    backward run on a quarter of the elements (measured in ``benchmarks/bench_finetune.py``).
+    backward run on a quarter of the elements.
     """
 
     def __init__(self, in_chs: int, out_chs: int) -> None:
