@@ -15,24 +15,29 @@ model, same initial weights, same inputs. Target (issue 5): the contrastive term
 - loss share: the objective alone (forward + backward on the step's ``(512, 512)`` logits and
   embeddings, same rounds) as a share of the CE step — the direct measure of what the term adds.
 
-Then one table of fine-tuning throughput, before/after in the same run, for three settings:
-``demo`` (Conv-4 on the digits at 16 px, the demo's AutoAugment without flip), ``miniimagenet``
-(ResNet-12 at 84 px on synthetic 84 x 84 images: no data needed) and ``lite0`` (timm
-``tf_efficientnet_lite0``, random init, 84 px, synthetic images):
+Then one table of fine-tuning throughput, before/after in the same run, for these settings:
+``demo`` (Conv-4 on the digits at 16 px, batch 64, the demo's AutoAugment without flip),
+``bench-mini`` (Conv-4 at 32 px, batch 256: ``make bench-mini``'s training), ``miniimagenet``
+(ResNet-12 at 84 px, batch 4, the setting of the first issue-18 runs) and ``miniimagenet-b64``
+(the same at batch 64, the batch RFS trains its ResNet-12 with), all on synthetic 84 x 84 images
+(no data needed), and ``lite0`` (timm ``tf_efficientnet_lite0``, random init, 84 px, batch 8):
 
 - old: the code before issue 18 — contiguous model and inputs, float32 views made in the
   loader (``ToTensor`` + ``Normalize`` after AutoAugment), Conv-4's blocks in the published
   order (ReLU, then max-pool; today's blocks pool first, the same values and gradients),
-  torch's foreach AdamW (today's is the fused one);
+  torch's foreach AdamW (today's is the fused one), glibc's allocator as it comes;
 - new: the defaults of :mod:`fewshot.training` — channels-last where
   :func:`~fewshot.training.loop.use_channels_last` says so, uint8 views from the loader, converted
   and normalised where the model runs (:func:`~fewshot.training.loop.normalize_views`, timed
-  inside the new step);
+  inside the new step), fused AdamW, freed memory kept for reuse
+  (:func:`fewshot.reuse_freed_memory`, as the trainer's steps run);
+- the steps of old, new and bf16 each run in their own child process (spawned, so each starts
+  with glibc's allocator as it comes), timed there, taking turns;
 - ``step img/s``: images (two views each) per second of forward, SCHaNe, backward and AdamW
   step, from the same pixels; ``data img/s``: images per second of making their two views in
   this process (augmentation as in training, no model); ``serial``: both one after the other
   (``num_workers=0``), ``1 / (1 / step + 1 / data)``; ``x``: new / old; ``(cpu)``: the same
-  ratio in this process's CPU time (less moved by other jobs on a shared machine).
+  ratio in CPU time of the process that ran it (less moved by other jobs on a shared machine).
 
 Medians over ``--rounds`` rounds, old and new taking turns (alternating who goes first).
 Target (issue 18): the CPU training step >= 1.5x faster on Conv-4 and ResNet-12.
@@ -45,17 +50,19 @@ same thread count (``peak``). A step whose old rate times 1.5 exceeds ``peak`` c
 1.5x faster in float32 on this CPU by any memory format or data pipeline.
 
 Usage: ``python benchmarks/bench_finetune.py [--batch 256] [--img-size 32] [--repeats 7]
-[--threads N] [--objectives ce,schane,supcon] [--rounds 3] [--settings demo,miniimagenet,lite0]
+[--threads N] [--objectives ce,schane,supcon] [--rounds 3] [--settings demo,bench-mini,...]
 [--skip-objectives]``
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
 
 import torch
+from _timing import Child, local, median_rounds
 
 
 def build(objective_name: str, backbone: str, img_size: int, n_classes: int):
@@ -117,12 +124,32 @@ THROUGHPUT_SETTINGS = {
         "policy": "imagenet",
         "hflip": 0.0,
     },
+    "bench-mini": {
+        "backbone": "conv4",
+        "options": {},
+        "img_size": 32,
+        "batch": 256,
+        "images": 256,
+        "data": "synthetic",
+        "policy": "imagenet",
+        "hflip": 0.5,
+    },
     "miniimagenet": {
         "backbone": "resnet12",
         "options": {},
         "img_size": 84,
         "batch": 4,
         "images": 32,
+        "data": "synthetic",
+        "policy": "imagenet",
+        "hflip": 0.5,
+    },
+    "miniimagenet-b64": {
+        "backbone": "resnet12",
+        "options": {},
+        "img_size": 84,
+        "batch": 64,
+        "images": 64,
         "data": "synthetic",
         "policy": "imagenet",
         "hflip": 0.5,
@@ -159,108 +186,127 @@ class _SyntheticSplit:
         return Image.fromarray(self.arrays[index])
 
 
-def _median_rounds(runs: dict[str, object], rounds: int, min_time: float = 0.25) -> dict[str, tuple[float, float]]:
-    """``(wall, cpu)`` median seconds of one call of each callable over ``rounds`` rounds,
-    taking turns, after one warm-up. A round calls each callable ``k`` times in a row, ``k``
-    chosen from the warm-up so that a round lasts at least ``min_time`` seconds (short steps
-    are otherwise timed one by one, at the mercy of every scheduler tick). ``cpu`` is this
-    process's CPU time (all its threads): on a machine shared with other jobs it moves less than
-    the wall-clock time."""
-    names = list(runs)
-    reps = {}
-    for name in names:
-        t0 = time.perf_counter()
-        runs[name]()
-        reps[name] = max(1, round(min_time / max(time.perf_counter() - t0, 1e-6)))
-    k = max(reps.values())  # the same count for all, so they share the machine alike
-    times: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
-    for r in range(rounds):
-        for name in names if r % 2 == 0 else names[::-1]:
-            t0, c0 = time.perf_counter(), time.process_time()
-            for _ in range(k):
-                runs[name]()
-            times[name].append(((time.perf_counter() - t0) / k, (time.process_time() - c0) / k))
-    return {name: (statistics.median(w for w, _ in t), statistics.median(c for _, c in t)) for name, t in times.items()}
-
-
-def throughput(settings: list[str], rounds: int) -> list[dict]:
-    """One row per setting: old/new step and data img/s (see the module docstring)."""
+def _setting_parts(name: str) -> dict:
+    """Everything a throughput setting's steps are built from, from fixed seeds (so each
+    process that builds it gets the same weights and pixels)."""
     import copy
-
-    import numpy as np
-    from timm.optim import create_optimizer_v2
 
     from fewshot.backbones import create_backbone
     from fewshot.heads import ClassificationHead
     from fewshot.losses import create_objective
-    from fewshot.training.loop import (
-        FinetuneNet,
-        compute_loss,
-        make_optimizer,
-        normalize_views,
-        use_channels_last,
-    )
+    from fewshot.training.loop import FinetuneNet, normalize_views, use_channels_last
+    from fewshot.transforms import resolve_preprocessing
+
+    s = THROUGHPUT_SETTINGS[name]
+    body = create_backbone(s["backbone"], None, seed=0, **s["options"])
+    pp = resolve_preprocessing(body, img_size=s["img_size"])
+    mean = torch.tensor(pp.mean).view(-1, 1, 1)
+    std = torch.tensor(pp.std).view(-1, 1, 1)
+    cl = use_channels_last(body, "cpu")
+    g = torch.Generator().manual_seed(0)
+    b, size = s["batch"], s["img_size"]
+    pixels = torch.randint(0, 256, (b, 2, 3, size, size), generator=g, dtype=torch.uint8)
+    net = FinetuneNet(body, ClassificationHead(body.num_features, 5, dropout=0.1, seed=1))
+    new_net = copy.deepcopy(net)
+    _published_block_order(net)
+    return {
+        "setting": s,
+        "preprocessing": pp,
+        "mean": mean,
+        "std": std,
+        "channels_last": cl,
+        "pixels": pixels,
+        "floats": normalize_views(pixels, mean, std),
+        "labels": torch.randint(0, 5, (b,), generator=g),
+        "ids": torch.arange(b),
+        "objective": create_objective("schane", lam=0.9, temperature=0.5),
+        "old_net": net,
+        "new_net": new_net.to(memory_format=torch.channels_last) if cl else new_net,
+    }
+
+
+def _stepper(parts: dict, variant: str):
+    """One training step of ``variant``: ``old`` (the code before issue 18: contiguous, float32
+    views, foreach AdamW, Conv-4's published block order), ``new`` (today's defaults) or
+    ``bf16`` (new + bf16 autocast), as a callable."""
+    import copy
+
+    from timm.optim import create_optimizer_v2
+
+    from fewshot.training.loop import compute_loss, make_optimizer, normalize_views
+
+    if variant == "old":
+        net, cl = parts["old_net"], False
+        optimizer = create_optimizer_v2(net, opt="adamw", lr=1e-4, weight_decay=0.05, foreach=True)
+
+        def views():
+            return parts["floats"]
+    else:
+        net, cl = copy.deepcopy(parts["new_net"]), parts["channels_last"]
+        optimizer = make_optimizer(net, lr=1e-4, weight_decay=0.05)
+
+        def views():
+            return normalize_views(parts["pixels"], parts["mean"], parts["std"])
+
+    def run() -> None:
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if variant == "bf16" else None
+        out = compute_loss(
+            net, parts["objective"], views(), parts["labels"], parts["ids"], channels_last=cl, autocast=autocast
+        )
+        optimizer.zero_grad(set_to_none=True)
+        out.total.backward()
+        optimizer.step()
+
+    return run
+
+
+_CHILD_CONTEXT = contextlib.ExitStack()
+
+
+def _child_step(setting: str, variant: str):
+    """``variant``'s step, built in a child process (:class:`_timing.Child`). The new variants
+    run inside :func:`fewshot.reuse_freed_memory` for the child's life, as the trainer's steps
+    do; the old one with glibc's allocator as it was before."""
+    from fewshot.allocator import reuse_freed_memory
+
+    if variant != "old":
+        _CHILD_CONTEXT.enter_context(reuse_freed_memory())  # left when the child exits
+    return _stepper(_setting_parts(setting), variant)
+
+
+def throughput(settings: list[str], rounds: int) -> list[dict]:
+    """One row per setting: old/new step and data img/s (see the module docstring)."""
+    import numpy as np
+    from timm.optim import create_optimizer_v2
+
+    from fewshot.training.loop import make_optimizer
     from fewshot.training.sampling import TwoViews, collate_views
-    from fewshot.transforms import resolve_preprocessing, train_transform
+    from fewshot.transforms import train_transform
 
     rows = []
     for name in settings:
         s = THROUGHPUT_SETTINGS[name]
-        body = create_backbone(s["backbone"], None, seed=0, **s["options"])
-        pp = resolve_preprocessing(body, img_size=s["img_size"])
-        mean = torch.tensor(pp.mean).view(-1, 1, 1)
-        std = torch.tensor(pp.std).view(-1, 1, 1)
-        objective = create_objective("schane", lam=0.9, temperature=0.5)
-        cl = use_channels_last(body, "cpu")
-        g = torch.Generator().manual_seed(0)
-        b, size = s["batch"], s["img_size"]
-        pixels = torch.randint(0, 256, (b, 2, 3, size, size), generator=g, dtype=torch.uint8)
-        floats = normalize_views(pixels, mean, std)
-        labels = torch.randint(0, 5, (b,), generator=g)
-        ids = torch.arange(b)
-
-        def stepper(net, views_of, channels_last, bf16=False, old=False, objective=objective, labels=labels, ids=ids):
-            if old:  # the code before issue 18: torch's foreach AdamW
-                optimizer = create_optimizer_v2(net, opt="adamw", lr=1e-4, weight_decay=0.05, foreach=True)
-            else:
-                optimizer = make_optimizer(net, lr=1e-4, weight_decay=0.05)
-
-            def run() -> None:
-                autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else None
-                out = compute_loss(
-                    net, objective, views_of(), labels, ids, channels_last=channels_last, autocast=autocast
-                )
-                optimizer.zero_grad(set_to_none=True)
-                out.total.backward()
-                optimizer.step()
-
-            return run
-
-        net = FinetuneNet(body, ClassificationHead(body.num_features, 5, dropout=0.1, seed=1))
-        new_net = copy.deepcopy(net)
-        _published_block_order(net)
-        if cl:
-            new_net = new_net.to(memory_format=torch.channels_last)
-        flops = step_flops(new_net, objective, floats, labels, ids)
-        update = _median_rounds(
+        parts = _setting_parts(name)
+        b, size, cl = s["batch"], s["img_size"], parts["channels_last"]
+        flops = step_flops(parts["new_net"], parts["objective"], parts["floats"], parts["labels"], parts["ids"])
+        update = median_rounds(
             {
-                "old": optimizer_step(
-                    net, lambda m: create_optimizer_v2(m, opt="adamw", lr=1e-4, weight_decay=0.05, foreach=True)
+                "old": local(
+                    optimizer_step(
+                        parts["old_net"],
+                        lambda m: create_optimizer_v2(m, opt="adamw", lr=1e-4, weight_decay=0.05, foreach=True),
+                    )
                 ),
-                "new": optimizer_step(new_net, lambda m: make_optimizer(m, lr=1e-4, weight_decay=0.05)),
+                "new": local(optimizer_step(parts["new_net"], lambda m: make_optimizer(m, lr=1e-4, weight_decay=0.05))),
             },
             rounds,
         )
-        step = _median_rounds(
-            {
-                "old": stepper(net, lambda floats=floats: floats, False, old=True),
-                "new": stepper(new_net, lambda p=pixels, m=mean, sd=std: normalize_views(p, m, sd), cl),
-                "bf16": stepper(
-                    copy.deepcopy(new_net), lambda p=pixels, m=mean, sd=std: normalize_views(p, m, sd), cl, True
-                ),
-            },
-            rounds,
-        )
+        children = {variant: Child(_child_step, name, variant) for variant in ("old", "new", "bf16")}
+        try:
+            step = median_rounds(children, rounds)
+        finally:
+            for child in children.values():
+                child.close()
 
         if s["data"] == "digits":
             from fewshot.data import load_split
@@ -271,17 +317,17 @@ def throughput(settings: list[str], rounds: int) -> list[dict]:
         keys = [(i, 1000 + i) for i in range(s["images"])]
         made = {}
         for kind, normalize in (("old", True), ("new", False)):
-            tf = train_transform(pp, policy=s["policy"], hflip=s["hflip"], normalize=normalize)
+            tf = train_transform(parts["preprocessing"], policy=s["policy"], hflip=s["hflip"], normalize=normalize)
             data = TwoViews(split, np.arange(s["images"]), tf)
-            made[kind] = lambda data=data, keys=keys: collate_views([data[k] for k in keys])
-        data_t = _median_rounds(made, rounds)
+            made[kind] = local(lambda data=data, keys=keys: collate_views([data[k] for k in keys]))
+        data_t = median_rounds(made, rounds)
         row = {"setting": name, "backbone": s["backbone"], "img_size": size, "batch": b, "channels_last": cl}
         for kind in ("old", "new"):
             row[f"step_{kind}"] = b / step[kind][0]
             row[f"data_{kind}"] = s["images"] / data_t[kind][0]
             row[f"serial_{kind}"] = 1 / (1 / row[f"step_{kind}"] + 1 / row[f"data_{kind}"])
         row["step_bf16"] = b / step["bf16"][0]
-        row["params_M"] = sum(p.numel() for p in net.parameters()) / 1e6
+        row["params_M"] = sum(p.numel() for p in parts["old_net"].parameters()) / 1e6
         row["gflop_step"] = flops / 1e9
         row["gflops_old"] = flops / 1e9 / step["old"][0]
         row["gflops_new"] = flops / 1e9 / step["new"][0]
@@ -360,47 +406,47 @@ def print_throughput(rows: list[dict], rounds: int) -> None:
         "bf16: new + bf16 autocast (opt-in on the CPU)"
     )
     head = (
-        f"{'setting':<13} {'backbone':<22} {'px':>3} {'batch':>5} {'c-last':>6} "
+        f"{'setting':<16} {'backbone':<22} {'px':>3} {'batch':>5} {'c-last':>6} "
         f"{'step old':>9} {'step new':>9} {'x':>5} {'data old':>9} {'data new':>9} {'x':>5} "
         f"{'serial old':>10} {'serial new':>10} {'x':>5} {'step x':>6} {'data x':>6} {'bf16':>7} {'x':>5}"
     )
     print(head)
     print(
-        f"{'':<13} {'':<22} {'':>3} {'':>5} {'':>6} {'img/s':>9} {'img/s':>9} {'':>5} {'img/s':>9} {'img/s':>9} "
+        f"{'':<16} {'':<22} {'':>3} {'':>5} {'':>6} {'img/s':>9} {'img/s':>9} {'':>5} {'img/s':>9} {'img/s':>9} "
         f"{'':>5} {'img/s':>10} {'img/s':>10} {'':>5} {'(cpu)':>6} {'(cpu)':>6} {'img/s':>7} {'':>5}"
     )
     for r in rows:
         print(
-            f"{r['setting']:<13} {r['backbone']:<22} {r['img_size']:>3} {r['batch']:>5} {'on' if r['channels_last'] else 'off':>6} "
+            f"{r['setting']:<16} {r['backbone']:<22} {r['img_size']:>3} {r['batch']:>5} {'on' if r['channels_last'] else 'off':>6} "
             f"{r['step_old']:>9.1f} {r['step_new']:>9.1f} {r['step_new'] / r['step_old']:>5.2f} "
             f"{r['data_old']:>9.1f} {r['data_new']:>9.1f} {r['data_new'] / r['data_old']:>5.2f} "
             f"{r['serial_old']:>10.1f} {r['serial_new']:>10.1f} {r['serial_new'] / r['serial_old']:>5.2f} "
             f"{r['step_cpu_x']:>6.2f} {r['data_cpu_x']:>6.2f} {r['step_bf16']:>7.1f} {r['step_bf16'] / r['step_old']:>5.2f}"
         )
     print(f"\noptimiser update alone (AdamW), median of {rounds} rounds: old torch foreach, new torch fused")
-    print(f"{'setting':<13} {'params M':>8} {'old ms':>8} {'new ms':>8} {'new/old':>7}")
+    print(f"{'setting':<16} {'params M':>8} {'old ms':>8} {'new ms':>8} {'new/old':>7}")
     for r in rows:
         print(
-            f"{r['setting']:<13} {r['params_M']:>8.2f} {r['opt_old_ms']:>8.2f} {r['opt_new_ms']:>8.2f} "
+            f"{r['setting']:<16} {r['params_M']:>8.2f} {r['opt_old_ms']:>8.2f} {r['opt_new_ms']:>8.2f} "
             f"{r['opt_new_ms'] / r['opt_old_ms']:>7.2f}"
         )
     peak = float32_peak()
     print(f"\nroofline, float32: conv + matmul FLOPs per step (forward + backward); peak: {peak:.0f} GFLOP/s")
     print(
-        f"{'setting':<13} {'GFLOP/step':>10} {'old GFLOP/s':>11} {'new GFLOP/s':>11} {'new/peak':>8} {'1.5x old/peak':>13}"
+        f"{'setting':<16} {'GFLOP/step':>10} {'old GFLOP/s':>11} {'new GFLOP/s':>11} {'new/peak':>8} {'1.5x old/peak':>13}"
     )
     for r in rows:
         if r["backbone"] not in ("conv4", "resnet12"):
             continue  # torch's counter overcounts depthwise convolutions' backward
         print(
-            f"{r['setting']:<13} {r['gflop_step']:>10.2f} {r['gflops_old']:>11.1f} {r['gflops_new']:>11.1f} "
+            f"{r['setting']:<16} {r['gflop_step']:>10.2f} {r['gflops_old']:>11.1f} {r['gflops_new']:>11.1f} "
             f"{r['gflops_new'] / peak:>8.0%} {1.5 * r['gflops_old'] / peak:>13.0%}"
         )
     for r in rows:
         if r["backbone"] in ("conv4", "resnet12"):
             ratio = r["step_new"] / r["step_old"]
             print(
-                f"target: {r['backbone']} CPU training step >= 1.5x faster -> {'met' if ratio >= 1.5 else 'NOT met'} "
+                f"target: {r['backbone']} ({r['setting']}, batch {r['batch']}) CPU training step >= 1.5x faster -> {'met' if ratio >= 1.5 else 'NOT met'} "
                 f"({ratio:.2f}x wall-clock, {r['step_cpu_x']:.2f}x in CPU time); opt-in bf16 autocast "
                 f"(FinetuneConfig.bf16, --bf16): {r['step_bf16'] / r['step_old']:.2f}x"
             )

@@ -107,6 +107,7 @@ _EXPORTS: dict[str, str] = {
     "load_heads": "fewshot.checkpoint",
     "checkpoint_run": "fewshot.checkpoint",
     "extract_features": "fewshot.features",
+    "reuse_freed_memory": "fewshot.allocator",
     "extract_cached": "fewshot.features",
     "write_features": "fewshot.features",
     "extract_to_file": "fewshot.pipeline",

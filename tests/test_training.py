@@ -745,3 +745,20 @@ def test_cli_resume_errors(tmp_path, run_cli):
     assert status == 2 and "cannot parse" in err
     status, _, err = run_cli("finetune", "--config", tmp_path / "none.toml", "--out", tmp_path / "r")
     assert status == 2 and "config file not found" in err
+
+
+def test_training_and_validation_steps_run_reusing_freed_memory(tmp_path, monkeypatch):
+    from fewshot.allocator import _glibc, reuses_freed_memory
+    from fewshot.training.loop import FinetuneNet
+
+    seen = []
+    forward = FinetuneNet.forward
+
+    def spy(self, x):
+        seen.append(reuses_freed_memory())
+        return forward(self, x)
+
+    monkeypatch.setattr(FinetuneNet, "forward", spy)
+    finetune(tiny_config(tmp_path / "run", epochs=1, objective="ce"), split=ColourSplit())
+    assert seen and all(seen) == (_glibc() is not None)  # training steps and validation batches
+    assert not reuses_freed_memory()

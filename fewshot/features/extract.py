@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from fewshot._device import resolve_device
 from fewshot._validate import check_int
+from fewshot.allocator import reuse_freed_memory_on
 from fewshot.transforms import Preprocessing, frame_transform, resolve_preprocessing
 
 __all__ = [
@@ -228,6 +229,7 @@ def extract_features(
     try:
         with (
             torch.inference_mode(),
+            reuse_freed_memory_on(dev),
             tqdm(total=n, unit="img", desc="features", disable=not progress, leave=False) as bar,
         ):
             for pixels in batches:

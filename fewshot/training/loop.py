@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from fewshot.allocator import reuse_freed_memory_on
 from fewshot.losses import Objective, ObjectiveOutput
 from fewshot.training.distributed import (
     DistContext,
@@ -508,7 +509,7 @@ class Trainer:
             disable=not (progress and self.ctx.is_main),
             dynamic_ncols=True,
         )
-        with bar:
+        with bar, reuse_freed_memory_on(dev):
             for views, labels, ids in self.train_loader:
                 views = normalize_views(views.to(dev, non_blocking=True), self.mean, self.std)
                 labels = labels.to(dev, non_blocking=True)
@@ -582,41 +583,42 @@ class Trainer:
         net.eval()
         # total, ce, contrastive (each x images), correct rows, images, rows
         sums = torch.zeros(6, dtype=torch.float64, device=dev)
-        try:
-            for batch in self.val_loader:
-                if batch is None:
-                    logits = torch.zeros(0, n_classes, device=dev)
-                    z = torch.zeros(0, net.embed_dim, device=dev)
-                    y = ids = torch.zeros(0, dtype=torch.int64, device=dev)
-                    views = 2
-                else:
-                    views_t, labels, instance_ids = (t.to(dev, non_blocking=True) for t in batch)
-                    views_t = normalize_views(views_t, self.mean, self.std)
-                    views = views_t.shape[1]
-                    x = views_t.flatten(0, 1)
-                    if self.channels_last and x.ndim == 4:
-                        x = x.contiguous(memory_format=torch.channels_last)
-                    with self.autocast():
-                        logits, z = net(x)
-                    logits, z = logits.float(), z.float()
-                    y, ids = labels.repeat_interleave(views), instance_ids.repeat_interleave(views)
-                if self.ctx.distributed:
-                    logits, z, y, ids = (all_gather_varlen(t) for t in (logits, z, y, ids))
-                images = y.shape[0] / views
-                out = self.objective(logits, z, y, ids)
-                correct = (logits.argmax(dim=1) == y).sum()
-                sums += torch.stack(
-                    [
-                        out.total.double() * images,
-                        out.ce.double() * images,
-                        out.contrastive.double() * images,
-                        correct.double(),
-                        torch.tensor(float(images), dtype=torch.float64, device=dev),
-                        torch.tensor(float(y.shape[0]), dtype=torch.float64, device=dev),
-                    ]
-                )
-        finally:
-            net.train(was_training)
+        with reuse_freed_memory_on(dev):
+            try:
+                for batch in self.val_loader:
+                    if batch is None:
+                        logits = torch.zeros(0, n_classes, device=dev)
+                        z = torch.zeros(0, net.embed_dim, device=dev)
+                        y = ids = torch.zeros(0, dtype=torch.int64, device=dev)
+                        views = 2
+                    else:
+                        views_t, labels, instance_ids = (t.to(dev, non_blocking=True) for t in batch)
+                        views_t = normalize_views(views_t, self.mean, self.std)
+                        views = views_t.shape[1]
+                        x = views_t.flatten(0, 1)
+                        if self.channels_last and x.ndim == 4:
+                            x = x.contiguous(memory_format=torch.channels_last)
+                        with self.autocast():
+                            logits, z = net(x)
+                        logits, z = logits.float(), z.float()
+                        y, ids = labels.repeat_interleave(views), instance_ids.repeat_interleave(views)
+                    if self.ctx.distributed:
+                        logits, z, y, ids = (all_gather_varlen(t) for t in (logits, z, y, ids))
+                    images = y.shape[0] / views
+                    out = self.objective(logits, z, y, ids)
+                    correct = (logits.argmax(dim=1) == y).sum()
+                    sums += torch.stack(
+                        [
+                            out.total.double() * images,
+                            out.ce.double() * images,
+                            out.contrastive.double() * images,
+                            correct.double(),
+                            torch.tensor(float(images), dtype=torch.float64, device=dev),
+                            torch.tensor(float(y.shape[0]), dtype=torch.float64, device=dev),
+                        ]
+                    )
+            finally:
+                net.train(was_training)
         total, ce, con, correct, images, rows = sums.tolist()
         return {
             "val_loss": total / images,
