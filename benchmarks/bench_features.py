@@ -11,7 +11,10 @@ rounds of (time / reference time of the same round), robust to drifting load, an
 and largest per-round ratio are shown next to the median. Targets: extraction within 10 % of the
 bare channels-last loop (one line per family: met in every round, met by the median only, or
 not met); the default memory format of a family (:data:`fewshot.features.CHANNELS_LAST_FAMILIES`)
-is the faster one. Then :func:`fewshot.features.extract_cached` is timed on a hit.
+is the faster one. The bare loops run inside :func:`fewshot.reuse_freed_memory`, as extraction
+does. Then a table of what that allocator setting gives extraction: each family's channels-last
+extraction in two child processes, one with ``FEWSHOT_REUSE_MEMORY=0`` (glibc's allocator as it
+comes), taking turns. Then :func:`fewshot.features.extract_cached` is timed on a hit.
 
     python benchmarks/bench_features.py [--models conv4 resnet12 ...] [--n 256] [--repeats 3]
 """
@@ -26,8 +29,10 @@ import time
 
 import numpy as np
 import torch
+from _timing import Child, median_rounds
 from PIL import Image
 
+from fewshot.allocator import reuse_freed_memory
 from fewshot.backbones import create_backbone
 from fewshot.data._base import ImageSplit
 from fewshot.features import default_channels_last, extract_cached, extract_features
@@ -86,8 +91,8 @@ def _family(name: str, split: MemorySplit, args: argparse.Namespace) -> dict[str
     }
     models = {"contiguous": model, "channels_last": copy.deepcopy(model).to(memory_format=torch.channels_last)}
 
-    def bare(fmt: str) -> None:
-        with torch.inference_mode():
+    def bare(fmt: str) -> None:  # with the allocator setting extraction runs with
+        with torch.inference_mode(), reuse_freed_memory():
             for x in batches[fmt]:
                 models[fmt](x)
 
@@ -147,6 +152,37 @@ def _family(name: str, split: MemorySplit, args: argparse.Namespace) -> dict[str
     }
 
 
+def _child_extract(name: str, n: int, img_size: int, batch_size: int):
+    """Channels-last extraction of ``name`` over a fresh :class:`MemorySplit`, as a callable
+    (built in a child process by :class:`_timing.Child`)."""
+    split = MemorySplit(n, img_size)
+    model = create_backbone(name, seed=0).eval().to(memory_format=torch.channels_last)
+    pp = resolve_preprocessing(model, img_size=img_size)
+    return lambda: extract_features(
+        model, split, preprocessing=pp, batch_size=batch_size, device="cpu", progress=False, channels_last=True
+    )
+
+
+def allocator_table(args: argparse.Namespace) -> None:
+    """Extraction with glibc's allocator as it comes vs :func:`fewshot.reuse_freed_memory`, each
+    in its own child process (``FEWSHOT_REUSE_MEMORY=0`` in one), taking turns."""
+    print(
+        f"\nextraction (channels-last), glibc's allocator as it comes (FEWSHOT_REUSE_MEMORY=0) vs freed memory "
+        f"kept for reuse (the default), each in its own process, median of {args.repeats} rounds"
+    )
+    print(f"{'model':22s} {'glibc img/s':>11s} {'reuse img/s':>11s} {'x':>5s}")
+    for name in args.models:
+        build = (_child_extract, name, args.n, args.img_size, args.batch_size)
+        children = {"glibc": Child(*build, env={"FEWSHOT_REUSE_MEMORY": "0"}), "reuse": Child(*build)}
+        try:
+            t = median_rounds(children, args.repeats)
+        finally:
+            for child in children.values():
+                child.close()
+        glibc, reuse = args.n / t["glibc"][0], args.n / t["reuse"][0]
+        print(f"{name:22s} {glibc:11.1f} {reuse:11.1f} {reuse / glibc:5.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", default=["conv4", "resnet12", "resnet18", "tf_efficientnet_lite0"])
@@ -190,6 +226,8 @@ def main() -> None:
     )
     for r in rows:
         print(_verdict(r["model"], r["extract cl / bare cl, rounds"]))
+
+    allocator_table(args)
 
     model = create_backbone("resnet18", seed=0).eval()
     pp = resolve_preprocessing(model, img_size=args.img_size)
