@@ -759,6 +759,12 @@ def test_training_and_validation_steps_run_reusing_freed_memory(tmp_path, monkey
         return forward(self, x)
 
     monkeypatch.setattr(FinetuneNet, "forward", spy)
-    finetune(tiny_config(tmp_path / "run", epochs=1, objective="ce"), split=ColourSplit())
+    on = finetune(tiny_config(tmp_path / "on", epochs=1, objective="schane"), split=ColourSplit())
     assert seen and all(seen) == (_glibc() is not None)  # training steps and validation batches
     assert not reuses_freed_memory()
+    monkeypatch.setenv("FEWSHOT_REUSE_MEMORY", "0")
+    seen.clear()
+    off = finetune(tiny_config(tmp_path / "off", epochs=1, objective="schane"), split=ColourSplit())
+    assert seen and not any(seen)
+    for name in ("backbone.safetensors", "heads.safetensors"):  # where tensors live changes, not values
+        assert (on.best / name).read_bytes() == (off.best / name).read_bytes()
