@@ -53,7 +53,14 @@ def cpu_info() -> dict[str, Any]:
         info["torch_threads"] = torch.get_num_threads()
     except (ImportError, AttributeError):  # pragma: no cover - torch is a dependency
         info["torch_capability"] = None
-    for var in ("ATEN_CPU_CAPABILITY", "OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA"):
+    for var in (
+        "ATEN_CPU_CAPABILITY",
+        "OMP_NUM_THREADS",
+        "OMP_WAIT_POLICY",
+        "MKL_CBWR",
+        "ONEDNN_MAX_CPU_ISA",
+        "FEWSHOT_REUSE_MEMORY",
+    ):
         if os.environ.get(var):
             info.setdefault("env", {})[var] = os.environ[var]
     return info
