@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import platform
 import threading
@@ -38,16 +39,15 @@ _KEEP_TRIM_THRESHOLD = 1 << 30
 
 _lock = threading.Lock()
 _depth = 0
-_libc: ctypes.CDLL | None = None
 
 
+@functools.cache
 def _glibc() -> ctypes.CDLL | None:
-    global _libc
-    if _libc is None and platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
-        libc = ctypes.CDLL(None)
-        if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim"):
-            _libc = libc
-    return _libc
+    """This process's glibc, or None elsewhere (looked up once: ``libc_ver`` reads the executable)."""
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    libc = ctypes.CDLL(None)
+    return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
 
 
 def _enabled() -> bool:
