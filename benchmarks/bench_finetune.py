@@ -228,9 +228,8 @@ def _setting_parts(name: str) -> dict:
 def _stepper(parts: dict, variant: str):
     """One training step of ``variant``: ``old`` (the code before issue 18: contiguous, float32
     views, foreach AdamW, Conv-4's published block order), ``new`` (today's defaults) or
-    ``bf16`` (new + bf16 autocast), as a callable."""
-    import copy
-
+    ``bf16`` (new + bf16 autocast), as a callable. It trains ``parts``' nets in place: each
+    child process builds its own."""
     from timm.optim import create_optimizer_v2
 
     from fewshot.training.loop import compute_loss, make_optimizer, normalize_views
@@ -242,7 +241,7 @@ def _stepper(parts: dict, variant: str):
         def views():
             return parts["floats"]
     else:
-        net, cl = copy.deepcopy(parts["new_net"]), parts["channels_last"]
+        net, cl = parts["new_net"], parts["channels_last"]
         optimizer = make_optimizer(net, lr=1e-4, weight_decay=0.05)
 
         def views():
@@ -270,7 +269,7 @@ def _child_step(setting: str, variant: str):
     from fewshot.allocator import reuse_freed_memory
 
     if variant != "old":
-        _CHILD_CONTEXT.enter_context(reuse_freed_memory())  # left when the child exits
+        _CHILD_CONTEXT.enter_context(reuse_freed_memory())  # held for the child's life
     return _stepper(_setting_parts(setting), variant)
 
 

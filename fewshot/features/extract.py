@@ -4,8 +4,9 @@
 (:mod:`fewshot.features.cache` keeps them on disk, :mod:`fewshot.features.file` is their file).
 
 Pixels are decoded, resized and cropped by ``DataLoader`` workers (or a prefetching thread) as
-``(H, W, C)`` uint8 tensors (timm's eval transform without its to-tensor step); conversion to float and normalisation happen batched on
-the device, giving the same values as timm's per-image ``ToTensor`` + ``Normalize``.
+``(H, W, C)`` uint8 tensors (timm's eval transform without its to-tensor step); conversion to
+float and normalisation happen batched on the device, giving the same values as timm's
+per-image ``ToTensor`` + ``Normalize``.
 """
 
 from __future__ import annotations
