@@ -5,7 +5,9 @@ init, nothing downloaded) at 84 px on the CPU, an in-memory split of 84×84 uint
 embedded by :func:`fewshot.features.extract_features` (PIL decode, resize, crop, batched
 normalisation, prefetch thread) with ``channels_last=False`` and ``True``; as the reference, the
 same images already transformed into normalised float tensors go through a bare
-``with torch.inference_mode(): model(x)`` loop, contiguous and channels-last. The paths are
+``with torch.inference_mode(): model(x)`` loop, contiguous and channels-last; and, as what one
+writes without fewshot, the channels-last model runs over a ``DataLoader`` of timm's eval
+transform (decode, resize, crop, ``ToTensor``, ``Normalize`` per image). The paths are
 timed in interleaved rounds (every other round in reverse order); ratios are medians over
 rounds of (time / reference time of the same round), robust to drifting load, and the smallest
 and largest per-round ratio are shown next to the median. Targets: extraction within 10 % of the
@@ -51,6 +53,19 @@ class MemorySplit(ImageSplit):
 
     def _load(self, index: int) -> Image.Image:
         return Image.fromarray(self.pixels[index])
+
+
+class _TimmDataset(torch.utils.data.Dataset):
+    """A split's images through timm's eval transform (decode, resize, crop, ToTensor, Normalize)."""
+
+    def __init__(self, split: ImageSplit, transform) -> None:
+        self.split, self.transform = split, transform
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.transform(self.split.image(index))
 
 
 def _time(fn) -> float:
@@ -109,6 +124,12 @@ def _family(name: str, split: MemorySplit, args: argparse.Namespace) -> dict[str
         )[0]
 
     pixels = _PixelDataset(split, pp)
+    images = _TimmDataset(split, transform)
+
+    def timm_loop() -> None:  # what one writes without fewshot: timm's eval transform in a DataLoader
+        with torch.inference_mode(), reuse_freed_memory():
+            for x in torch.utils.data.DataLoader(images, batch_size=args.batch_size, num_workers=0):
+                models["channels_last"](x.contiguous(memory_format=torch.channels_last))
 
     def preprocess() -> None:  # what extraction adds to the bare loop: decode, resize, crop, one thread
         for i in range(len(pixels)):
@@ -120,6 +141,7 @@ def _family(name: str, split: MemorySplit, args: argparse.Namespace) -> dict[str
         "bare channels_last": lambda: bare("channels_last"),
         "extract contiguous": lambda: extract(False),
         "extract channels_last": lambda: extract(True),
+        "timm loop": timm_loop,
     }
     for fn in paths.values():  # warm-up (allocator, oneDNN primitives)
         fn()
@@ -144,6 +166,7 @@ def _family(name: str, split: MemorySplit, args: argparse.Namespace) -> dict[str
         "cl/contig bare": ratio("bare channels_last", "bare contiguous"),
         "extract cl / bare cl": ratio("extract channels_last", "bare channels_last"),
         "extract cl / bare cl, rounds": ratios("extract channels_last", "bare channels_last"),
+        "extract cl / timm loop": ratio("extract channels_last", "timm loop"),
         # the least extraction can add on this machine: the preprocessing's CPU time spread over
         # the cores the bare loop already keeps busy (torch's threads)
         "floor": ratio("preprocess", "bare channels_last") / torch.get_num_threads(),
@@ -201,13 +224,14 @@ def main() -> None:
     )
     head = (
         f"{'model':22s} {'bare':>7s} {'bare CL':>8s} {'extract':>8s} {'extr. CL':>9s} "
-        f"{'CL/contig':>10s} {'CL/contig':>10s} {'extr.CL':>8s} {'rounds':>15s} {'floor':>6s} {'max|diff|':>10s}"
-        "  default"
+        f"{'CL/contig':>10s} {'CL/contig':>10s} {'extr.CL':>8s} {'rounds':>15s} {'floor':>6s} {'timm':>8s} {'extr.CL':>8s} "
+        f"{'max|diff|':>10s}  default"
     )
     print(head)
     print(
         f"{'':22s} {'img/s':>7s} {'img/s':>8s} {'img/s':>8s} {'img/s':>9s} "
-        f"{'extract':>10s} {'bare':>10s} {'/bareCL':>8s} {'min..max':>15s} {'':>6s} {'/max|f|':>10s}"
+        f"{'extract':>10s} {'bare':>10s} {'/bareCL':>8s} {'min..max':>15s} {'':>6s} {'loop':>8s} {'/timm':>8s} "
+        f"{'/max|f|':>10s}"
     )
     for r in rows:
         print(
@@ -215,14 +239,17 @@ def main() -> None:
             f"{r['extract contiguous img/s']:8.1f} {r['extract channels_last img/s']:9.1f} "
             f"{r['cl/contig extract']:10.3f} {r['cl/contig bare']:10.3f} {r['extract cl / bare cl'] - 1:+8.1%} "
             f"{_spread(r['extract cl / bare cl, rounds']):>15s} "
-            f"{r['floor']:+6.1%} {r['max |diff| / max |f|']:10.1e}  {r['default']}"
+            f"{r['floor']:+6.1%} {r['timm loop img/s']:8.1f} {r['extract cl / timm loop'] - 1:+8.1%} "
+            f"{r['max |diff| / max |f|']:10.1e}  {r['default']}"
         )
     print(
         "CL/contig: median over rounds of (channels-last time / contiguous time), < 1 means channels-last "
         "is faster; extr.CL/bareCL: extraction vs the bare channels-last loop, target within +10%; floor: "
         "one-thread preprocessing time / (threads x bare CL time), what extraction adds at the least when "
         "the bare loop already keeps every core busy; rounds: the smallest and largest of the per-round "
-        "extr.CL/bareCL ratios (how much the machine's load moved them)"
+        "extr.CL/bareCL ratios (how much the machine's load moved them); timm loop: the loop one writes "
+        "without fewshot (timm's eval transform per image in a DataLoader, channels-last model), "
+        "extr.CL/timm: extraction vs that loop"
     )
     for r in rows:
         print(_verdict(r["model"], r["extract cl / bare cl, rounds"]))
