@@ -91,6 +91,25 @@ def test_extract_feeds_bitwise_the_per_image_timm_inputs(channels_last, tensor_i
     assert torch.equal(got, want)
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_normalizer_is_bitwise_the_broadcast_normalisation(channels_last):
+    # the tiled channels-last path against the plain (1, C, 1, 1) broadcast, for two input sizes
+    from fewshot.features.extract import _Normalizer
+    from fewshot.transforms import Preprocessing
+
+    pp = Preprocessing((3, 7, 5), "bicubic", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 0.875, "center")
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    normalize = _Normalizer(pp, torch.device("cpu"), fmt)
+    mean, std = torch.tensor(pp.mean).view(1, -1, 1, 1), torch.tensor(pp.std).view(1, -1, 1, 1)
+    g = torch.Generator().manual_seed(0)
+    for shape in [(4, 7, 5, 3), (2, 6, 9, 3), (4, 7, 5, 3)]:
+        pixels = torch.randint(0, 256, shape, generator=g, dtype=torch.uint8)
+        got = normalize(pixels)
+        want = pixels.permute(0, 3, 1, 2).float().div(255).sub(mean).div(std)
+        assert got.shape == want.shape and got.is_contiguous(memory_format=fmt)
+        assert torch.equal(got, want)
+
+
 def test_extract_restores_mode_and_uses_model_preprocessing():
     split, model = MemorySplit(size=8), _model()
     model.train()
