@@ -10,7 +10,8 @@ writes without fewshot, the channels-last model runs over a ``DataLoader`` of ti
 transform (decode, resize, crop, ``ToTensor``, ``Normalize`` per image). The paths are
 timed in interleaved rounds (every other round in reverse order); ratios are medians over
 rounds of (time / reference time of the same round), robust to drifting load, and the smallest
-and largest per-round ratio are shown next to the median. Targets: extraction within 10 % of the
+and largest per-round ratio are shown next to the median, and the median per-round ratio of CPU
+time (this process, all threads) next to that. Targets: extraction within 10 % of the
 bare channels-last loop (one line per family: met in every round, met by the median only, or
 not met); the default memory format of a family (:data:`fewshot.features.CHANNELS_LAST_FAMILIES`)
 is the faster one. The bare loops run inside :func:`fewshot.reuse_freed_memory`, as extraction
@@ -69,9 +70,14 @@ class _TimmDataset(torch.utils.data.Dataset):
 
 
 def _time(fn) -> float:
-    t0 = time.perf_counter()
+    return _wall_cpu(fn)[0]
+
+
+def _wall_cpu(fn) -> tuple[float, float]:
+    """Wall-clock and CPU seconds (this process, all its threads) of one call of ``fn``."""
+    t0, c0 = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def _spread(ratios: list[float]) -> str:
@@ -146,9 +152,12 @@ def _family(name: str, split: MemorySplit, args: argparse.Namespace) -> dict[str
     for fn in paths.values():  # warm-up (allocator, oneDNN primitives)
         fn()
     times: dict[str, list[float]] = {k: [] for k in paths}
+    cpu: dict[str, list[float]] = {k: [] for k in paths}
     for r in range(args.repeats):  # taking turns, every other round in reverse order
         for k in list(paths) if r % 2 == 0 else list(paths)[::-1]:
-            times[k].append(_time(paths[k]))
+            wall, used = _wall_cpu(paths[k])
+            times[k].append(wall)
+            cpu[k].append(used)
     a, b = extract(False), extract(True)
     scale = float(np.abs(a).max()) or 1.0
 
@@ -167,6 +176,9 @@ def _family(name: str, split: MemorySplit, args: argparse.Namespace) -> dict[str
         "extract cl / bare cl": ratio("extract channels_last", "bare channels_last"),
         "extract cl / bare cl, rounds": ratios("extract channels_last", "bare channels_last"),
         "extract cl / timm loop": ratio("extract channels_last", "timm loop"),
+        "extract cl / bare cl, cpu": statistics.median(
+            x / y for x, y in zip(cpu["extract channels_last"], cpu["bare channels_last"])
+        ),
         # the least extraction can add on this machine: the preprocessing's CPU time spread over
         # the cores the bare loop already keeps busy (torch's threads)
         "floor": ratio("preprocess", "bare channels_last") / torch.get_num_threads(),
@@ -224,13 +236,13 @@ def main() -> None:
     )
     head = (
         f"{'model':22s} {'bare':>7s} {'bare CL':>8s} {'extract':>8s} {'extr. CL':>9s} "
-        f"{'CL/contig':>10s} {'CL/contig':>10s} {'extr.CL':>8s} {'rounds':>15s} {'floor':>6s} {'timm':>8s} {'extr.CL':>8s} "
+        f"{'CL/contig':>10s} {'CL/contig':>10s} {'extr.CL':>8s} {'rounds':>15s} {'CPU':>6s} {'floor':>6s} {'timm':>8s} {'extr.CL':>8s} "
         f"{'max|diff|':>10s}  default"
     )
     print(head)
     print(
         f"{'':22s} {'img/s':>7s} {'img/s':>8s} {'img/s':>8s} {'img/s':>9s} "
-        f"{'extract':>10s} {'bare':>10s} {'/bareCL':>8s} {'min..max':>15s} {'':>6s} {'loop':>8s} {'/timm':>8s} "
+        f"{'extract':>10s} {'bare':>10s} {'/bareCL':>8s} {'min..max':>15s} {'time':>6s} {'':>6s} {'loop':>8s} {'/timm':>8s} "
         f"{'/max|f|':>10s}"
     )
     for r in rows:
@@ -238,7 +250,7 @@ def main() -> None:
             f"{r['model']:22s} {r['bare contiguous img/s']:7.1f} {r['bare channels_last img/s']:8.1f} "
             f"{r['extract contiguous img/s']:8.1f} {r['extract channels_last img/s']:9.1f} "
             f"{r['cl/contig extract']:10.3f} {r['cl/contig bare']:10.3f} {r['extract cl / bare cl'] - 1:+8.1%} "
-            f"{_spread(r['extract cl / bare cl, rounds']):>15s} "
+            f"{_spread(r['extract cl / bare cl, rounds']):>15s} {r['extract cl / bare cl, cpu'] - 1:+6.1%} "
             f"{r['floor']:+6.1%} {r['timm loop img/s']:8.1f} {r['extract cl / timm loop'] - 1:+8.1%} "
             f"{r['max |diff| / max |f|']:10.1e}  {r['default']}"
         )
@@ -247,7 +259,9 @@ def main() -> None:
         "is faster; extr.CL/bareCL: extraction vs the bare channels-last loop, target within +10%; floor: "
         "one-thread preprocessing time / (threads x bare CL time), what extraction adds at the least when "
         "the bare loop already keeps every core busy; rounds: the smallest and largest of the per-round "
-        "extr.CL/bareCL ratios (how much the machine's load moved them); timm loop: the loop one writes "
+        "extr.CL/bareCL ratios (how much the machine's load moved them); CPU time: the median per-round "
+        "ratio of the same two paths' CPU time (this process, all threads: the work extraction adds, counted "
+        "apart from waiting); timm loop: the loop one writes "
         "without fewshot (timm's eval transform per image in a DataLoader, channels-last model), "
         "extr.CL/timm: extraction vs that loop"
     )
