@@ -28,11 +28,10 @@ import argparse
 import copy
 import statistics
 import tempfile
-import time
 
 import numpy as np
 import torch
-from _timing import Child, median_rounds
+from _timing import Child, local, median_rounds
 from PIL import Image
 
 from fewshot.allocator import reuse_freed_memory
@@ -70,14 +69,7 @@ class _TimmDataset(torch.utils.data.Dataset):
 
 
 def _time(fn) -> float:
-    return _wall_cpu(fn)[0]
-
-
-def _wall_cpu(fn) -> tuple[float, float]:
-    """Wall-clock and CPU seconds (this process, all its threads) of one call of ``fn``."""
-    t0, c0 = time.perf_counter(), time.process_time()
-    fn()
-    return time.perf_counter() - t0, time.process_time() - c0
+    return local(fn)(1)[0]
 
 
 def _spread(ratios: list[float]) -> str:
@@ -155,7 +147,7 @@ def _family(name: str, split: MemorySplit, args: argparse.Namespace) -> dict[str
     cpu: dict[str, list[float]] = {k: [] for k in paths}
     for r in range(args.repeats):  # taking turns, every other round in reverse order
         for k in list(paths) if r % 2 == 0 else list(paths)[::-1]:
-            wall, used = _wall_cpu(paths[k])
+            wall, used = local(paths[k])(1)  # (wall, CPU) seconds of one call
             times[k].append(wall)
             cpu[k].append(used)
     a, b = extract(False), extract(True)
