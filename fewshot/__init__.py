@@ -94,6 +94,7 @@ _EXPORTS: dict[str, str] = {
     "list_datasets": "fewshot.data",
     "check_split": "fewshot.data",
     "create_backbone": "fewshot.backbones",
+    "fold_batchnorm": "fewshot.backbones",
     "Preprocessing": "fewshot.transforms",
     "resolve_preprocessing": "fewshot.transforms",
     "eval_transform": "fewshot.transforms",

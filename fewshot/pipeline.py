@@ -77,6 +77,7 @@ def extract_to_file(
     run: str | None = None,
     pretrained_on: str | None = None,
     channels_last: bool | None = None,
+    fold_batchnorm: bool = True,
 ) -> ExtractResult:
     """Features of ``dataset``/``split`` from a backbone or a fine-tuned checkpoint, to ``out``.
 
@@ -97,7 +98,8 @@ def extract_to_file(
     :class:`~fewshot.overlap.PretrainingOverlapWarning` is issued and the feature file's
     manifest records ``pretraining_overlap`` (:func:`fewshot.overlap.overlap_summary`).
     ``channels_last``: the memory format of the forward passes, as
-    :func:`~fewshot.features.extract_features` (None: by backbone family).
+    :func:`~fewshot.features.extract_features` (None: by backbone family); ``fold_batchnorm``:
+    BatchNorm folded into the convolutions for the forward passes (default), as there.
 
     Raises:
         ValueError: conflicting or missing arguments, an output not ending in ``.npz``, a bad
@@ -132,6 +134,7 @@ def extract_to_file(
         manifest=record,
         run=src.run,
         channels_last=channels_last,
+        fold_batchnorm=fold_batchnorm,
     )
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if use_cache and out.parent.resolve() == cache.resolve():

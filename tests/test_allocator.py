@@ -18,7 +18,8 @@ glibc = pytest.mark.skipif(
     platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc's malloc only"
 )
 
-BIG = 48 << 20  # bytes: above glibc's largest mmap threshold (32 MiB), so mmap'd by default
+BIG = 256 << 20  # bytes: above glibc's largest mmap threshold (32 MiB), so mmap'd by default, and
+# larger than any hole earlier tests leave in the heap (which malloc would serve it from)
 
 
 def _faults_of_a_second_allocation(tries: int = 3) -> int:

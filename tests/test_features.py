@@ -327,7 +327,13 @@ def test_cli_extract_backbone(tmp_path, toy_data, capsys):
         manifest = json.loads(str(data["manifest"]))
     assert manifest["preprocessing"]["input_size"] == [3, 32, 32]
     assert manifest["backbone"] == "conv4" and manifest["source"] == {"pretrained": None, "seed": 0}
+    assert manifest["batchnorm"] == "folded"
     assert "wrote" in capsys.readouterr().out
+    plain = tmp_path / "plain.npz"
+    assert main([*argv[:-1], str(plain), "--no-fold-batchnorm"]) == 0
+    with np.load(out, allow_pickle=False) as a, np.load(plain, allow_pickle=False) as b:
+        assert json.loads(str(b["manifest"]))["batchnorm"] == "as trained"
+        np.testing.assert_allclose(a["features"], b["features"], rtol=0, atol=1e-5 * np.abs(b["features"]).max())
 
 
 def test_cli_extract_checkpoint_uses_recorded_preprocessing_and_cache(tmp_path, toy_data, capsys):

@@ -13,6 +13,8 @@ pretrained config (84 px, ImageNet mean/std, bilinear, ``crop_pct=1.0``).
 - :mod:`fewshot.backbones.conv4` -- :class:`Conv4` (``conv4``);
 - :mod:`fewshot.backbones.resnet12` -- :class:`ResNet12` (``resnet12``, ``resnet12_narrow``)
   and :class:`FewShotResNet12` (``resnet12_fsl``, the FEAT / RFS / easyfsl / LibFewShot layout);
+- :mod:`fewshot.backbones.fold` -- :func:`fold_batchnorm`, eval-mode BatchNorm folded into the
+  convolution before it (what feature extraction runs by default);
 - :mod:`fewshot.backbones.weights` -- reading weight files, converting published layouts,
   loading them with a :class:`~fewshot.backbones.weights.LoadReport`, fingerprinting them
   (:func:`~fewshot.backbones.weights.state_dict_sha256`).
@@ -20,6 +22,15 @@ pretrained config (84 px, ImageNet mean/std, bilinear, ``crop_pct=1.0``).
 
 from fewshot.backbones._factory import create_backbone, suggest_models
 from fewshot.backbones.conv4 import Conv4
+from fewshot.backbones.fold import fold_batchnorm, foldable_pairs
 from fewshot.backbones.resnet12 import FewShotResNet12, ResNet12
 
-__all__ = ["create_backbone", "suggest_models", "Conv4", "ResNet12", "FewShotResNet12"]
+__all__ = [
+    "create_backbone",
+    "suggest_models",
+    "Conv4",
+    "ResNet12",
+    "FewShotResNet12",
+    "fold_batchnorm",
+    "foldable_pairs",
+]

@@ -87,6 +87,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="channels-last memory format for the forward passes (default: on for "
         "conv4, resnet12 and timm ResNets/EfficientNets, off otherwise)",
     )
+    run_.add_argument(
+        "--fold-batchnorm",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="fold each BatchNorm into the convolution before it for the forward passes: the same "
+        "features up to float rounding, faster (default: on)",
+    )
     run_.add_argument("--no-cache", action="store_true", help="neither read nor write the feature cache")
     run_.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--out", required=True, metavar="FILE.npz", help="feature file to write")
@@ -116,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
         run=args.run,
         pretrained_on=args.pretrained_on,
         channels_last=args.channels_last,
+        fold_batchnorm=args.fold_batchnorm,
     )
     how = "from cache" if res.cache_hit else f"in {res.seconds:.1f}s"
     print(

@@ -126,11 +126,13 @@ def feature_cache_key(
     precision: str,
     run: str = "",
     memory_format: str = "contiguous",
+    fold_batchnorm: bool = False,
 ) -> str:
     """SHA-256 of the canonical JSON of everything that determines the feature file
     (the training ``run`` name is recorded in the file, so it is part of the key). The memory
-    format (``"contiguous"`` or ``"channels_last"``, whose features differ at float rounding)
-    enters the key only when it is channels-last, so contiguous keys are those of before."""
+    format (``"contiguous"`` or ``"channels_last"``) and BatchNorm folding, whose features
+    differ at float rounding, enter the key only when channels-last or folded, so the keys of
+    contiguous, unfolded features are those of before."""
     payload = {
         "model": model_id,
         "split": dict(split_id),
@@ -141,6 +143,8 @@ def feature_cache_key(
     }
     if memory_format != "contiguous":
         payload["memory_format"] = memory_format
+    if fold_batchnorm:
+        payload["batchnorm"] = "folded"
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -169,6 +173,7 @@ def _key(
     model_id: Mapping[str, Any] | str | None,
     run: str = "",
     channels_last: bool | None = None,
+    fold_batchnorm: bool = True,
 ) -> tuple[str, dict[str, Any]]:
     dev = resolve_device(device)
     pp = preprocessing if preprocessing is not None else resolve_preprocessing(model)
@@ -180,9 +185,12 @@ def _key(
         "precision": "bf16" if dev.type == "cuda" else "fp32",
         "memory_format": "channels_last" if cl else "contiguous",
         "channels_last": cl,
+        "fold_batchnorm": fold_batchnorm,
         "device": dev,
     }
-    key = feature_cache_key(info["model"], info["split"], pp, info["precision"], run, info["memory_format"])
+    key = feature_cache_key(
+        info["model"], info["split"], pp, info["precision"], run, info["memory_format"], fold_batchnorm
+    )
     return key, info
 
 
@@ -200,13 +208,15 @@ def write_features(
     manifest: Mapping[str, Any] | None = None,
     run: str = "",
     channels_last: bool | None = None,
+    fold_batchnorm: bool = True,
 ) -> str:
     """:func:`extract_features`, then :func:`save_features` to ``path`` with the cache key and a
-    manifest (``manifest`` plus model, split, preprocessing, precision, memory format, time).
+    manifest (``manifest`` plus model, split, preprocessing, precision, memory format,
+    BatchNorm folding, time).
     Returns the fingerprint. Arguments and errors as :func:`extract_features` and
     :func:`extract_cached`.
     """
-    key, info = _key(model, split, preprocessing, device, model_id, run, channels_last)
+    key, info = _key(model, split, preprocessing, device, model_id, run, channels_last, fold_batchnorm)
     pp, dev = info["preprocessing"], info["device"]
     t0 = time.perf_counter()
     features, labels = extract_features(
@@ -218,6 +228,7 @@ def write_features(
         device=dev,
         progress=progress,
         channels_last=info["channels_last"],
+        fold_batchnorm=fold_batchnorm,
     )
     sid = info["split"]
     record = {
@@ -227,6 +238,7 @@ def write_features(
         "preprocessing": pp.to_dict(),
         "precision": info["precision"],
         "memory_format": info["memory_format"],
+        "batchnorm": "folded" if fold_batchnorm else "as trained",
         "device": str(dev),
         "seconds": round(time.perf_counter() - t0, 3),
     }
@@ -257,19 +269,21 @@ def extract_cached(
     manifest: Mapping[str, Any] | None = None,
     run: str = "",
     channels_last: bool | None = None,
+    fold_batchnorm: bool = True,
 ) -> tuple[Path, bool]:
     """Features of ``split`` as a feature file in ``cache_dir``, computed at most once.
 
     The file is ``cache_dir/<dataset>-<split>-<key[:16]>.npz`` where the key
     (:func:`feature_cache_key`) covers the model (``model_id``, default
     :func:`model_identity`, which hashes the weights), the split (:func:`split_identity`),
-    the preprocessing, the precision (bf16 on CUDA, fp32 on the CPU) and the memory format
-    (channels-last or not, see :func:`~fewshot.features.extract.default_channels_last`). An existing, intact
+    the preprocessing, the precision (bf16 on CUDA, fp32 on the CPU), the memory format
+    (channels-last or not, see :func:`~fewshot.features.extract.default_channels_last`) and
+    whether BatchNorm is folded. An existing, intact
     file with that key is a hit: no forward pass runs. A damaged one is recomputed.
 
     Args:
-        model, split, preprocessing, batch_size, num_workers, device, progress, channels_last:
-            as :func:`extract_features`.
+        model, split, preprocessing, batch_size, num_workers, device, progress, channels_last,
+        fold_batchnorm: as :func:`extract_features`.
         cache_dir: directory of feature files (created when missing).
         model_id: identity of the model for the key (e.g. a checkpoint's SHA-256), when
             hashing its state dict is not wanted.
@@ -282,7 +296,7 @@ def extract_cached(
     Raises:
         As :func:`extract_features`.
     """
-    key, info = _key(model, split, preprocessing, device, model_id, run, channels_last)
+    key, info = _key(model, split, preprocessing, device, model_id, run, channels_last, fold_batchnorm)
     sid = info["split"]
     path = Path(cache_dir) / f"{_safe(sid['dataset'])}-{_safe(sid['split'])}-{key[:16]}.npz"
     if path.is_file():
@@ -302,6 +316,7 @@ def extract_cached(
         manifest=manifest,
         run=run,
         channels_last=info["channels_last"],
+        fold_batchnorm=fold_batchnorm,
     )
     return path, False
 

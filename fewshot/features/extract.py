@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from fewshot._device import resolve_device
 from fewshot._validate import check_int
 from fewshot.allocator import reuse_freed_memory_on
+from fewshot.backbones.fold import fold_batchnorm
 from fewshot.transforms import Preprocessing, frame_transform, resolve_preprocessing
 
 __all__ = [
@@ -187,6 +188,19 @@ def _embed(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return model(x)
 
 
+def _folded(model: nn.Module, pp: Preprocessing, dev: torch.device, memory_format: torch.memory_format) -> nn.Module:
+    """:func:`~fewshot.backbones.fold.fold_batchnorm` of ``model``, checked on two random inputs
+    of its input size (a fixed seed)."""
+    example = torch.randn(2, *pp.input_size, generator=torch.Generator().manual_seed(0))
+    return fold_batchnorm(model, example.to(dev).contiguous(memory_format=memory_format), forward=_embed)
+
+
+def _restore(model: nn.Module, was_training: bool, restore_layout: bool) -> None:
+    if restore_layout:
+        model.to(memory_format=torch.contiguous_format)
+    model.train(was_training)
+
+
 def extract_features(
     model: nn.Module,
     split: Any,
@@ -197,6 +211,7 @@ def extract_features(
     device: torch.device | str | None = None,
     progress: bool = True,
     channels_last: bool | None = None,
+    fold_batchnorm: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Embed every item of ``split`` with a frozen backbone.
 
@@ -217,13 +232,18 @@ def extract_features(
         channels_last: run the model and its inputs in channels-last memory format (same
             features up to float rounding); None (default): :func:`default_channels_last`.
             The model's parameters are converted for the extraction and restored afterwards.
+        fold_batchnorm: run a copy of the model with each BatchNorm that follows a convolution
+            folded into it (:func:`fewshot.backbones.fold_batchnorm`: the same features up to
+            float rounding, checked on a random batch, without the BatchNorm passes); the
+            model itself is not changed. Default True.
 
     Returns:
         ``(features, labels)``: ``(N, d)`` float32 and ``(N,)`` int64 (``split.labels``).
 
     Raises:
         ValueError: empty split, ``batch_size < 1``, ``num_workers < 0``, ``channels_last``
-            not a bool or None, or a model whose output is not ``(B, d)``.
+            not a bool or None, ``fold_batchnorm`` not a bool, or a model whose output is not
+            ``(B, d)``.
     """
     n = len(split)
     if n == 0:
@@ -232,6 +252,8 @@ def extract_features(
     dev = resolve_device(device)
     workers = default_num_workers(dev) if num_workers is None else check_int("num_workers", num_workers, low=0)
     cl = resolve_channels_last(model, channels_last)
+    if not isinstance(fold_batchnorm, bool):
+        raise ValueError(f"fold_batchnorm must be True or False, got {fold_batchnorm!r}")
     memory_format = torch.channels_last if cl else torch.contiguous_format
     pp = preprocessing if preprocessing is not None else resolve_preprocessing(model)
     labels = np.asarray(split.labels, dtype=np.int64)
@@ -262,10 +284,11 @@ def extract_features(
             reuse_freed_memory_on(dev),
             tqdm(total=n, unit="img", desc="features", disable=not progress, leave=False) as bar,
         ):
+            net = _folded(model, pp, dev, memory_format) if fold_batchnorm else model
             for pixels in batches:
                 x = normalize(pixels.to(dev, non_blocking=True))
                 with autocast:
-                    f = _embed(model, x)
+                    f = _embed(net, x)
                 if f.ndim != 2 or f.shape[0] != x.shape[0]:
                     raise ValueError(
                         f"backbone output has shape {tuple(f.shape)}, expected (batch, features); "
@@ -280,9 +303,7 @@ def extract_features(
     finally:
         if isinstance(batches, Generator):
             batches.close()  # stops the prefetch thread
-        if restore_layout:
-            model.to(memory_format=torch.contiguous_format)
-        model.train(was_training)
+        _restore(model, was_training, restore_layout)
     if out is None or start != n:
         raise RuntimeError(f"the loader yielded {start} items for a split of {n}")
     bad = ~np.isfinite(out).all(axis=1)
