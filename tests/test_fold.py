@@ -139,3 +139,13 @@ def test_extraction_folds_by_default_and_keys_it(tmp_path):
     with np.load(a) as fa, np.load(b) as fb:
         assert json.loads(str(fa["manifest"]))["batchnorm"] == "folded"
         assert json.loads(str(fb["manifest"]))["batchnorm"] == "as trained"
+
+
+def test_the_copy_shares_only_what_folding_does_not_change():
+    model = _randomise_norms(create_backbone("resnet12_narrow", seed=0))
+    folded = fold_batchnorm(model, _batch(1))
+    mine = {id(p) for p in model.parameters()}
+    convs = {n for n, _ in foldable_pairs(model, _batch(1))}
+    for name, p in folded.named_parameters():
+        module = name.rpartition(".")[0]
+        assert (id(p) in mine) == (module not in convs), name

@@ -71,6 +71,11 @@ def foldable_pairs(model: nn.Module, example: torch.Tensor, *, forward: Forward 
     Returns:
         The pairs in the order the BatchNorms ran.
     """
+    return _probe(model, example, forward)[0]
+
+
+def _probe(model: nn.Module, example: torch.Tensor, forward: Forward) -> tuple[list[tuple[str, str]], torch.Tensor]:
+    """:func:`foldable_pairs` and the model's output, from one forward pass."""
     outputs: dict[int, tuple[str, torch.Tensor]] = {}  # id of a conv's output -> (name, the tensor)
     calls: dict[str, int] = {}
     norm_inputs: list[tuple[str, torch.Tensor]] = []
@@ -97,7 +102,7 @@ def foldable_pairs(model: nn.Module, example: torch.Tensor, *, forward: Forward 
             handles.append(module.register_forward_pre_hook(norm_hook(name)))
     try:
         with torch.inference_mode():
-            forward(model, example)
+            output = forward(model, example)
     finally:
         for handle in handles:
             handle.remove()
@@ -108,19 +113,20 @@ def foldable_pairs(model: nn.Module, example: torch.Tensor, *, forward: Forward 
             continue
         used.add(conv)
         pairs.append((conv, norm))
-    return pairs
+    return pairs, output
 
 
 @torch.no_grad()
 def _fold(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> None:
-    """Scale ``conv``'s weight and set its bias so that it computes ``norm(conv(x))``."""
+    """Scale ``conv``'s weight and set its bias so that it computes ``norm(conv(x))`` (the
+    per-channel scale and bias in float64, the weight scaled in place in its own dtype)."""
     mean, var = norm.running_mean.double(), norm.running_var.double()
     gamma = norm.weight.double() if norm.weight is not None else torch.ones_like(mean)
     beta = norm.bias.double() if norm.bias is not None else torch.zeros_like(mean)
     scale = gamma / torch.sqrt(var + norm.eps)
     bias = conv.bias.double() if conv.bias is not None else torch.zeros_like(mean)
     weight = conv.weight
-    conv.weight.copy_((weight.double() * scale.view(-1, *([1] * (weight.ndim - 1)))).to(weight.dtype))
+    weight.mul_(scale.to(weight.dtype).view(-1, *([1] * (weight.ndim - 1))))
     folded = ((bias - mean) * scale + beta).to(weight.dtype)
     if conv.bias is None:
         conv.bias = nn.Parameter(folded, requires_grad=weight.requires_grad)
@@ -149,7 +155,9 @@ def fold_batchnorm(
     The copy's output for ``example`` must match the original's within
     ``rtol · max|original output|`` (float32 folding moves it by about 1e-6 of that); when it
     does not, a warning is logged and ``model`` is returned unchanged. ``model`` is never
-    modified.
+    modified. The copy has its own modules and its own tensors for the folded convolutions;
+    every other parameter and buffer is shared with ``model`` (no second copy of the weights
+    in memory), so it is meant for inference: training either one changes the other.
 
     Args:
         model: a network in eval mode, e.g. a backbone ``(B, 3, H, W) -> (B, d)``.
@@ -169,15 +177,17 @@ def fold_batchnorm(
     if _hooked(model):
         logger.info("not folding BatchNorm in %s: it has forward hooks", type(model).__name__)
         return model
-    pairs = foldable_pairs(model, example, forward=forward)
+    pairs, want = _probe(model, example, forward)
     if not pairs:
         return model
-    folded = copy.deepcopy(model)
+    changed = {id(t) for conv, _ in pairs for t in model.get_submodule(conv).parameters()}
+    shared = {id(t): t for t in (*model.parameters(), *model.buffers()) if id(t) not in changed}
+    folded = copy.deepcopy(model, shared)  # new modules; only the folded convolutions' tensors copied
     for conv, norm in pairs:
         _fold(folded.get_submodule(conv), folded.get_submodule(norm))
         _set(folded, norm, _replacement(folded.get_submodule(norm)))
     with torch.inference_mode():
-        want, got = forward(model, example).float(), forward(folded, example).float()
+        want, got = want.float(), forward(folded, example).float()
     scale = float(want.abs().max()) or 1.0
     err = float((got - want).abs().max()) / scale if got.shape == want.shape else float("inf")
     if not err <= rtol:

@@ -189,9 +189,9 @@ def _embed(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def _folded(model: nn.Module, pp: Preprocessing, dev: torch.device, memory_format: torch.memory_format) -> nn.Module:
-    """:func:`~fewshot.backbones.fold.fold_batchnorm` of ``model``, checked on two random inputs
-    of its input size (a fixed seed)."""
-    example = torch.randn(2, *pp.input_size, generator=torch.Generator().manual_seed(0))
+    """:func:`~fewshot.backbones.fold.fold_batchnorm` of ``model``, probed and checked on one
+    random input of its input size (a fixed seed): two forward passes of one image."""
+    example = torch.randn(1, *pp.input_size, generator=torch.Generator().manual_seed(0))
     return fold_batchnorm(model, example.to(dev).contiguous(memory_format=memory_format), forward=_embed)
 
 
