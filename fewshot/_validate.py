@@ -53,6 +53,17 @@ def check_int(name: str, value: Any, *, low: int = 1, high: int | None = None) -
     return int(value)
 
 
+def check_bool(name: str, value: Any) -> bool:
+    """``value``, checked to be ``True`` or ``False``.
+
+    Raises:
+        ValueError: anything else, e.g. ``fold_batchnorm must be True or False, got 'yes'``.
+    """
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
 def check_optional_int(name: str, value: Any, *, low: int = 1, high: int | None = None) -> int | None:
     """:func:`check_int`, letting ``None`` through (meaning "not set")."""
     return None if value is None else check_int(name, value, low=low, high=high)

@@ -132,6 +132,8 @@ def test_extraction_folds_by_default_and_keys_it(tmp_path):
     with pytest.raises(ValueError, match="fold_batchnorm must be True or False, got 'yes'"):
         extract_features(model, split, preprocessing=pp, progress=False, fold_batchnorm="yes")
     a, hit_a = extract_cached(model, split, tmp_path, preprocessing=pp, progress=False)
+    with pytest.raises(ValueError, match="fold_batchnorm must be True or False, got 1"):  # a hit, too
+        extract_cached(model, split, tmp_path, preprocessing=pp, progress=False, fold_batchnorm=1)
     b, hit_b = extract_cached(model, split, tmp_path, preprocessing=pp, progress=False, fold_batchnorm=False)
     assert not hit_a and not hit_b and a != b
     import json

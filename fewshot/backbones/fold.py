@@ -11,8 +11,8 @@ A BatchNorm is folded only when the profile of one forward pass shows that its i
 output tensor of a plain convolution (``nn.Conv2d`` or timm's ``Conv2dSame``, each called once),
 and the folded copy is then checked against the original on that pass: a network that uses a
 convolution's raw output elsewhere too (which hooks cannot see) fails the check and is returned
-unfolded, with a warning in the log. Weight-standardising convolutions (timm's ``StdConv2d``),
-BatchNorms without running statistics are never folded, and a model with forward hooks
+unfolded, with a warning in the log. Weight-standardising convolutions (timm's ``StdConv2d``)
+and BatchNorms without running statistics are never folded, and a model with forward hooks
 is left as it is (its hooks see what they saw).
 """
 

@@ -25,6 +25,7 @@ from torch import nn
 from fewshot._cache import default_cache_dir as _default_cache_dir
 from fewshot._device import resolve_device
 from fewshot._io import sha256_arrays
+from fewshot._validate import check_bool
 from fewshot.backbones.weights import state_dict_sha256
 from fewshot.features.extract import extract_features, resolve_channels_last
 from fewshot.features.file import save_features
@@ -178,6 +179,7 @@ def _key(
     dev = resolve_device(device)
     pp = preprocessing if preprocessing is not None else resolve_preprocessing(model)
     cl = resolve_channels_last(model, channels_last)
+    fold_batchnorm = check_bool("fold_batchnorm", fold_batchnorm)
     info = {
         "model": model_identity(model) if model_id is None else model_id,
         "split": split_identity(split),

@@ -25,7 +25,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from fewshot._device import resolve_device
-from fewshot._validate import check_int
+from fewshot._validate import check_bool, check_int
 from fewshot.allocator import reuse_freed_memory_on
 from fewshot.backbones.fold import fold_batchnorm
 from fewshot.transforms import Preprocessing, frame_transform, resolve_preprocessing
@@ -252,8 +252,7 @@ def extract_features(
     dev = resolve_device(device)
     workers = default_num_workers(dev) if num_workers is None else check_int("num_workers", num_workers, low=0)
     cl = resolve_channels_last(model, channels_last)
-    if not isinstance(fold_batchnorm, bool):
-        raise ValueError(f"fold_batchnorm must be True or False, got {fold_batchnorm!r}")
+    fold_batchnorm = check_bool("fold_batchnorm", fold_batchnorm)
     memory_format = torch.channels_last if cl else torch.contiguous_format
     pp = preprocessing if preprocessing is not None else resolve_preprocessing(model)
     labels = np.asarray(split.labels, dtype=np.int64)
